@@ -1,0 +1,110 @@
+"""The compiled CPU selective scan (csrc/selective_scan_cpu.c), built on first use and called via ctypes.
+
+The C file has no dependency beyond libc and OpenMP, so building it takes about a second with the
+system C compiler. The library is cached under ``$AVSSM_CACHE_DIR`` (default ``~/.cache/avssm``),
+keyed by the source, the flags and this CPU. Where no compiler is found, or ``AVSSM_CPU_KERNEL=0``,
+:func:`available` is False and the PyTorch path runs instead. Forward only: no autograd.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.c"
+_FLAGS = ["-O3", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
+_lock = threading.Lock()
+_lib = None
+_failed = False
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _arch_flags(compiler: str) -> list[str]:
+    # -march=native lets the compiler vectorize expf over the state dimension (AVX2/AVX-512).
+    probe = subprocess.run([compiler, "-march=native", "-E", "-x", "c", "-"], input=b"",
+                           capture_output=True)
+    return ["-march=native"] if probe.returncode == 0 else []
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    flags = _FLAGS + _arch_flags(compiler)
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join(flags).encode() + _cpu_id().encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm"))
+    target = cache / f"selective_scan_cpu_{key}.so"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            out = Path(tmp) / target.name
+            subprocess.run([compiler, *flags, str(_SOURCE), "-o", str(out), "-lm"], check=True,
+                           capture_output=True)
+            os.replace(out, target)  # atomic: concurrent builders never see a partial file
+    lib = ctypes.CDLL(str(target))
+    lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
+    lib.avssm_scan_cpu_fwd.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+    return lib
+
+
+def _library():
+    global _lib, _failed
+    if _lib is None and not _failed:
+        with _lock:
+            if _lib is None and not _failed:
+                try:
+                    _lib = _build()
+                except (OSError, RuntimeError, subprocess.CalledProcessError):
+                    _failed = True
+    return _lib
+
+
+def available() -> bool:
+    if os.environ.get("AVSSM_CPU_KERNEL", "1") == "0":
+        return False
+    return _library() is not None
+
+
+def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """Same contract as selective_scan_ref, for CPU tensors, forward only."""
+    from avssm.ops.selective_scan import _check_shapes, _finish, _prepare_delta
+
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    lib = _library()
+    batch, dim, length = u.shape
+    groups, nstate = B.shape[1], A.shape[1]
+    delta_f = _prepare_delta(delta, delta_bias, delta_softplus).contiguous()
+    u_f = u.float().contiguous()
+    A_f = A.float().contiguous()
+    Bt = B.float().transpose(2, 3).contiguous()  # (batch, groups, L, N)
+    Ct = C.float().transpose(2, 3).contiguous()
+    y = torch.empty((batch, dim, length), dtype=torch.float32)
+    last = torch.empty((batch, dim, nstate), dtype=torch.float32)
+    rc = lib.avssm_scan_cpu_fwd(u_f.data_ptr(), delta_f.data_ptr(), A_f.data_ptr(), Bt.data_ptr(),
+                                Ct.data_ptr(), y.data_ptr(), last.data_ptr(), batch, dim, groups,
+                                length, nstate, torch.get_num_threads())
+    if rc != 0:
+        raise ValueError(f"selective_scan: CPU kernel rejected N={nstate} (max 256) or groups={groups}")
+    out = _finish(y, u, D, z, u.dtype)
+    return (out, last) if return_last_state else out
+
+
+__all__ = ["available", "selective_scan_cpu"]

@@ -1,0 +1,193 @@
+"""The selective scan (S6) of Mamba, with mamba_ssm's exact semantics.
+
+One public entry point, :func:`selective_scan`. Two implementations sit behind it:
+
+* :func:`selective_scan_ref` -- a short sequential loop that reads as the specification.
+* :func:`selective_scan_chunked` -- the fast PyTorch path used by default. The sequence is cut into
+  chunks that are scanned in parallel from a zero state; the chunk states are then carried across
+  chunk boundaries and each chunk's output is corrected by the carried state. Every exponent it
+  takes is ``A * (a sum of non-negative deltas)`` with ``A <= 0`` in trained models, so nothing
+  overflows for any L, and no buffer of size ``dim * L * N`` for the whole sequence is formed.
+
+Shapes (mamba_ssm convention):
+    u, delta, z: (batch, dim, L)        A: (dim, N) fp32
+    B, C: (batch, groups, N, L)         channel d uses group d // (dim // groups)
+    D, delta_bias: (dim,) fp32
+Math is fp32; the output has u's dtype; the last state (batch, dim, N) stays fp32.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, dim, L), got {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f"selective_scan: delta must be {tuple(u.shape)}, got {tuple(delta.shape)}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must be ({dim}, N), got {tuple(A.shape)}")
+    n = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.dim() != 4 or t.shape[0] != batch or t.shape[2] != n or t.shape[3] != length:
+            raise ValueError(
+                f"selective_scan: {name} must be ({batch}, groups, {n}, {length}), got {tuple(t.shape)}")
+    if B.shape[1] != C.shape[1] or dim % B.shape[1] != 0:
+        raise ValueError(f"selective_scan: groups of B {B.shape[1]} and C {C.shape[1]} must match and divide dim {dim}")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"selective_scan: z must be {tuple(u.shape)}, got {tuple(z.shape)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.shape != (dim,):
+            raise ValueError(f"selective_scan: {name} must be ({dim},), got {tuple(t.shape)}")
+
+
+def _prepare_delta(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)  # beta 1, threshold 20, as mamba_ssm
+    return delta
+
+
+def _expand_groups(t: Tensor, dim: int) -> Tensor:
+    """(batch, groups, N, L) -> (batch, dim, N, L) as a broadcast view (no copy)."""
+    batch, groups, n, length = t.shape
+    per_group = dim // groups
+    return t[:, :, None].expand(batch, groups, per_group, n, length).reshape(batch, dim, n, length) \
+        if groups > 1 else t.expand(batch, dim, n, length)
+
+
+def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, dtype_in: torch.dtype) -> Tensor:
+    if D is not None:
+        y = y + D.float()[:, None] * u.float()
+    if z is not None:
+        y = y * F.silu(z.float())
+    return y.to(dtype_in)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """The specification: one step per token. Slow; for tests and for reading."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    dtype_in = u.dtype
+    batch, dim, length = u.shape
+    delta = _prepare_delta(delta, delta_bias, delta_softplus)
+    A = A.float()
+    Bd = _expand_groups(B.float(), dim)  # (batch, dim, N, L)
+    Cd = _expand_groups(C.float(), dim)
+    x = delta * u.float()
+    h = u.new_zeros((batch, dim, A.shape[1]), dtype=torch.float32)
+    ys = []
+    for t in range(length):
+        h = torch.exp(delta[:, :, t, None] * A) * h + x[:, :, t, None] * Bd[..., t]
+        ys.append((h * Cd[..., t]).sum(-1))
+    y = torch.stack(ys, dim=-1) if ys else u.new_zeros((batch, dim, 0), dtype=torch.float32)
+    out = _finish(y, u, D, z, dtype_in)
+    return (out, h) if return_last_state else out
+
+
+def _chunk_size(length: int) -> int:
+    # About sqrt(L) balances the in-chunk loop against the carry loop; at least 16 keeps the
+    # parallel work per step large.
+    return max(16, min(256, 1 << int(round(math.log2(max(1, length)) / 2))))
+
+
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                           return_last_state=False, chunk_size: int | None = None):
+    """Fast PyTorch path: chunks scanned in parallel, then the chunk states carried across.
+
+    Differentiable and device-agnostic; work is O(batch*dim*N*L) with about sqrt(L) Python steps.
+    """
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    dtype_in = u.dtype
+    batch, dim, length = u.shape
+    n = A.shape[1]
+    groups = B.shape[1]
+    if length == 0:
+        out = _finish(u.new_zeros((batch, dim, 0), dtype=torch.float32), u, D, z, dtype_in)
+        return (out, u.new_zeros((batch, dim, n), dtype=torch.float32)) if return_last_state else out
+    T = chunk_size or _chunk_size(length)
+    nchunks = -(-length // T)
+    pad = nchunks * T - length
+
+    delta = _prepare_delta(delta, delta_bias, delta_softplus)
+    x = delta * u.float()
+    Bf, Cf = B.float(), C.float()
+    if pad:
+        # Padded tokens have delta = 0 (decay 1) and x = 0: they leave the state unchanged.
+        delta = F.pad(delta, (0, pad))
+        x = F.pad(x, (0, pad))
+        Bf = F.pad(Bf, (0, pad))
+        Cf = F.pad(Cf, (0, pad))
+    A = A.float()
+    per_group = dim // groups
+
+    # Views indexed [batch, group, channel-in-group, chunk, step] so that B/C broadcast per group.
+    delta_c = delta.view(batch, groups, per_group, nchunks, T)
+    x_c = x.view(batch, groups, per_group, nchunks, T)
+    B_c = Bf.view(batch, groups, n, nchunks, T)
+    C_c = Cf.view(batch, groups, n, nchunks, T)
+    A_g = A.view(groups, per_group, n)
+
+    # 1) Scan every chunk from a zero state; keep y and the chunk's cumulative decay exponent.
+    h = x.new_zeros((batch, groups, per_group, n, nchunks))
+    ys = []
+    for t in range(T):
+        dA = torch.exp(delta_c[..., t].unsqueeze(3) * A_g[None, :, :, :, None])  # (b,g,p,n,c)
+        h = dA * h + x_c[..., t].unsqueeze(3) * B_c[..., t].unsqueeze(2)
+        ys.append(torch.einsum("bgpnc,bgnc->bgpc", h, C_c[..., t]))
+    y = torch.stack(ys, dim=-1)  # (b,g,p,c,T)
+    h_local_end = h  # state at the end of each chunk, from zero
+
+    # 2) Carry the state across chunk boundaries: h_in[c] is the state entering chunk c.
+    delta_cum = delta_c.cumsum(-1)  # within-chunk cumulative delta, (b,g,p,c,T)
+    chunk_decay = torch.exp(delta_cum[..., -1].unsqueeze(3) * A_g[None, :, :, :, None])  # (b,g,p,n,c)
+    h_in = []
+    carry = x.new_zeros((batch, groups, per_group, n))
+    for c in range(nchunks):
+        h_in.append(carry)
+        carry = chunk_decay[..., c] * carry + h_local_end[..., c]
+    h_in = torch.stack(h_in, dim=-1)  # (b,g,p,n,c)
+
+    # 3) Correct each chunk's output by its incoming state: y[t] += sum_n C[t] exp(A * cum[t]) h_in.
+    #    Done chunk by chunk so no (dim, N, L) buffer is formed.
+    corr = []
+    for c in range(nchunks):
+        decay = torch.exp(delta_cum[:, :, :, c].unsqueeze(3) * A_g[None, :, :, :, None])  # (b,g,p,n,T)
+        corr.append(torch.einsum("bgpnt,bgpn,bgnt->bgpt", decay, h_in[..., c], C_c[:, :, :, c]))
+    y = y + torch.stack(corr, dim=3)
+
+    y = y.reshape(batch, dim, nchunks * T)[..., :length]
+    out = _finish(y, u, D, z, dtype_in)
+    if return_last_state:
+        return out, carry.reshape(batch, dim, n)
+    return out
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False):
+    """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
+
+    CPU inference uses the compiled CPU kernel when it can be built; training (autograd) and
+    other devices use the chunked PyTorch path.
+    """
+    if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        from avssm.ops import cpu_kernel
+
+        if cpu_kernel.available():
+            return cpu_kernel.selective_scan_cpu(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                 delta_softplus=delta_softplus,
+                                                 return_last_state=return_last_state)
+    return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                  delta_softplus=delta_softplus, return_last_state=return_last_state)
