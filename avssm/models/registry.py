@@ -1,0 +1,43 @@
+"""Model registry: ``@register_model`` on a constructor, ``create_model(name)`` to build it."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+from avssm.errors import UnknownModelError
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a constructor ``fn(num_classes=..., **overrides) -> nn.Module`` under its name."""
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def model_constructor(name: str) -> Callable[..., nn.Module]:
+    if name not in _MODELS:
+        raise UnknownModelError(f"unknown model '{name}'; valid models: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def create_model(name: str, num_classes: int | None = None, checkpoint=None, **overrides) -> nn.Module:
+    """Build a registered model; optionally load a checkpoint (path or state dict) into it.
+
+    ``num_classes`` defaults to the model's own (1000 for classifiers, the class list for detectors).
+    ``overrides`` replace fields of the model's config dataclass (e.g. ``depths=(1, 1, 1, 1)``).
+    """
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    model = model_constructor(name)(**overrides)
+    model.model_name = name
+    if checkpoint is not None:
+        from avssm.models.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint)
+    return model
