@@ -5,6 +5,6 @@
 """
 from avssm.models import detector, vim, vmamba  # noqa: F401  (registers the models)
 from avssm.models.checkpoint import load_checkpoint
-from avssm.models.registry import create_model, list_models, register_model
+from avssm.models.registry import create_model, describe_models, list_models, register_model
 
-__all__ = ["create_model", "list_models", "load_checkpoint", "register_model"]
+__all__ = ["create_model", "describe_models", "list_models", "load_checkpoint", "register_model"]

@@ -1,9 +1,9 @@
 """Loading checkpoints: the official VMamba / Vim release files as they are, and avssm's own.
 
-Safety: files are read with ``torch.load(weights_only=True)``; no pickled code runs. The official
-files also pickle their training configuration (VMamba: a yacs ``CfgNode``; Vim: an
-``argparse.Namespace``). Those two classes, and nothing else beyond tensors and containers, are
-allowed: the CfgNode is read into a plain dict (:class:`PickledConfig`), so yacs need not be installed.
+Safety: files are read through a restricted unpickler that resolves only tensors, containers and
+the two configuration classes the official files pickle (VMamba: a yacs ``CfgNode``; Vim: an
+``argparse.Namespace``); any other pickled global is refused, so no pickled code runs. The CfgNode
+is read into a plain dict (:class:`PickledConfig`), so yacs need not be installed.
 
 What is accepted:
 * nesting under ``model`` (default), ``model_ema`` (``ema=True``), ``state_dict``, or a bare state dict;
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,10 +30,56 @@ from avssm.errors import CheckpointError
 
 
 class PickledConfig(dict):
-    """Stand-in for yacs' CfgNode (a dict subclass) so its state can be read without yacs."""
+    """Stand-in for yacs' CfgNode (a dict subclass) so its contents can be read without yacs."""
 
 
-_SAFE_GLOBALS = [argparse.Namespace, (PickledConfig, "yacs.config.CfgNode")]
+# Everything a checkpoint may name besides tensor storages (which torch resolves itself).
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): None,
+    ("argparse", "Namespace"): argparse.Namespace,
+    ("yacs.config", "CfgNode"): PickledConfig,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set,  # protocol-2 pickles name the Python 2 module
+    ("__builtin__", "frozenset"): frozenset,
+    ("torch", "Size"): None,
+    ("torch", "device"): None,
+    ("numpy.core.multiarray", "scalar"): None,
+    ("numpy._core.multiarray", "scalar"): None,
+    ("numpy", "dtype"): None,
+}
+
+
+class RefusedGlobalError(pickle.UnpicklingError):
+    """A checkpoint names a Python object outside the allow-list."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only tensors, containers and the two config classes; anything else is refused."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED_GLOBALS:
+            stand_in = _ALLOWED_GLOBALS[(module, name)]
+            return stand_in if stand_in is not None else super().find_class(module, name)
+        if module == "torch._utils" and name.startswith("_rebuild_"):
+            return super().find_class(module, name)
+        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        if module.startswith("numpy") and name.endswith("DType"):
+            return super().find_class(module, name)
+        raise RefusedGlobalError(f"it pickles '{module}.{name}', which is not allowed in a checkpoint")
+
+
+class _RestrictedPickleModule:
+    """What torch.load needs of a pickle module: Unpickler and load."""
+
+    Unpickler = _RestrictedUnpickler
+    __name__ = "avssm_restricted_pickle"
+
+    @staticmethod
+    def load(file, **kwargs):
+        return _RestrictedUnpickler(file, **kwargs).load()
+
 
 _LEGACY_VMAMBA_NAMES = [
     (r"^patch_embed\.proj\.", "patch_embed.0."),
@@ -52,12 +97,12 @@ def read_checkpoint_file(path: str | Path) -> Mapping:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path}: refused to unpickle it safely ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        # weights_only=True cannot rebuild a dict subclass such as CfgNode, so the restriction
+        # lives in our own unpickler instead.
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+    except RefusedGlobalError as e:
+        raise CheckpointError(f"checkpoint {path}: refused to load: {e}") from None
+    except Exception as e:  # torch.load fails in many ways on a file that is not a checkpoint
         raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__})") from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint {path}: holds a {type(obj).__name__}, not a state dict")

@@ -41,3 +41,20 @@ def create_model(name: str, num_classes: int | None = None, checkpoint=None, **o
 
         load_checkpoint(model, checkpoint)
     return model
+
+
+def describe_models() -> list[dict]:
+    """Name, task and parameter count of every registered model (built on the meta device: no memory)."""
+    import torch
+
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            model = model_constructor(name)()
+        rows.append({
+            "name": name,
+            "task": "detection" if hasattr(model, "backbone") else "classification",
+            "family": type(getattr(model, "backbone", model)).__name__,
+            "params": sum(p.numel() for p in model.parameters()),
+        })
+    return rows

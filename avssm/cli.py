@@ -1,0 +1,89 @@
+"""The ``avssm`` command line: a thin layer over the library (avssm.models, avssm.demo, ...).
+
+User errors (bad names, files, sizes) print one line and exit 2, without a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from avssm.errors import AvssmError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="avssm: VMamba and Vim perception models for the edge.")
+console = Console()
+
+
+@app.command("models")
+def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
+    """List every registered model with its task and parameter count."""
+    from avssm.models import describe_models
+
+    rows = describe_models()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="avssm models")
+    for col in ("name", "task", "family", "params"):
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for r in rows:
+        table.add_row(r["name"], r["task"], r["family"], f"{r['params'] / 1e6:.2f}M")
+    console.print(table)
+
+
+@app.command("demo")
+def demo_cmd(
+    model: str = typer.Option("vmamba_tiny_det", "--model", "-m", help="Detector to run (see `avssm models`)."),
+    size: str = typer.Option("1080x1920", "--size", help="Synthetic frame size HxW (ignored with --image)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Run on this image file instead of a synthetic frame."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
+    repeats: int = typer.Option(1, "--repeats", help="Forward passes to time."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+):
+    """Print the model table and run one detector forward pass on a full-resolution frame (CPU)."""
+    from avssm.demo import parse_size, run_demo
+
+    from avssm.models.registry import model_constructor
+
+    hw = parse_size(size)
+    model_constructor(model)  # fail on an unknown name before any work
+    if not as_json:
+        models_cmd(as_json=False)
+        console.print(f"running {model} on a {'file' if image else 'synthetic'} frame ...")
+    result = run_demo(model, hw, checkpoint=checkpoint, image=image, repeats=repeats)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    inp = result["input"]
+    console.print(
+        f"{result['model']}: {inp['width']}x{inp['height']} frame -> {result['candidates']} candidate boxes, "
+        f"{result['above_threshold']} above 0.3 (max score {result['max_score']:.3f}); "
+        f"latency {', '.join(f'{t:.0f} ms' for t in result['latency_ms'])} on CPU ({result['threads']} threads); "
+        f"weights: {result['weights']}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except AvssmError as e:
+        print(f"avssm: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("avssm: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click usage errors have their own exit codes
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

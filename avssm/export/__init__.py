@@ -1,0 +1,1 @@
+"""ONNX export (SelectiveScan plugin node and portable standard-op forms)."""

@@ -1,0 +1,1 @@
+"""Runtime: frame sources, inference backends and latency reports. Imports without PyTorch."""

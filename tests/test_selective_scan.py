@@ -1,0 +1,114 @@
+"""The fast scan paths against the sequential reference (the specification)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avssm.ops import selective_scan, selective_scan_chunked, selective_scan_ref
+from avssm.ops import cpu_kernel
+from conftest import rel_err
+
+
+def make_inputs(batch, dim, length, n, groups, large_delta=False, dtype=torch.float32):
+    u = torch.randn(batch, dim, length, dtype=dtype)
+    delta = (torch.randn(batch, dim, length) * (4.0 if large_delta else 0.5)).to(dtype)
+    A = -torch.exp(torch.randn(dim, n))  # trained-model range: |A| ~ 0.05 .. 20
+    B = torch.randn(batch, groups, n, length, dtype=dtype)
+    C = torch.randn(batch, groups, n, length, dtype=dtype)
+    D = torch.randn(dim)
+    z = torch.randn(batch, dim, length, dtype=dtype)
+    delta_bias = torch.randn(dim) * 0.5
+    return u, delta, A, B, C, D, z, delta_bias
+
+
+CASES = [
+    # (L, N, groups, use z, use D, use delta_bias, large delta)
+    (1, 16, 1, True, True, True, False),
+    (7, 1, 2, False, True, True, False),
+    (64, 16, 4, True, False, False, False),
+    (65, 1, 1, True, True, False, True),
+    (257, 16, 2, False, False, True, True),
+    (2049, 16, 1, True, True, True, False),
+    (4099, 1, 4, True, True, True, True),
+    (20000, 16, 2, True, True, True, False),
+    (20000, 1, 1, False, True, True, True),
+]
+
+
+@pytest.mark.parametrize("length,n,groups,use_z,use_D,use_bias,large", CASES)
+@pytest.mark.parametrize("impl", ["chunked", "cpu_kernel"])
+def test_fast_paths_match_reference(length, n, groups, use_z, use_D, use_bias, large, impl):
+    if impl == "cpu_kernel" and not cpu_kernel.available():
+        pytest.skip("compiled CPU kernel unavailable (no C compiler or AVSSM_CPU_KERNEL=0)")
+    u, delta, A, B, C, D, z, bias = make_inputs(2, 4, length, n, groups, large)
+    kw = dict(D=D if use_D else None, z=z if use_z else None, delta_bias=bias if use_bias else None,
+              delta_softplus=True, return_last_state=True)
+    ref, ref_state = selective_scan_ref(u, delta, A, B, C, **kw)
+    fast = selective_scan_chunked if impl == "chunked" else cpu_kernel.selective_scan_cpu
+    out, state = fast(u, delta, A, B, C, **kw)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert rel_err(out, ref) < 1e-5
+    assert rel_err(state, ref_state) < 1e-5
+    assert torch.isfinite(out).all()
+
+
+def test_no_softplus_and_chunk_sizes():
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 3, 100, 16, 1)
+    delta = F.softplus(delta)  # positive deltas given directly
+    ref = selective_scan_ref(u, delta, A, B, C, D=D)
+    for chunk in (1, 3, 16, 100, 128):
+        assert rel_err(selective_scan_chunked(u, delta, A, B, C, D=D, chunk_size=chunk), ref) < 1e-5
+
+
+def test_half_inputs_keep_dtype_and_fp32_state():
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 4, 50, 16, 1, dtype=torch.bfloat16)
+    out, state = selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True,
+                                return_last_state=True)
+    ref = selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+    assert out.dtype == torch.bfloat16 and state.dtype == torch.float32
+    assert rel_err(out.float(), ref.float()) < 1e-2
+
+
+def test_extreme_decay_stays_finite():
+    # delta*A far beyond exp's range in one step and across chunks: no overflow, no NaN.
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 2, 3000, 16, 1)
+    delta = delta.abs() * 200
+    out = selective_scan_chunked(u, delta, A * 50, B, C, D=D, delta_softplus=True)
+    ref = selective_scan_ref(u, delta, A * 50, B, C, D=D, delta_softplus=True)
+    assert torch.isfinite(out).all()
+    assert rel_err(out, ref) < 1e-5
+
+
+def test_gradients_flow_through_chunked_path():
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 3, 40, 4, 1)
+    inputs = [t.clone().requires_grad_() for t in (u, delta, B, C)]
+    selective_scan_chunked(*inputs[:2], A, *inputs[2:], D=D, z=z, delta_softplus=True).sum().backward()
+    ref_inputs = [t.clone().requires_grad_() for t in (u, delta, B, C)]
+    selective_scan_ref(*ref_inputs[:2], A, *ref_inputs[2:], D=D, z=z, delta_softplus=True).sum().backward()
+    for a, b in zip(inputs, ref_inputs):
+        assert rel_err(a.grad, b.grad) < 1e-4
+
+
+def test_dispatch_uses_autograd_path_when_training():
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 2, 30, 4, 1)
+    u.requires_grad_()
+    out = selective_scan(u, delta, A, B, C, D=D)
+    assert out.grad_fn is not None
+
+
+@pytest.mark.parametrize("bad", ["delta", "A", "B", "groups", "D"])
+def test_shape_errors_name_the_tensor(bad):
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 4, 10, 2, 1)
+    args = dict(u=u, delta=delta, A=A, B=B, C=C, D=D)
+    if bad == "delta":
+        args["delta"] = delta[..., :5]
+    elif bad == "A":
+        args["A"] = A[:3]
+    elif bad == "B":
+        args["B"] = B[..., :5]
+    elif bad == "groups":
+        args["B"] = args["C"] = torch.randn(1, 3, 2, 10)
+    else:
+        args["D"] = D[:2]
+    name = "B" if bad == "groups" else bad
+    with pytest.raises(ValueError, match=name):
+        selective_scan(**args)
