@@ -88,7 +88,7 @@ class BiMambaMixer(nn.Module):
         y = selective_scan(
             torch.cat([u_f, u_b], 1), torch.cat([dt_f, dt_b], 1),
             -torch.exp(torch.cat([self.A_log, self.A_b_log], 0).float()),
-            torch.stack([B_f, B_b], 1).float(), torch.stack([C_f, C_b], 1).float(),
+            torch.stack([B_f, B_b], 1), torch.stack([C_f, C_b], 1),
             D=torch.cat([self.D, self.D_b]).float(), z=torch.cat([z, zb], 1),
             delta_bias=torch.cat([self.dt_proj.bias, self.dt_proj_b.bias]).float(), delta_softplus=True,
         )

@@ -105,7 +105,7 @@ class SS2D(nn.Module):
         L = h * w
         ys = selective_scan(
             xs.reshape(b, k * d, L), dts.reshape(b, k * d, L),
-            -torch.exp(self.A_logs.float()), Bs.float(), Cs.float(),  # direction k is scan group k
+            -torch.exp(self.A_logs.float()), Bs, Cs,  # direction k is scan group k
             D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().view(-1), delta_softplus=True,
         )
         return cross_merge(ys.float().view(b, k, d, L), h, w)

@@ -60,7 +60,8 @@ def _build() -> ctypes.CDLL:
             os.replace(out, target)  # atomic: concurrent builders never see a partial file
     lib = ctypes.CDLL(str(target))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
-    lib.avssm_scan_cpu_fwd.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 5 + [ctypes.c_int]
+    lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
+                                       + [ctypes.c_int64] * 5 + [ctypes.c_int])
     return lib
 
 
@@ -84,26 +85,31 @@ def available() -> bool:
 
 def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False):
-    """Same contract as selective_scan_ref, for CPU tensors, forward only."""
-    from avssm.ops.selective_scan import _check_shapes, _finish, _prepare_delta
+    """Same contract as selective_scan_ref, for CPU tensors, forward only; one pass, all fused."""
+    from avssm.ops.selective_scan import _check_shapes
 
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
     lib = _library()
     batch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
-    delta_f = _prepare_delta(delta, delta_bias, delta_softplus).contiguous()
-    u_f = u.float().contiguous()
-    A_f = A.float().contiguous()
+
+    def f32(t):
+        return None if t is None else t.float().contiguous()
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
+    u_f, delta_f, z_f, A_f, D_f, bias_f = (f32(t) for t in (u, delta, z, A, D, delta_bias))
     Bt = B.float().transpose(2, 3).contiguous()  # (batch, groups, L, N)
     Ct = C.float().transpose(2, 3).contiguous()
     y = torch.empty((batch, dim, length), dtype=torch.float32)
     last = torch.empty((batch, dim, nstate), dtype=torch.float32)
-    rc = lib.avssm_scan_cpu_fwd(u_f.data_ptr(), delta_f.data_ptr(), A_f.data_ptr(), Bt.data_ptr(),
-                                Ct.data_ptr(), y.data_ptr(), last.data_ptr(), batch, dim, groups,
-                                length, nstate, torch.get_num_threads())
+    rc = lib.avssm_scan_cpu_fwd(ptr(u_f), ptr(delta_f), ptr(A_f), ptr(Bt), ptr(Ct), ptr(D_f), ptr(z_f), ptr(bias_f),
+                                int(bool(delta_softplus)), ptr(y), ptr(last), batch, dim, groups, length, nstate,
+                                torch.get_num_threads())
     if rc != 0:
         raise ValueError(f"selective_scan: CPU kernel rejected N={nstate} (max 256) or groups={groups}")
-    out = _finish(y, u, D, z, u.dtype)
+    out = y.to(u.dtype)
     return (out, last) if return_last_state else out
 
 

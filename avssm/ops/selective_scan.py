@@ -180,8 +180,19 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
 
     CPU inference uses the compiled CPU kernel when it can be built; training (autograd) and
-    other devices use the chunked PyTorch path.
+    other devices use the chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
+    ``SelectiveScan`` node (see selective_scan_onnx.py).
     """
+    if torch.onnx.is_in_onnx_export():
+        if return_last_state:
+            raise ValueError("selective_scan: return_last_state cannot be exported to ONNX")
+        from avssm.ops.selective_scan_onnx import selective_scan_onnx
+
+        return selective_scan_onnx(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
     if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
         from avssm.ops import cpu_kernel
 
