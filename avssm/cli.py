@@ -67,6 +67,38 @@ def demo_cmd(
         f"weights: {result['weights']}")
 
 
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="Registered model name (see `avssm models`)."),
+    output: str = typer.Option(..., "--output", "-o", help="Path of the .onnx file to write."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
+    input_size: str = typer.Option("1080x1920", "--input-size", help="Export (and, with --dynamic, optimal) size HxW."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Symbolic batch, height and width."),
+    batch: int = typer.Option(1, "--batch", help="Batch size of the example input."),
+    scan_op: str = typer.Option("plugin", "--scan-op",
+                                help="plugin: SelectiveScan nodes for TensorRT + the avssm plugin; portable: standard ops only."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
+    verify: bool = typer.Option(False, "--verify", help="Run the file and PyTorch on the same input and print the errors."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Export a model to ONNX (plugin or portable form) with the metadata the runtime reads."""
+    from avssm.export.onnx_export import export_onnx, parse_input_size
+
+    size = parse_input_size(input_size)
+    with console.status("exporting ...") as status:
+        result = export_onnx(model, output, checkpoint=checkpoint, input_size=size, dynamic=dynamic, batch=batch,
+                             scan_op=scan_op, precision=precision, opset=opset, verify=verify,
+                             progress=lambda message: status.update(f"{message} ..."))
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    for v in result.verification:
+        console.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
+                      f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
+    console.print(result.summary(), soft_wrap=True)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -94,9 +94,10 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
         bias = b.op("Unsqueeze", [b.op("Cast", [delta_bias], to=f32), b.const([-1])], "bias")
         dt = b.op("Add", [dt, bias], "dt_biased")
     if _attr(node, "delta_softplus"):
-        twenty = b.const(20.0, "twenty", np.float32)
-        soft = b.op("Softplus", [b.op("Min", [dt, twenty])], "softplus")
-        dt = b.op("Where", [b.op("Greater", [dt, twenty]), dt, soft], "delta")
+        # softplus(x) = relu(x) + log(1 + exp(-|x|)): no overflow at any x; for x > 20 it differs from
+        # mamba_ssm's thresholded form by log(1 + e^-20) ~ 2e-9.
+        tail = b.op("Log", [b.op("Add", [b.const(1.0, "one", np.float32), b.op("Exp", [b.op("Neg", [b.op("Abs", [dt])])])])])
+        dt = b.op("Add", [b.op("Relu", [dt]), tail], "delta")
     x = b.op("Mul", [dt, uf], "x")
 
     # Pad L to a multiple of T: pad = (T - L % T) % T.
@@ -113,54 +114,81 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     B_p = b.op("Pad", [Bf, pads4], "B_pad")
     C_p = b.op("Pad", [Cf, pads4], "C_pad")
 
-    # (batch, groups, per_group, chunks, T) and (batch, groups, N, chunks, T).
-    dt_c = b.op("Reshape", [dt_p, b.const([0, groups, per_group, -1, T])], "dt_c")
-    x_c = b.op("Reshape", [x_p, b.const([0, groups, per_group, -1, T])], "x_c")
-    B_c = b.op("Reshape", [B_p, b.const([0, groups, nstate, -1, T])], "B_c")
-    C_c = b.op("Reshape", [C_p, b.const([0, groups, nstate, -1, T])], "C_c")
-    A5 = b.op("Reshape", [b.op("Cast", [A], to=f32), b.const([1, groups, per_group, nstate, 1])], "A5")
+    # Step-major layout so every Scan iteration reads contiguous slices:
+    # (T, batch, groups, per_group, chunks) and (T, batch, groups, N, chunks).
+    def steps_first(name, inner, hint):
+        chunked = b.op("Reshape", [name, b.const([0, groups, inner, -1, T])])
+        return b.op("Transpose", [chunked], hint, perm=[4, 0, 1, 2, 3])
 
-    # Zero state (batch, groups, per_group, N, chunks) shaped by broadcasting.
-    dt_first = b.op("Gather", [dt_c, b.const(0)], "dt_first", axis=4)  # (b, g, p, c)
-    h0 = b.op("Mul", [b.op("Unsqueeze", [dt_first, b.const([3])]), b.const(np.zeros((1, groups, per_group, nstate, 1)), "zeros", np.float32)], "h0")
+    dt_s = steps_first(dt_p, per_group, "dt_steps")
+    x_s = steps_first(x_p, per_group, "x_steps")
+    B_s = steps_first(B_p, nstate, "B_steps")
+    C_s = steps_first(C_p, nstate, "C_steps")
+    A_f = b.op("Cast", [A], to=f32)
+    # States are (b, g, p, N, c); with N == 1 the N axis is dropped: states are (b, g, p, c) and
+    # B/C slices (b, g, 1, c) broadcast over p as they are (no Unsqueeze/ReduceSum passes).
+    has_n = nstate > 1
+    A5 = b.op("Reshape", [A_f, b.const([1, groups, per_group, nstate, 1] if has_n else [1, groups, per_group, 1])], "A5")
+    A4 = b.op("Reshape", [A_f, b.const([1, 1, groups, per_group, nstate] if has_n else [1, 1, groups, per_group])], "A4")
 
-    # Step 2: scan over the T steps of every chunk from a zero state.
+    def per_state(body: _Builder, t: str) -> str:  # (b, g, p, c) -> broadcastable against a state
+        return body.op("Unsqueeze", [t, body.const([3])]) if has_n else t
+
+    def per_channel(body: _Builder, t: str) -> str:  # (b, g, N, c) -> broadcastable against a state
+        return body.op("Unsqueeze", [t, body.const([2])]) if has_n else t
+
+    def sum_states(body: _Builder, t: str) -> str:  # state-shaped -> (b, g, p, c)
+        return body.op("ReduceSum", [t, body.const([3])], keepdims=0) if has_n else t
+
+    # Zero states shaped by broadcasting: zeros (b, g, p, c) and h0 (state-shaped).
+    zeros_bgpc = b.op("Mul", [b.op("Gather", [dt_s, b.const(0)], axis=0), b.const(0.0, "zero", np.float32)], "zeros_bgpc")
+    h0 = zeros_bgpc
+    if has_n:
+        h0 = b.op("Mul", [b.op("Unsqueeze", [zeros_bgpc, b.const([3])]), b.const(np.zeros((1, groups, per_group, nstate, 1)), "zeros", np.float32)], "h0")
+
+    # Step 2: scan over the T steps of every chunk at once, from a zero state.
     s = _Builder(prefix + "/local")
     h, dt_t, x_t, B_t, C_t, h_out, y_out = (f"{prefix}/local/{n}" for n in ("h", "dt_t", "x_t", "B_t", "C_t", "h_out", "y_out"))
-    dA = s.op("Exp", [s.op("Mul", [s.op("Unsqueeze", [dt_t, s.const([3])]), A5])], "dA")
-    h_new = s.op("Add", [s.op("Mul", [dA, h]), s.op("Mul", [s.op("Unsqueeze", [x_t, s.const([3])]), s.op("Unsqueeze", [B_t, s.const([2])])])], "h_new")
-    y_t = s.op("ReduceSum", [s.op("Mul", [h_new, s.op("Unsqueeze", [C_t, s.const([2])])]), s.const([3])], "y_t", keepdims=0)
+    dA = s.op("Exp", [s.op("Mul", [per_state(s, dt_t), A5])], "dA")
+    h_new = s.op("Add", [s.op("Mul", [dA, h]), s.op("Mul", [per_state(s, x_t), per_channel(s, B_t)])], "h_new")
+    y_t = sum_states(s, s.op("Mul", [h_new, per_channel(s, C_t)]))
     s.nodes.append(helper.make_node("Identity", [h_new], [h_out]))
     s.nodes.append(helper.make_node("Identity", [y_t], [y_out]))
     body = _body_graph("local_scan", s.nodes, [h, dt_t, x_t, B_t, C_t], [h_out, y_out])
     body.initializer.extend(s.initializers)
-    h_end, y_local = b.op("Scan", [h0, dt_c, x_c, B_c, C_c], "local", n_out=2, body=body, num_scan_inputs=4,
-                          scan_input_axes=[4, 4, 4, 4], scan_output_axes=[4])
+    h_end, y_local = b.op("Scan", [h0, dt_s, x_s, B_s, C_s], "local", n_out=2, body=body, num_scan_inputs=4)
 
-    # Step 3: carry the state across chunks.
-    cum = b.op("CumSum", [dt_c, b.const(4)], "cum")  # (b, g, p, c, T)
-    total = b.op("Gather", [cum, b.const(T - 1)], "total", axis=4)  # (b, g, p, c)
-    chunk_decay = b.op("Exp", [b.op("Mul", [b.op("Unsqueeze", [total, b.const([3])]), A5])], "chunk_decay")  # (b,g,p,N,c)
-    carry0 = b.op("Gather", [h0, b.const(0)], "carry0", axis=4)  # zeros (b, g, p, N)
+    # Step 3: carry the state across chunk boundaries, chunk-major: (c, b, g, p[, N]).
+    total = b.op("ReduceSum", [dt_s, b.const([0])], "total", keepdims=0)  # (b, g, p, c)
+    total_c = b.op("Transpose", [total], "total_c", perm=[3, 0, 1, 2])  # (c, b, g, p)
+    if has_n:
+        total_c = b.op("Unsqueeze", [total_c, b.const([4])])
+    chunk_decay = b.op("Exp", [b.op("Mul", [total_c, A4])], "chunk_decay")
+    last = 4 if has_n else 3
+    h_end_c = b.op("Transpose", [h_end], "h_end_c", perm=[last] + list(range(last)))
+    carry0 = b.op("Gather", [h0, b.const(0)], "carry0", axis=last)  # zeros
     s = _Builder(prefix + "/carry")
-    carry, decay_c, h_end_c, carry_out, h_in_out = (f"{prefix}/carry/{n}" for n in ("carry", "decay_c", "h_end_c", "carry_out", "h_in_out"))
+    carry, decay_c, end_c, carry_out, h_in_out = (f"{prefix}/carry/{n}" for n in ("carry", "decay_c", "end_c", "carry_out", "h_in_out"))
     s.nodes.append(helper.make_node("Identity", [carry], [h_in_out]))
-    s.nodes.append(helper.make_node("Add", [s.op("Mul", [decay_c, carry]), h_end_c], [carry_out]))
-    body = _body_graph("carry_scan", s.nodes, [carry, decay_c, h_end_c], [carry_out, h_in_out])
-    _, h_in = b.op("Scan", [carry0, chunk_decay, h_end], "carry", n_out=2, body=body, num_scan_inputs=2,
-                   scan_input_axes=[4, 4], scan_output_axes=[4])
+    s.nodes.append(helper.make_node("Add", [s.op("Mul", [decay_c, carry]), end_c], [carry_out]))
+    body = _body_graph("carry_scan", s.nodes, [carry, decay_c, end_c], [carry_out, h_in_out])
+    _, h_in_c = b.op("Scan", [carry0, chunk_decay, h_end_c], "carry", n_out=2, body=body, num_scan_inputs=2)
+    h_in = b.op("Transpose", [h_in_c], "h_in", perm=list(range(1, last + 1)) + [0])  # state entering each chunk
 
-    # Step 4: add each chunk's incoming state, decayed to every step.
+    # Step 4: add each chunk's incoming state, decayed to every step by exp(A * cumulative delta).
     s = _Builder(prefix + "/correct")
-    cum_t, Cc_t, yc_out = (f"{prefix}/correct/{n}" for n in ("cum_t", "Cc_t", "yc_out"))
-    decay = s.op("Exp", [s.op("Mul", [s.op("Unsqueeze", [cum_t, s.const([3])]), A5])], "decay")
-    yc = s.op("ReduceSum", [s.op("Mul", [s.op("Mul", [decay, h_in]), s.op("Unsqueeze", [Cc_t, s.const([2])])]), s.const([3])], keepdims=0)
+    cum, cum_out, dtc_t, Cc_t, yc_out = (f"{prefix}/correct/{n}" for n in ("cum", "cum_out", "dt_t", "C_t", "yc_out"))
+    cum_new = s.op("Add", [cum, dtc_t], "cum_new")
+    decay = s.op("Exp", [s.op("Mul", [per_state(s, cum_new), A5])], "decay")
+    yc = sum_states(s, s.op("Mul", [s.op("Mul", [decay, h_in]), per_channel(s, Cc_t)]))
+    s.nodes.append(helper.make_node("Identity", [cum_new], [cum_out]))
     s.nodes.append(helper.make_node("Identity", [yc], [yc_out]))
-    body = _body_graph("correct_scan", s.nodes, [cum_t, Cc_t], [yc_out])
+    body = _body_graph("correct_scan", s.nodes, [cum, dtc_t, Cc_t], [cum_out, yc_out])
     body.initializer.extend(s.initializers)
-    y_corr = b.op("Scan", [cum, C_c], "correct", body=body, num_scan_inputs=2, scan_input_axes=[4, 4], scan_output_axes=[4])
+    _, y_corr = b.op("Scan", [zeros_bgpc, dt_s, C_s], "correct", n_out=2, body=body, num_scan_inputs=2)
 
-    y = b.op("Add", [y_local, y_corr], "y_chunks")  # (b, g, p, c, T)
+    y = b.op("Add", [y_local, y_corr], "y_steps")  # (T, b, g, p, c)
+    y = b.op("Transpose", [y], "y_chunks", perm=[1, 2, 3, 4, 0])  # (b, g, p, c, T)
     y = b.op("Reshape", [y, b.const([0, dim, -1])], "y_padded")
     y = b.op("Slice", [y, b.const([0]), b.op("Unsqueeze", [length, b.const([0])]), b.const([2])], "y")
     if D is not None:
@@ -172,8 +200,18 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     return b
 
 
-def lower_selective_scan(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> onnx.ModelProto:
-    """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops."""
+def chunk_for_length(length: int) -> int:
+    """About sqrt(L), a power of two in [32, 256]: balances the step scans against the chunk scan."""
+    return int(min(256, max(32, 2 ** int(np.floor(np.log2(max(1.0, np.sqrt(length))))))))
+
+
+def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
+                         lengths: list[int] | None = None) -> onnx.ModelProto:
+    """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops.
+
+    The chunk size of the i-th node is ``chunk`` if given, else sized for ``lengths[i]`` (the sequence
+    lengths the model was exported at), else for its static L, else DEFAULT_CHUNK.
+    """
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     inferred = onnx.shape_inference.infer_shapes(model_copy)
@@ -182,16 +220,23 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int = DEFAULT_CHUNK) -> 
     for init in inferred.graph.initializer:
         dtypes[init.name] = init.data_type
     new_nodes, new_inits = [], []
+    scan_index = 0
     for i, node in enumerate(model_copy.graph.node):
         if node.op_type != OP_TYPE:
             new_nodes.append(node)
             continue
-        a_shape = _value_shape(inferred, node.input[1 + 1])  # A: (dim, N)
+        a_shape = _value_shape(inferred, node.input[2])  # A: (dim, N)
         b_shape = _value_shape(inferred, node.input[3])  # B: (batch, groups, N, L)
         if None in a_shape or b_shape[1] is None:
             raise ValueError(f"portable lowering: node {node.name}: A {a_shape} and groups {b_shape} must be static")
         out_dtype = dtypes.get(node.input[0], TensorProto.FLOAT)
-        built = _lower_node(node, (a_shape[0], a_shape[1], b_shape[1]), out_dtype, chunk, f"scan{i}")
+        size = chunk
+        if size is None and lengths is not None and scan_index < len(lengths):
+            size = chunk_for_length(lengths[scan_index])
+        if size is None:
+            size = chunk_for_length(b_shape[3]) if b_shape[3] else DEFAULT_CHUNK
+        scan_index += 1
+        built = _lower_node(node, (a_shape[0], a_shape[1], b_shape[1]), out_dtype, size, f"scan{i}")
         new_nodes.extend(built.nodes)
         new_inits.extend(built.initializers)
     del model_copy.graph.node[:]

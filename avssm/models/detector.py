@@ -111,10 +111,10 @@ class FCOSHead(nn.Module):
         return out
 
 
-def level_points(h: int, w: int, stride: int, like: torch.Tensor) -> torch.Tensor:
-    """(h*w, 2) centres (x, y) in input pixels of a stride-s feature map, row-major."""
-    ys = torch.arange(h, device=like.device, dtype=like.dtype) * stride + stride // 2
-    xs = torch.arange(w, device=like.device, dtype=like.dtype) * stride + stride // 2
+def level_points(h: int, w: int, stride: int, device: torch.device) -> torch.Tensor:
+    """(h*w, 2) fp32 centres (x, y) in input pixels of a stride-s feature map, row-major."""
+    ys = torch.arange(h, device=device, dtype=torch.float32) * stride + stride // 2
+    xs = torch.arange(w, device=device, dtype=torch.float32) * stride + stride // 2
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
 
@@ -151,13 +151,13 @@ class Detector(nn.Module):
         return [(cls, box * s, ctr) for (cls, box, ctr), s in zip(raw, self.config.strides)]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, H, W) normalized -> boxes (B, P, 4) xyxy pixels, scores (B, P, C) before NMS."""
+        """images (B, 3, H, W) normalized -> boxes (B, P, 4) xyxy pixels (fp32), scores (B, P, C) before NMS."""
         h, w = images.shape[-2:]
         boxes, scores = [], []
         for (cls, dist, ctr), stride in zip(self.forward_raw(images), self.config.strides):
             b, c, fh, fw = cls.shape
-            pts = level_points(fh, fw, stride, cls)
-            dist = dist.flatten(2).transpose(1, 2)  # (B, P, 4): left, top, right, bottom
+            pts = level_points(fh, fw, stride, cls.device)
+            dist = dist.float().flatten(2).transpose(1, 2)  # (B, P, 4): left, top, right, bottom; boxes in fp32
             boxes.append(torch.cat([pts - dist[..., :2], pts + dist[..., 2:]], dim=-1))
             score = torch.sigmoid(cls.flatten(2).transpose(1, 2)) * torch.sigmoid(ctr.flatten(2).transpose(1, 2))
             scores.append(torch.sqrt(score))

@@ -68,3 +68,16 @@ def init_dt_bias(dim: int, dt_min: float = 1e-3, dt_max: float = 0.1, floor: flo
 def init_A_log(dim: int, d_state: int) -> torch.Tensor:
     """Mamba's S4D-real init: A = -(1..N) for every channel, stored as log."""
     return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(dim, 1)
+
+
+def to_half(model: nn.Module) -> nn.Module:
+    """Convert ``model`` to fp16 in place, except the parameters its modules list in FP32_PARAMS
+    (the scan's A, D and delta bias), which keep their fp32 values."""
+    keep = {}
+    for module in model.modules():
+        for name in getattr(module, "FP32_PARAMS", ()):
+            keep[(module, name)] = module.get_parameter(name).detach().float().clone()
+    model.half()
+    for (module, name), value in keep.items():
+        module.get_parameter(name).data = value
+    return model

@@ -49,6 +49,8 @@ class BiMambaMixer(nn.Module):
     Both directions go through one selective-scan call as two groups of channels.
     """
 
+    FP32_PARAMS = ("A_log", "A_b_log", "D", "D_b", "dt_proj.bias", "dt_proj_b.bias")  # see layers.to_half
+
     def __init__(self, dim: int, d_state: int, expand: int, d_conv: int):
         super().__init__()
         self.d_inner = di = expand * dim

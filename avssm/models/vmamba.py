@@ -75,6 +75,8 @@ def cross_merge(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
 class SS2D(nn.Module):
     """2-D selective scan: in_proj, depthwise conv, 4-direction scan, out_norm, out_proj."""
 
+    FP32_PARAMS = ("A_logs", "Ds", "dt_projs_bias")  # stay fp32 in a half-precision model (to_half)
+
     def __init__(self, dim: int, d_state: int, ssm_ratio: float, gated: bool):
         super().__init__()
         self.d_inner = d_inner = int(ssm_ratio * dim)
@@ -115,7 +117,7 @@ class SS2D(nn.Module):
         if self.gated:
             x, z = x.chunk(2, dim=1)
         x = F.silu(self.conv2d(x))
-        y = self.out_norm(self.scan(x)).to(x.dtype)
+        y = self.out_norm(self.scan(x).to(x.dtype))
         if self.gated:
             y = y * F.silu(z)
         return self.out_proj(y)

@@ -15,6 +15,10 @@ OP_TYPE = "SelectiveScan"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "avssm"
 
+# While an exporter sets this to a list, every exported scan appends its sequence length (so the
+# portable lowering can size its chunks for the lengths the model was exported at).
+traced_lengths: list[int] | None = None
+
 
 class _SelectiveScanNode(torch.autograd.Function):
     @staticmethod
@@ -36,5 +40,7 @@ class _SelectiveScanNode(torch.autograd.Function):
 
 def selective_scan_onnx(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Emit one SelectiveScan node (only meaningful inside torch.onnx.export)."""
+    if traced_lengths is not None:
+        traced_lengths.append(int(u.shape[-1]))
     return _SelectiveScanNode.apply(u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                     None if delta_bias is None else delta_bias.float(), bool(delta_softplus))

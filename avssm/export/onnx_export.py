@@ -1,0 +1,309 @@
+"""Export an avssm model to ONNX, in the plugin form (SelectiveScan nodes for TensorRT) or the
+portable form (standard ops only), with the metadata a runtime needs and an optional verification.
+
+    from avssm.export import export_onnx
+    result = export_onnx("vmamba_tiny_det", "model.onnx", scan_op="portable", verify=True)
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+import avssm
+from avssm.errors import AvssmError
+
+SCAN_OPS = ("plugin", "portable")
+PRECISIONS = ("fp32", "fp16")
+MIN_OPSET = 17
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list
+    dtype: str
+
+    def __str__(self) -> str:
+        return f"{self.name}[{','.join(str(d) for d in self.shape)}] {self.dtype}"
+
+
+@dataclass
+class ExportResult:
+    path: str
+    size_bytes: int
+    nodes: int
+    scan_nodes: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    metadata: dict
+    verification: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {self.nodes} nodes, "
+                f"{self.scan_nodes} SelectiveScan; inputs {', '.join(map(str, self.inputs))}; "
+                f"outputs {', '.join(map(str, self.outputs))}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """'1080x1920' (H x W) -> (1080, 1920)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise AvssmError(f"input size '{text}': expected HxW, e.g. 1080x1920") from None
+    return h, w
+
+
+def _check_args(input_size, batch, scan_op, precision, opset, output: Path):
+    h, w = input_size
+    if h < 32 or w < 32 or h > 16384 or w > 16384:
+        raise AvssmError(f"input size {h}x{w}: height and width must be between 32 and 16384")
+    if batch < 1:
+        raise AvssmError(f"batch {batch}: must be at least 1")
+    if scan_op not in SCAN_OPS:
+        raise AvssmError(f"scan op '{scan_op}': expected one of {', '.join(SCAN_OPS)}")
+    if precision not in PRECISIONS:
+        raise AvssmError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+    if opset < MIN_OPSET:
+        raise AvssmError(f"opset {opset}: avssm exports opset {MIN_OPSET} or newer")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise AvssmError(f"output {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise AvssmError(f"output {output}: directory {parent} is not writable")
+    if output.exists() and output.is_dir():
+        raise AvssmError(f"output {output}: is a directory")
+
+
+def _tensor_infos(values) -> list[TensorInfo]:
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
+        out.append(TensorInfo(v.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name))
+    return out
+
+
+def build_metadata(model, model_name: str, input_size, scan_op: str, precision: str, opset: int, dynamic: bool) -> dict:
+    detector = hasattr(model, "class_names")
+    return {
+        "avssm_version": avssm.__version__,
+        "model": model_name,
+        "task": "detection" if detector else "classification",
+        "class_names": list(model.class_names) if detector else None,
+        "input": {"name": "images", "layout": "NCHW", "color": "RGB", "scale": 1 / 255, "mean": list(MEAN_RGB),
+                  "std": list(STD_RGB), "dtype": "float16" if precision == "fp16" else "float32"},
+        # The detector pads bottom/right with zeros (after normalization) inside the graph, so any frame
+        # size is accepted and boxes come back in the frame's pixels.
+        "padding": {"multiple": model.config.pad_to, "where": "bottom_right", "inside_model": True} if detector else None,
+        "outputs": ({"boxes": "xyxy input pixels, fp32, before NMS", "scores": "per class in [0, 1], before NMS"}
+                    if detector else {"logits": "class logits"}),
+        "scan_op": scan_op,
+        "precision": precision,
+        "opset": opset,
+        "dynamic": dynamic,
+        "export_size": list(input_size),
+    }
+
+
+def read_metadata(path_or_model) -> dict:
+    """The avssm metadata stored in an exported file ({} when it has none)."""
+    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(str(path_or_model), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == "avssm":
+            return json.loads(prop.value)
+    return {}
+
+
+@contextlib.contextmanager
+def _atomic_output(output: Path):
+    """Write to a temporary file beside ``output`` and rename it in place only on success."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent if str(output.parent) else ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _verification_sizes(input_size, dynamic: bool) -> list[tuple[int, int]]:
+    sizes = [tuple(input_size)]
+    if dynamic:  # a second, different size checks the symbolic shapes
+        h, w = input_size
+        sizes.append((max(32, (h * 3 // 4) // 16 * 16 + 8), max(32, (w * 2 // 3) // 16 * 16 + 8)))
+    return sizes
+
+
+def verify_onnx(path: str, torch_model, input_size, batch: int, dynamic: bool, precision: str) -> list[dict]:
+    """Run the file and PyTorch on the same inputs; max abs / max rel error per output and size.
+
+    Portable files run on ONNX Runtime CPU; plugin files on onnx.reference with avssm's Python
+    SelectiveScan. fp16 files are compared with the fp32 PyTorch model.
+    """
+    import torch
+
+    model_proto = onnx.load(path)
+    meta = read_metadata(model_proto)
+    if meta.get("scan_op") == "plugin":
+        from avssm.export.reference_op import reference_session
+
+        session = reference_session(model_proto)
+        runtime = "onnx.reference + Python SelectiveScan"
+
+        def run(x):
+            return session.run(None, {"images": x})
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        runtime = "onnxruntime CPU"
+
+        def run(x):
+            return session.run(None, {"images": x})
+
+    names = [o.name for o in model_proto.graph.output]
+    results = []
+    rng = np.random.default_rng(0)
+    for size in _verification_sizes(input_size, dynamic):
+        x = rng.standard_normal((batch, 3, *size)).astype(np.float32)
+        with torch.inference_mode():
+            expected = torch_model(torch.from_numpy(x))
+        expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
+        got = run(x.astype(np.float16) if precision == "fp16" else x)
+        for name, e, g in zip(names, expected, got):
+            e = e.float().numpy()
+            g = np.asarray(g, dtype=np.float32)
+            if e.shape != g.shape:
+                raise AvssmError(f"verify: output {name} has shape {g.shape} in the file but {e.shape} in PyTorch")
+            abs_err = float(np.abs(g - e).max()) if e.size else 0.0
+            scale = float(np.abs(e).max()) if e.size else 0.0
+            results.append({"size": list(size), "output": name, "max_abs": abs_err,
+                            "max_rel": abs_err / scale if scale > 0 else abs_err, "finite": bool(np.isfinite(g).all()),
+                            "runtime": runtime})
+    return results
+
+
+def _name_output_dims(proto: onnx.ModelProto, shapes: list[list[int]], dynamic: bool, detector: bool) -> None:
+    """Give the outputs their traced sizes (static export) or readable symbolic names (dynamic)."""
+    for out, shape in zip(proto.graph.output, shapes):
+        dims = out.type.tensor_type.shape.dim
+        for i, (dim, size) in enumerate(zip(dims, shape)):
+            symbolic = dynamic and (i == 0 or (detector and i == 1))
+            if symbolic:
+                dim.dim_param = "batch" if i == 0 else "candidates"
+            else:
+                dim.dim_value = size
+
+
+def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dynamic: bool = False, batch: int = 1,
+                scan_op: str = "plugin", precision: str = "fp32", opset: int = MIN_OPSET, verify: bool = False,
+                progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``model`` (a registered name or an avssm nn.Module) to ``output``.
+
+    ``scan_op="plugin"`` writes one ``trt.plugins::SelectiveScan`` node per scan (TensorRT with the avssm
+    plugin); ``"portable"`` replaces them by standard ops (ONNX Runtime, any runtime). ``precision="fp16"``
+    makes the graph fp16 (input too) while the scan's A, D, delta_bias, state and math stay fp32 and the
+    boxes/scores outputs are fp32. ``dynamic`` makes batch, height and width symbolic. The file is written
+    elsewhere and renamed into place, so a failed export leaves nothing behind.
+    """
+    import torch
+
+    from avssm.export.portable import lower_selective_scan
+    from avssm.models import create_model
+    from avssm.ops import selective_scan_onnx
+
+    step = progress or (lambda message: None)
+    output = Path(output)
+    _check_args(input_size, batch, scan_op, precision, opset, output)
+
+    step("building the model")
+    if isinstance(model, str):
+        model_name, net = model, create_model(model, checkpoint=checkpoint)
+    else:
+        model_name, net = getattr(model, "model_name", type(model).__name__), model
+        if checkpoint is not None:
+            from avssm.models import load_checkpoint
+
+            load_checkpoint(net, checkpoint)
+    net = net.eval()
+    reference = net
+    if precision == "fp16":
+        import copy
+
+        from avssm.models.layers import to_half
+
+        net = to_half(copy.deepcopy(net))
+
+    class _Exported(torch.nn.Module):
+        """The model with fp32 outputs (boxes keep pixel precision in an fp16 graph)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.output_shapes = []
+
+        def forward(self, images):
+            out = self.inner(images)
+            out = tuple(o.float() for o in out) if isinstance(out, tuple) else (out.float(),)
+            self.output_shapes = [list(o.shape) for o in out]  # the trace runs once with real values
+            return out if len(out) > 1 else out[0]
+
+    detector = hasattr(net, "class_names")
+    output_names = ["boxes", "scores"] if detector else ["logits"]
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {"images": {0: "batch", 2: "height", 3: "width"}}
+        for name in output_names:
+            dynamic_axes[name] = {0: "batch", 1: "candidates"} if detector else {0: "batch"}
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    example = torch.zeros(batch, 3, *input_size, dtype=dtype)
+
+    with _atomic_output(output) as tmp:
+        step(f"tracing {model_name} at {input_size[0]}x{input_size[1]}")
+        # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
+        wrapper = _Exported(net).eval()
+        selective_scan_onnx.traced_lengths = lengths = []
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected
+                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=["images"], output_names=output_names, dynamic_axes=dynamic_axes,
+                                  do_constant_folding=True)
+        finally:
+            selective_scan_onnx.traced_lengths = None
+        proto = onnx.load(str(tmp))
+        _name_output_dims(proto, wrapper.output_shapes, dynamic, detector)
+        if scan_op == "portable":
+            step("lowering SelectiveScan to standard ops")
+            proto = lower_selective_scan(proto, lengths=lengths)
+        metadata = build_metadata(net, model_name, input_size, scan_op, precision, opset, dynamic)
+        del proto.metadata_props[:]
+        onnx.helper.set_model_props(proto, {"avssm": json.dumps(metadata)})
+        proto.producer_name, proto.producer_version = "avssm", avssm.__version__
+        step("checking the graph")
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        verification = []
+        if verify:
+            step("verifying against PyTorch")
+            verification = verify_onnx(str(tmp), reference, input_size, batch, dynamic, precision)
+    nodes = len(proto.graph.node)
+    scans = sum(1 for n in proto.graph.node if n.op_type == selective_scan_onnx.OP_TYPE)
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    return ExportResult(str(output), output.stat().st_size, nodes, scans, _tensor_infos(proto.graph.input),
+                        _tensor_infos(inferred.graph.output), metadata, verification)

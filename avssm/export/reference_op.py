@@ -1,0 +1,42 @@
+"""A Python implementation of the SelectiveScan node for ``onnx.reference`` (no TensorRT needed).
+
+It reads the node exactly as the contract says (plugins/selective_scan/README.md): inputs u, delta,
+A, B, C, then D, z, delta_bias as flagged by ``has_*``; ``delta_softplus``. The arithmetic is
+avssm's selective scan (the same semantics; on the CPU the compiled kernel).
+"""
+from __future__ import annotations
+
+import numpy as np
+from onnx.reference.op_run import OpRun
+
+from avssm.ops.selective_scan_onnx import DOMAIN
+
+
+class SelectiveScan(OpRun):  # the class name must equal the node's op_type
+    op_domain = DOMAIN
+
+    def _run(self, u, delta, A, B, C, *optional, has_D=0, has_z=0, has_delta_bias=0, delta_softplus=0,
+             plugin_version=None, plugin_namespace=None):
+        import torch
+
+        from avssm.ops import selective_scan
+
+        rest = list(optional)
+        D = rest.pop(0) if has_D else None
+        z = rest.pop(0) if has_z else None
+        delta_bias = rest.pop(0) if has_delta_bias else None
+        if rest:
+            raise ValueError(f"SelectiveScan: {len(rest)} inputs more than the has_* attributes announce")
+        t = {name: None if v is None else torch.from_numpy(np.array(v))  # a writable copy
+             for name, v in dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias).items()}
+        with torch.inference_mode():
+            y = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], D=t["D"], z=t["z"],
+                               delta_bias=t["delta_bias"], delta_softplus=bool(delta_softplus))
+        return (y.numpy(),)
+
+
+def reference_session(model):
+    """An ``onnx.reference.ReferenceEvaluator`` that runs SelectiveScan nodes."""
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model, new_ops=[SelectiveScan])
