@@ -99,11 +99,73 @@ def export_cmd(
     console.print(result.summary(), soft_wrap=True)
 
 
+def _parse_wxh(text: Optional[str], flag: str):
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise AvssmError(f"{flag} '{text}': expected WIDTHxHEIGHT, e.g. 1920x1080") from None
+    if w < 32 or h < 32:
+        raise AvssmError(f"{flag} '{text}': width and height must be at least 32")
+    return w, h
+
+
+@app.command("run")
+def run_cmd(
+    camera: Optional[str] = typer.Option(None, "--camera", help="Camera: index (0), /dev/videoN, or gst:<pipeline>."),
+    source: Optional[str] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or image."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="ONNX file from `avssm export`, or a registered model name (PyTorch). "
+                                             "Default: vim_tiny_det, exported once into ~/.cache/avssm."),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, torch."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for the torch backend."),
+    device: str = typer.Option("cpu", "--device", help="Device for the torch backend (cpu, cuda)."),
+    plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin library."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WIDTHxHEIGHT (default: keep full resolution)."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras/streams) or none (default for files)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames (after warm-up)."),
+    warmup: int = typer.Option(1, "--warmup", help="Frames run before timing starts."),
+    score_threshold: float = typer.Option(0.3, "--score-threshold", help="Minimum detection score."),
+    iou_threshold: float = typer.Option(0.6, "--iou-threshold", help="Class-aware NMS IoU threshold."),
+    show: bool = typer.Option(False, "--show", help="Show a window with boxes and live FPS."),
+    save_video: Optional[str] = typer.Option(None, "--save-video", help="Write the frames with boxes to this video."),
+    jsonl: Optional[str] = typer.Option(None, "--jsonl", help="Write one line of detections per frame."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report (and environment) as JSON."),
+):
+    """Run a detector on camera frames, a video or images and report latency per stage and memory.
+
+    With no --camera/--source it runs the default detector on the short sample clip shipped with avssm.
+    """
+    from avssm.runtime import default_model_file, default_sample_clip, format_table, run
+
+    if camera and source:
+        raise AvssmError("--camera and --source: give one of them")
+    spec = camera or source or str(default_sample_clip())
+    if model is None:
+        with console.status("building the default detector (once) ...") as status:
+            model = str(default_model_file(progress=lambda m: status.update(f"{m} ...")))
+    with console.status(f"running on {spec} ..."):
+        report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
+                     plugin_lib=plugin_lib, resize=_parse_wxh(resize, "--resize"), drop=drop, max_frames=max_frames,
+                     warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
+                     save_video=save_video, jsonl=jsonl)
+    if json_path:
+        from avssm.runtime.report import write_json
+
+        write_json(report, json_path)
+    console.print(format_table(report), soft_wrap=True, highlight=False)
+    if report.get("error"):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
     except AvssmError as e:
         print(f"avssm: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         print("avssm: interrupted", file=sys.stderr)

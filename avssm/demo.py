@@ -25,7 +25,8 @@ def run_demo(model: str = "vmamba_tiny_det", size: tuple[int, int] = (1080, 1920
     import torch
 
     from avssm.models import create_model
-    from avssm.runtime.preprocess import normalize_frame, synthetic_road_frame
+    from avssm.runtime.preprocess import normalize_frame
+    from avssm.runtime.synthetic import synthetic_road_frame
 
     if image is not None:
         if not Path(image).is_file():

@@ -17,26 +17,3 @@ def normalize_frame(frame_bgr: np.ndarray, mean=IMAGENET_MEAN_RGB, std=IMAGENET_
     rgb = frame_bgr[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
     rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
-
-
-def synthetic_road_frame(height: int = 1080, width: int = 1920, seed: int = 0) -> np.ndarray:
-    """A deterministic stand-in camera frame (sky, road, lane lines, boxes) as uint8 BGR."""
-    rng = np.random.default_rng(seed)
-    img = np.empty((height, width, 3), np.uint8)
-    horizon = height * 2 // 5
-    img[:horizon] = (200, 160, 120)  # sky (BGR)
-    img[horizon:] = (90, 90, 90)  # road
-    for i in range(1, 4):  # lane lines converging to the vanishing point
-        x_top = width // 2 + (i - 2) * width // 40
-        x_bot = width // 2 + (i - 2) * width // 3
-        for y in range(horizon, height, 4):
-            t = (y - horizon) / (height - horizon)
-            x = int(x_top + (x_bot - x_top) * t)
-            img[y:y + 2, max(0, x - 3):x + 3] = 230
-    for _ in range(12):  # vehicles, sizes growing towards the camera
-        y = int(rng.uniform(horizon + 1, height))
-        s = max(2, int((y - horizon) / (height - horizon) * height / 4))
-        x = int(rng.uniform(0, max(1, width - s)))
-        img[y - s // 2:y, x:x + s] = rng.integers(0, 255, 3, dtype=np.uint8)
-    noise = rng.normal(0, 6, img.shape)
-    return np.clip(img + noise, 0, 255).astype(np.uint8)

@@ -1,0 +1,166 @@
+"""Inference backends behind one interface: ONNX Runtime, PyTorch, and (where installed) TensorRT.
+
+    backend = load_backend("model.onnx", "auto")
+    outputs = backend.infer(images)   # {"boxes": (B, P, 4), "scores": (B, P, C)}
+
+Only :class:`TorchBackend` imports PyTorch. Every backend carries the model's avssm metadata
+(normalization, padding, class names), so pre- and post-processing need no other flags.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avssm.errors import AvssmError
+
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
+
+
+class BackendError(AvssmError):
+    pass
+
+
+@dataclass
+class Backend:
+    name: str
+    device: str
+    metadata: dict
+    input_name: str = "images"
+    input_dtype: type = np.float32
+    fixed_hw: tuple[int, int] | None = None  # None when height and width are dynamic
+    reason: str = ""  # why this backend was chosen
+    info: dict = field(default_factory=dict)
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def memory(self) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "device": self.device, "reason": self.reason, **self.info}
+
+
+# ------------------------------------------------------------------------------------------ ONNX Runtime
+
+def _read_onnx_metadata(path: Path) -> tuple[dict, str, tuple | None, type]:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
+        raise BackendError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
+    meta = next((json.loads(p.value) for p in model.metadata_props if p.key == "avssm"), None)
+    if meta is None:
+        raise BackendError(f"model {path}: has no avssm metadata (export it with `avssm export`)")
+    inp = model.graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    hw = tuple(d.dim_value for d in dims[2:4])
+    fixed = hw if all(v > 0 for v in hw) and not any(d.dim_param for d in dims[2:4]) else None
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).type
+    return meta, inp.name, fixed, dtype
+
+
+class OnnxRuntimeBackend(Backend):
+    def __init__(self, path: str | Path, provider: str = "cpu", plugin_lib: str | None = None, reason: str = ""):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"model {path}: no such file")
+        meta, input_name, fixed, dtype = _read_onnx_metadata(path)
+        providers = {"cpu": ["CPUExecutionProvider"],
+                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                     "tensorrt": [("TensorrtExecutionProvider", {"trt_extra_plugin_lib_paths": plugin_lib or ""}),
+                                  "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
+        if meta.get("scan_op") == "plugin" and provider != "tensorrt":
+            raise BackendError(f"model {path}: plugin-form file (SelectiveScan nodes) runs on TensorRT; "
+                               "export with --scan-op portable for ONNX Runtime")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers)
+        except Exception as e:  # noqa: BLE001
+            raise BackendError(f"model {path}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
+        name = "onnxruntime" if provider == "cpu" else f"onnxruntime-{provider}"
+        super().__init__(name, "cpu" if provider == "cpu" else "cuda", meta, input_name, dtype, fixed, reason,
+                         {"onnxruntime": ort.__version__, "providers": self.session.get_providers(), "model_file": str(path)})
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, {self.input_name: images})
+        return dict(zip(self.output_names, outputs))
+
+
+# ------------------------------------------------------------------------------------------ PyTorch
+
+class TorchBackend(Backend):
+    def __init__(self, model_name: str, checkpoint: str | None = None, device: str = "cpu", reason: str = ""):
+        import torch
+
+        from avssm.export.onnx_export import build_metadata
+        from avssm.models import create_model
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"device {device}: PyTorch sees no CUDA GPU")
+        self.torch = torch
+        self.model = create_model(model_name, checkpoint=checkpoint).eval().to(device)
+        if not hasattr(self.model, "class_names"):
+            raise BackendError(f"model '{model_name}' is a classifier; `avssm run` needs a detector (*_det)")
+        meta = build_metadata(self.model, model_name, (0, 0), "pytorch", "fp32", 0, True)
+        super().__init__("torch", device, meta, "images", np.float32, None, reason,
+                         {"torch": torch.__version__, "model": model_name, "checkpoint": checkpoint})
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            boxes, scores = self.model(torch.from_numpy(images).to(self.device))
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        return {"boxes": boxes.cpu().numpy(), "scores": scores.cpu().numpy()}
+
+    def memory(self) -> dict:
+        if self.device.startswith("cuda"):
+            return {"torch_peak_allocated_mib": self.torch.cuda.max_memory_allocated() / 2**20}
+        return {}
+
+
+# ------------------------------------------------------------------------------------------ selection
+
+def _ort_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return ort.get_available_providers()
+
+
+def load_backend(model: str, backend: str = "auto", *, checkpoint: str | None = None, device: str = "cpu",
+                 plugin_lib: str | None = None) -> Backend:
+    """Open ``model`` (an .onnx file, a TensorRT engine, or a registered model name for PyTorch)."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
+    path = Path(model)
+    is_file = path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt")
+    if backend == "torch" or (backend == "auto" and not is_file):
+        return TorchBackend(model, checkpoint, device, reason="a registered model name runs on PyTorch")
+    if path.suffix.lower() in (".engine", ".plan", ".trt") or backend == "tensorrt":
+        raise BackendError(f"model {path}: the TensorRT backend needs TensorRT and the avssm plugin library, "
+                           "which this build does not provide yet; use an ONNX file")
+    if backend == "onnxruntime":
+        return OnnxRuntimeBackend(path, "cpu", reason="asked for")
+    if backend == "onnxruntime-cuda":
+        return OnnxRuntimeBackend(path, "cuda", reason="asked for")
+    if backend == "onnxruntime-tensorrt":
+        return OnnxRuntimeBackend(path, "tensorrt", plugin_lib, reason="asked for")
+    providers = _ort_providers()
+    if not providers:
+        raise BackendError("no backend available: install onnxruntime (or onnxruntime-gpu)")
+    if "TensorrtExecutionProvider" in providers and plugin_lib:
+        return OnnxRuntimeBackend(path, "tensorrt", plugin_lib, reason="TensorRT execution provider available")
+    if "CUDAExecutionProvider" in providers:
+        return OnnxRuntimeBackend(path, "cuda", reason="no TensorRT; ONNX Runtime CUDA provider available")
+    return OnnxRuntimeBackend(path, "cpu", reason="no TensorRT or CUDA provider; ONNX Runtime on the CPU")

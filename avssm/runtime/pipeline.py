@@ -1,0 +1,244 @@
+"""The run loop: frames -> preprocess -> infer -> postprocess (threshold, class-aware NMS) -> sinks.
+
+    from avssm.runtime import run
+    report = run("model.onnx", source="clip.mp4", max_frames=50)
+
+Timing per frame: capture wait (how long inference waited for a frame), preprocess, inference,
+postprocess, and end to end (from the moment the frame was read to the end of its postprocess).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avssm.errors import AvssmError
+from avssm.runtime import report as rep
+from avssm.runtime.backends import Backend, load_backend
+from avssm.runtime.sources import Frame, FrameSource
+
+
+@dataclass
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+    score: float
+    label: int
+    name: str
+
+    def to_dict(self) -> dict:
+        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4), "label": self.label,
+                "class": self.name}
+
+
+def preprocess(frame_bgr: np.ndarray, meta: dict, dtype=np.float32) -> np.ndarray:
+    """uint8 BGR frame -> (1, 3, H, W) tensor normalized as the model's metadata says."""
+    inp = meta["input"]
+    img = frame_bgr[:, :, ::-1] if inp.get("color", "RGB") == "RGB" else frame_bgr
+    x = img.astype(np.float32) * np.float32(inp.get("scale", 1 / 255))
+    x = (x - np.asarray(inp["mean"], np.float32)) / np.asarray(inp["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(dtype, copy=False)
+
+
+def postprocess(boxes: np.ndarray, scores: np.ndarray, class_names: list[str], score_threshold: float = 0.3,
+                iou_threshold: float = 0.6, max_candidates: int = 2000, max_detections: int = 300) -> list[Detection]:
+    """One image's (P, 4) xyxy boxes and (P, C) scores -> detections after class-aware NMS (OpenCV)."""
+    best = scores.max(axis=1)
+    labels = scores.argmax(axis=1)
+    keep = np.nonzero(best >= score_threshold)[0]
+    if keep.size == 0:
+        return []
+    keep = keep[np.argsort(-best[keep])[:max_candidates]]
+    b = boxes[keep].astype(np.float32)
+    xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), best[keep].astype(float).tolist(), labels[keep].astype(int).tolist(),
+                                  score_threshold, iou_threshold)
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)[:max_detections]
+    out = []
+    for i in idx:
+        j = keep[i]
+        label = int(labels[j])
+        out.append(Detection(tuple(float(v) for v in boxes[j]), float(best[j]), label,
+                             class_names[label] if label < len(class_names) else str(label)))
+    return out
+
+
+def draw(frame: np.ndarray, detections: list[Detection], fps: float | None = None) -> np.ndarray:
+    img = frame.copy()
+    for d in detections:
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        color = tuple(int(c) for c in np.random.default_rng(d.label).integers(64, 255, 3))
+        cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
+        cv2.putText(img, f"{d.name} {d.score:.2f}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1)
+    if fps is not None:
+        cv2.putText(img, f"{fps:.1f} fps", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 255, 0), 2)
+    return img
+
+
+class _Sinks:
+    def __init__(self, show: bool, save_video: str | None, jsonl: str | None):
+        self.show = show
+        self.save_video = save_video
+        self.writer = None
+        self.jsonl = open(jsonl, "w") if jsonl else None
+        if show:
+            try:
+                cv2.namedWindow("avssm", cv2.WINDOW_NORMAL)
+            except cv2.error:
+                raise AvssmError("--show: this OpenCV build has no GUI support (opencv-python-headless); "
+                                 "use --save-video instead") from None
+
+    def write(self, frame: Frame, detections: list[Detection], fps: float | None) -> None:
+        if self.jsonl:
+            self.jsonl.write(json.dumps({"frame": frame.index, "name": frame.name,
+                                         "detections": [d.to_dict() for d in detections]}) + "\n")
+        if self.save_video or self.show:
+            img = draw(frame.image, detections, fps)
+            if self.save_video:
+                if self.writer is None:
+                    h, w = img.shape[:2]
+                    self.writer = cv2.VideoWriter(self.save_video, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+                    if not self.writer.isOpened():
+                        raise AvssmError(f"--save-video {self.save_video}: cannot be written")
+                self.writer.write(img)
+            if self.show:
+                cv2.imshow("avssm", img)
+                cv2.waitKey(1)
+
+    def close(self) -> None:
+        if self.jsonl:
+            self.jsonl.close()
+        if self.writer is not None:
+            self.writer.release()
+        if self.show:
+            cv2.destroyAllWindows()
+
+
+def _check_frame_fits(backend: Backend, frame: np.ndarray, source: str) -> None:
+    if backend.fixed_hw is not None and tuple(frame.shape[:2]) != tuple(backend.fixed_hw):
+        h, w = backend.fixed_hw
+        raise AvssmError(f"source {source}: frame {frame.shape[1]}x{frame.shape[0]} does not fit the model's fixed "
+                         f"input {w}x{h}; pass --resize {w}x{h} or export the model with --dynamic")
+
+
+def run(model: str | Backend, source: str, *, camera: bool = False, backend: str = "auto", checkpoint: str | None = None,
+        device: str = "cpu", plugin_lib: str | None = None, resize: tuple[int, int] | None = None, drop: str | None = None,
+        max_frames: int | None = None, warmup: int = 1, score_threshold: float = 0.3, iou_threshold: float = 0.6,
+        show: bool = False, save_video: str | None = None, jsonl: str | None = None, on_frame=None) -> dict:
+    """Run a detector over a source and return the report (see avssm/runtime/report.py).
+
+    A fault mid-run (camera lost, unreadable file, Ctrl-C) ends the loop; the report of what ran is
+    returned with ``error`` set. Problems found before the first frame raise AvssmError.
+    """
+    be = model if isinstance(model, Backend) else load_backend(model, backend, checkpoint=checkpoint, device=device,
+                                                                 plugin_lib=plugin_lib)
+    meta = be.metadata
+    if meta.get("task") != "detection":
+        raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
+    src = FrameSource(source, camera=camera, resize=resize, drop=drop,
+                      max_frames=(max_frames + warmup) if max_frames else None)
+    src.probe()
+    sinks = _Sinks(show, save_video, jsonl)
+    times = rep.StageTimes()
+    class_names = meta.get("class_names") or []
+    processed = warmed = 0
+    error = None
+    rss_after_warmup = None
+    t_start = None
+    try:
+        with src:
+            while True:
+                t_wait = time.perf_counter()
+                frame = src.next()
+                t0 = time.perf_counter()
+                if frame is None:
+                    error = src.error
+                    break
+                _check_frame_fits(be, frame.image, source)
+                x = preprocess(frame.image, meta, be.input_dtype)
+                t1 = time.perf_counter()
+                out = be.infer(x)
+                t2 = time.perf_counter()
+                dets = postprocess(out["boxes"][0], out["scores"][0], class_names, score_threshold, iou_threshold)
+                t3 = time.perf_counter()
+                if warmed < warmup:
+                    warmed += 1
+                else:
+                    if t_start is None:
+                        t_start = t_wait
+                        rss_after_warmup = rep.rss_mib()
+                    processed += 1
+                    times.add("capture_wait", t0 - t_wait)
+                    times.add("preprocess", t1 - t0)
+                    times.add("inference", t2 - t1)
+                    times.add("postprocess", t3 - t2)
+                    times.add("end_to_end", t3 - frame.captured_at)
+                fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
+                sinks.write(frame, dets, fps)
+                if on_frame is not None:
+                    on_frame(frame, dets)
+                if max_frames and processed >= max_frames:
+                    break
+    except KeyboardInterrupt:
+        error = "interrupted (Ctrl-C)"
+    except AvssmError as e:
+        if processed == 0 and warmed == 0:
+            raise
+        error = str(e)
+    finally:
+        sinks.close()
+    elapsed = (time.perf_counter() - t_start) if t_start else 0.0
+    memory = {"peak_rss_mib": rep.peak_rss_mib(), "rss_mib": rep.rss_mib()}
+    if rss_after_warmup is not None:
+        memory["rss_after_warmup_mib"] = rss_after_warmup
+    memory.update(be.memory())
+    memory.update(rep.gpu_memory())
+    memory.update(rep.jetson_memory())
+    return {
+        "schema": rep.SCHEMA,
+        "kind": "run",
+        "environment": rep.environment(be.info),
+        "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
+        "backend": be.describe(),
+        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "resize": list(resize) if resize else None},
+        "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped},
+        "latency_ms": times.summary(),
+        "throughput_fps": processed / elapsed if elapsed > 0 else 0.0,
+        "memory": memory,
+        "error": error,
+    }
+
+
+def default_sample_clip() -> Path:
+    """The short road clip shipped with the package."""
+    return Path(__file__).resolve().parent.parent / "data" / "sample_clip.mp4"
+
+
+DEFAULT_MODEL = "vim_tiny_det"
+
+
+def default_model_file(progress=None) -> Path:
+    """The default detector as a portable, dynamic-shape ONNX file, exported once into the cache.
+
+    Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone.
+    """
+    import os
+
+    import avssm
+
+    cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm")) / "models"
+    path = cache / f"{DEFAULT_MODEL}_portable_dynamic_{avssm.__version__}.onnx"
+    if path.is_file():
+        return path
+    try:
+        from avssm.export import export_onnx
+        import torch  # noqa: F401
+    except ImportError:
+        raise AvssmError("no --model given and PyTorch is not installed to build the default detector; "
+                         "pass --model FILE.onnx (from `avssm export`)") from None
+    cache.mkdir(parents=True, exist_ok=True)
+    export_onnx(DEFAULT_MODEL, path, input_size=(1080, 1920), dynamic=True, scan_op="portable", progress=progress)
+    return path

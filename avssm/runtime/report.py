@@ -1,0 +1,142 @@
+"""Latency per stage, memory and environment: the report every ``avssm run`` (and ``bench``) ends with.
+
+The JSON schema (``schema: "avssm.report/1"``) is shared by run and bench:
+
+    {schema, kind, environment: {...}, model: {...}, backend: {...}, source: {...},
+     frames: {processed, warmup, captured, dropped}, latency_ms: {stage: {p50, p90, p99, max, mean, count}},
+     throughput_fps, memory: {...}, error}
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SCHEMA = "avssm.report/1"
+STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end")
+
+
+@dataclass
+class StageTimes:
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.samples[stage].append(seconds * 1000.0)
+
+    def summary(self) -> dict:
+        out = {}
+        for stage, values in self.samples.items():
+            if not values:
+                continue
+            a = np.asarray(values)
+            out[stage] = {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+                          "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean()),
+                          "count": int(a.size)}
+        return out
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def is_jetson() -> bool:
+    return os.path.exists("/etc/nv_tegra_release") or os.path.exists("/sys/module/tegra_fuse")
+
+
+def gpu_memory() -> dict:
+    """GPU memory this process holds, via NVML when it is installed (nvidia-ml-py)."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        used = 0
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid() and proc.usedGpuMemory:
+                used += proc.usedGpuMemory
+        return {"gpu_process_mib": used / 2**20, "gpu_source": "nvml"}
+    except Exception:  # noqa: BLE001 - NVML is unsupported on Jetson and some containers
+        return {}
+
+
+def jetson_memory() -> dict:
+    """Unified memory on Jetson, from /proc/meminfo (NVML does not report it there)."""
+    if not is_jetson():
+        return {}
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            key, value = line.split(":", 1)
+            if key in ("MemTotal", "MemAvailable"):
+                info[key] = int(value.split()[0]) / 1024
+    return {"unified_total_mib": info.get("MemTotal"), "unified_available_mib": info.get("MemAvailable")}
+
+
+def environment(backend_info: dict | None = None) -> dict:
+    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+           "cpu_count": os.cpu_count(), "jetson": is_jetson()}
+    try:
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        import tensorrt
+
+        env["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        pass
+    if "torch" in sys.modules:  # only report torch when the backend already loaded it
+        torch = sys.modules["torch"]
+        env["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name()
+            env["cuda"] = torch.version.cuda
+    if backend_info:
+        env.update({k: v for k, v in backend_info.items() if k in ("onnxruntime", "torch", "tensorrt")})
+    return env
+
+
+def format_table(report: dict) -> str:
+    """The human-readable end-of-run table."""
+    lines = []
+    b = report["backend"]
+    m = report["model"]
+    lines.append(f"model {m.get('model')} ({m.get('precision')}, {m.get('scan_op')}) on {b['name']} [{b['device']}]"
+                 + (f" - {b['reason']}" if b.get("reason") else ""))
+    fr = report["frames"]
+    lines.append(f"frames: {fr['processed']} processed after {fr['warmup']} warm-up, {fr['dropped']} dropped, "
+                 f"{fr['captured']} captured; throughput {report['throughput_fps']:.2f} fps")
+    lines.append(f"{'stage':<14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for stage in STAGES:
+        s = report["latency_ms"].get(stage)
+        if s:
+            lines.append(f"{stage:<14}{s['p50']:>10.1f}{s['p90']:>10.1f}{s['p99']:>10.1f}{s['max']:>10.1f}")
+    mem = report["memory"]
+    lines.append("memory: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items()))
+    if report.get("error"):
+        lines.append(f"stopped: {report['error']}")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)

@@ -1,0 +1,224 @@
+"""Frame sources: cameras (V4L2, GStreamer), video files and streams, image folders, single images.
+
+A source runs its capture in its own thread and hands frames over through a bounded queue:
+
+* ``drop="oldest"`` (default for live cameras): when inference is slower than the camera, the oldest
+  queued frame is dropped so latency stays bounded; drops are counted.
+* ``drop="none"`` (default for files): capture waits for the consumer; every frame is processed.
+
+Live cameras that stop delivering are reopened with backoff a few times before the source ends with
+an error that the report carries.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from avssm.errors import AvssmError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class SourceError(AvssmError):
+    pass
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray  # uint8 BGR (H, W, 3)
+    captured_at: float  # time.perf_counter() when the frame was read
+    name: str = ""
+
+
+def _parse_camera(spec: str):
+    if spec.isdigit():
+        return int(spec), cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
+    if spec.startswith("/dev/video"):
+        return spec, cv2.CAP_V4L2
+    if spec.startswith("gst:"):
+        return spec[4:], cv2.CAP_GSTREAMER
+    return spec, cv2.CAP_ANY
+
+
+class FrameSource:
+    """Iterate over frames from ``spec``; use as a context manager so the thread stops."""
+
+    def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
+                 drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None):
+        self.spec = str(spec)
+        self.camera = camera
+        self.resize = resize  # (width, height)
+        self.live = camera or self.spec.startswith(("rtsp://", "http://", "https://", "gst:"))
+        self.drop = drop or ("oldest" if self.live else "none")
+        if self.drop not in ("oldest", "none"):
+            raise SourceError(f"--drop '{self.drop}': expected oldest or none")
+        self.reconnects = reconnects
+        self.max_frames = max_frames
+        self.dropped = 0
+        self.captured = 0
+        self.error: str | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._kind, self._items = self._open_kind()
+
+    # ---------------------------------------------------------------------------------- opening
+    def _open_kind(self):
+        if self.camera:
+            return "capture", None
+        if self.spec.startswith(("rtsp://", "http://", "https://", "gst:")):
+            return "capture", None
+        path = Path(self.spec)
+        if path.is_dir():
+            items = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not items:
+                raise SourceError(f"source {path}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            return "images", items
+        if not path.exists():
+            raise SourceError(f"source {path}: no such file or folder")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return "images", [path]
+        return "capture", None
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        target, api = _parse_camera(self.spec) if self.camera or self.spec.startswith("gst:") else (self.spec, cv2.CAP_ANY)
+        cap = cv2.VideoCapture(target, api)
+        if not cap.isOpened():
+            cap.release()
+            what = "camera" if self.camera else "source"
+            raise SourceError(f"{what} {self.spec}: cannot be opened")
+        return cap
+
+    def probe(self) -> None:
+        """Fail now (not in the capture thread) if the source cannot be read at all."""
+        if self._kind == "capture":
+            cap = self._open_capture()
+            ok, _ = cap.read()
+            cap.release()
+            if not ok:
+                raise SourceError(f"source {self.spec}: opened but no frame could be read (corrupt or empty?)")
+        else:
+            first = self._items[0]
+            if cv2.imread(str(first), cv2.IMREAD_COLOR) is None:
+                raise SourceError(f"source {first}: not a readable image")
+
+    # ---------------------------------------------------------------------------------- capture thread
+    def _put(self, frame: Frame) -> None:
+        if self.drop == "oldest":
+            while True:
+                try:
+                    self._queue.put_nowait(frame)
+                    return
+                except queue.Full:
+                    try:
+                        self._queue.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+        else:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(frame, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        if self.resize is not None and (image.shape[1], image.shape[0]) != self.resize:
+            image = cv2.resize(image, self.resize, interpolation=cv2.INTER_AREA)
+        return image
+
+    def _run_images(self) -> None:
+        for i, path in enumerate(self._items):
+            if self._stop.is_set() or (self.max_frames and i >= self.max_frames):
+                break
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self.error = f"source {path}: not a readable image"
+                break
+            self.captured += 1
+            self._put(Frame(i, self._prepare(image), time.perf_counter(), path.name))
+
+    def _run_capture(self) -> None:
+        index, failures = 0, 0
+        cap = None
+        try:
+            while not self._stop.is_set() and not (self.max_frames and index >= self.max_frames):
+                if cap is None:
+                    try:
+                        cap = self._open_capture()
+                    except SourceError as e:
+                        if not self.live or failures >= self.reconnects:
+                            self.error = str(e)
+                            return
+                        failures += 1
+                        time.sleep(min(2.0, 0.2 * 2**failures))  # backoff before reopening
+                        continue
+                ok, image = cap.read()
+                if not ok:
+                    if not self.live:
+                        return  # end of file
+                    cap.release()
+                    cap = None
+                    failures += 1
+                    if failures > self.reconnects:
+                        self.error = f"camera {self.spec}: lost; {self.reconnects} reconnects failed"
+                        return
+                    time.sleep(min(2.0, 0.2 * 2**failures))
+                    continue
+                failures = 0
+                self.captured += 1
+                self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{index:06d}"))
+                index += 1
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def _run(self) -> None:
+        try:
+            (self._run_images if self._kind == "images" else self._run_capture)()
+        finally:
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while True:
+            try:
+                self._queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    try:
+                        self._queue.get_nowait()
+                    except queue.Empty:
+                        pass
+
+    # ---------------------------------------------------------------------------------- consumer side
+    def __enter__(self) -> "FrameSource":
+        self._thread = threading.Thread(target=self._run, name="avssm-capture", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:  # unblock a producer waiting on a full queue
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+                self._thread.join(timeout=0.05)
+
+    def next(self) -> Frame | None:
+        """The next frame, or None at the end of the source."""
+        return self._queue.get()

@@ -1,0 +1,169 @@
+"""Runtime: sources, ONNX Runtime and torch backends, the run loop, its report, and faults."""
+import json
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from avssm.errors import AvssmError
+from avssm.runtime import FrameSource, load_backend, postprocess, run
+from avssm.runtime.report import SCHEMA, STAGES
+from avssm.runtime.synthetic import synthetic_road_frame, write_road_clip
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "road.mp4"
+    write_road_clip(str(path), frames=5, height=96, width=160)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
+    model.model_name = "vim_tiny_det"
+    path = tmp_path_factory.mktemp("model") / "det.onnx"
+    export_onnx(model, path, input_size=(96, 160), dynamic=True, scan_op="portable")
+    return path
+
+
+def test_video_file_every_frame(clip):
+    with FrameSource(str(clip)) as src:
+        frames = []
+        while (f := src.next()) is not None:
+            frames.append(f)
+    assert src.drop == "none" and len(frames) == 5 and src.dropped == 0
+    assert frames[0].image.shape == (96, 160, 3) and [f.index for f in frames] == list(range(5))
+
+
+def test_image_folder_and_resize(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), synthetic_road_frame(64, 96, t=i))
+    with FrameSource(str(tmp_path), resize=(48, 32)) as src:
+        shapes = []
+        while (f := src.next()) is not None:
+            shapes.append(f.image.shape)
+    assert shapes == [(32, 48, 3)] * 3
+
+
+def test_drop_oldest_keeps_latency_bounded(clip):
+    src = FrameSource(str(clip), drop="oldest", queue_size=1)
+    got = 0
+    with src:
+        time.sleep(0.5)  # a consumer far slower than the source
+        while src.next() is not None:
+            got += 1
+    assert src.dropped > 0 and got + src.dropped == src.captured == 5
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("missing.mp4", None, "no such file"),
+    ("empty", "dir", "has no images"),
+    ("bad.mp4", b"not a video", "cannot be opened|no frame could be read"),
+    ("bad.png", b"not an image", "not a readable image"),
+])
+def test_bad_sources(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(AvssmError, match=message):
+        FrameSource(str(path)).probe()
+
+
+def test_missing_camera_is_one_error():
+    with pytest.raises(AvssmError, match="camera 97: cannot be opened"):
+        FrameSource("97", camera=True).probe()
+
+
+def test_postprocess_nms_is_class_aware():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([[0.9, 0.0], [0.8, 0.0], [0.0, 0.7], [0.1, 0.2]], np.float32)
+    dets = postprocess(boxes, scores, ["car", "truck"], score_threshold=0.3, iou_threshold=0.5)
+    assert [(d.name, round(d.score, 2)) for d in dets] == [("car", 0.9), ("truck", 0.7)]
+
+
+def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
+    jsonl, video = tmp_path / "dets.jsonl", tmp_path / "out.mp4"
+    report = run(str(onnx_model), str(clip), warmup=1, score_threshold=0.0, jsonl=str(jsonl), save_video=str(video))
+    assert report["schema"] == SCHEMA and report["kind"] == "run" and report["error"] is None
+    assert report["backend"]["name"] == "onnxruntime" and "CPU" in report["backend"]["reason"]
+    assert report["frames"] == {"processed": 4, "warmup": 1, "captured": 5, "dropped": 0}
+    assert set(report["latency_ms"]) == set(STAGES)
+    for s in report["latency_ms"].values():
+        assert 0 <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"] and s["count"] == 4
+    assert report["memory"]["peak_rss_mib"] > 0 and report["throughput_fps"] > 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 5 and lines[0]["detections"] and set(lines[0]["detections"][0]) == {"box", "score", "label", "class"}
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+
+
+def test_run_torch_backend(clip):
+    report = run("vim_tiny_det", str(clip), max_frames=2, warmup=1)
+    assert report["backend"]["name"] == "torch" and report["frames"]["processed"] == 2
+    assert report["model"]["model"] == "vim_tiny_det"
+
+
+def test_fixed_shape_model_rejects_other_frame_size(tmp_path, clip):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    path = tmp_path / "fixed.onnx"
+    export_onnx(model, path, input_size=(64, 64), scan_op="portable")
+    with pytest.raises(AvssmError, match="frame 160x96 does not fit the model's fixed input 64x64; pass --resize 64x64"):
+        run(str(path), str(clip))
+    assert run(str(path), str(clip), resize=(64, 64), max_frames=1)["frames"]["processed"] == 1
+
+
+def test_model_file_faults(tmp_path, clip):
+    with pytest.raises(AvssmError, match="no such file"):
+        load_backend(str(tmp_path / "none.onnx"))
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(AvssmError, match="not a readable ONNX file"):
+        load_backend(str(tmp_path / "junk.onnx"))
+    import onnx
+
+    plain = onnx.helper.make_model(onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["images"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])]))
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(AvssmError, match="has no avssm metadata"):
+        load_backend(str(tmp_path / "plain.onnx"))
+    with pytest.raises(AvssmError, match="TensorRT backend"):
+        load_backend(str(tmp_path / "model.engine"))
+
+
+def test_plugin_form_needs_tensorrt(tmp_path):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    path = tmp_path / "plugin.onnx"
+    export_onnx(create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1)), path, input_size=(64, 64))
+    with pytest.raises(AvssmError, match="plugin-form file"):
+        load_backend(str(path), "onnxruntime")
+
+
+def test_cli_run_json_report(tmp_path, clip, onnx_model):
+    out = tmp_path / "report.json"
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(clip), "--model", str(onnx_model),
+                        "--max-frames", "2", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "end_to_end" in r.stdout and "throughput" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["frames"]["processed"] == 2 and report["environment"]["onnxruntime"]
+
+
+def test_cli_run_bad_source_one_line(tmp_path, onnx_model):
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(tmp_path / "nope.mp4"),
+                        "--model", str(onnx_model)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
