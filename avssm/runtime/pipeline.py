@@ -217,7 +217,7 @@ def default_sample_clip() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "sample_clip.mp4"
 
 
-DEFAULT_MODEL = "vim_tiny_det"
+DEFAULT_MODEL = "vmamba_tiny_det"
 
 
 def default_model_file(progress=None) -> Path:
