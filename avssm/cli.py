@@ -96,7 +96,7 @@ def export_cmd(
     for v in result.verification:
         console.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
                       f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
-    console.print(result.summary(), soft_wrap=True)
+    console.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
 
 
 def _parse_wxh(text: Optional[str], flag: str):
@@ -154,9 +154,54 @@ def run_cmd(
         from avssm.runtime.report import write_json
 
         write_json(report, json_path)
-    console.print(format_table(report), soft_wrap=True, highlight=False)
+    console.print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if report.get("error"):
         raise typer.Exit(1)
+
+
+@app.command("bench")
+def bench_cmd(
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names "
+                                         "(default: vmamba_tiny_det, vim_tiny_det, deit_tiny_det)."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="Comma-separated HxW sizes (default: 512x512, 720x1280, "
+                                        "1080x1920, 1248x1248, 2160x3840; --quick: 256x256, 384x640, 720x1280)."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes, one timed pass: a few minutes on a CPU."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch backend)."),
+    repeats: int = typer.Option(3, "--repeats", help="Timed passes per measurement (after one warm-up)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON."),
+    plot_path: Optional[str] = typer.Option(None, "--plot", help="Write a PNG of latency and memory against pixels."),
+):
+    """Latency and peak memory of the detectors and a DeiT-Tiny-size ViT baseline against resolution."""
+    from avssm import bench as B
+    from avssm.export.onnx_export import parse_input_size
+
+    names = [m.strip() for m in models.split(",")] if models else list(B.DEFAULT_MODELS)
+    size_list = [parse_input_size(s.strip()) for s in sizes.split(",")] if sizes else list(
+        B.QUICK_SIZES if quick else B.DEFAULT_SIZES)
+    with console.status("benchmarking ...") as status:
+        report = B.bench(names, size_list, device=device, repeats=1 if quick else repeats,
+                         progress=lambda m: status.update(f"{m} ..."))
+    table = Table(title=f"avssm bench ({device})")
+    for col in ("model", "size", "latency p50 ms", "peak memory MiB"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for e in report["entries"]:
+        size = f"{e['width']}x{e['height']}"
+        if "error" in e:
+            table.add_row(e["model"], size, "-", e["error"][:40])
+        else:
+            table.add_row(e["model"], size, f"{e['latency_ms']['inference']['p50']:.1f}", f"{e['memory']['peak_mib']:.0f}")
+    console.print(table)
+    for model, fit in report["fits"].items():
+        lat, mem = fit["latency_exponent"], fit["memory_exponent"]
+        console.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
+                      else f"{model}: not enough points to fit")
+    if json_path:
+        from avssm.runtime.report import write_json
+
+        write_json(report, json_path)
+    if plot_path:
+        B.plot(report, plot_path)
+        console.print(f"plot: {plot_path}")
 
 
 def main() -> None:

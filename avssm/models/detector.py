@@ -3,7 +3,8 @@
     image (B, 3, H, W), normalized, any H x W
       -> padded bottom/right to a multiple of 32 (boxes stay in the caller's pixel frame)
       -> backbone features: VMamba stages at strides 8/16/32 through out-norms (taken before each
-         stage's downsample); Vim's stride-16 map through a ViTDet-style simple feature pyramid
+         stage's downsample); Vim's (or the ViT baseline's) stride-16 map through a ViTDet-style
+         simple feature pyramid
       -> FPN / pyramid at strides 8, 16, 32 -> shared head (class logits, box distances, centerness)
       -> boxes (B, P, 4) xyxy in input pixels, scores (B, P, num_classes) = sqrt(cls * centerness)
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from avssm.models.layers import LayerNorm2d
 from avssm.models.registry import model_constructor, register_model
 from avssm.models.vim import Vim
+from avssm.models.vit import ViT
 from avssm.models.vmamba import VMamba
 
 AV_CLASSES = ("car", "truck", "pedestrian", "cyclist", "traffic_sign", "traffic_light")
@@ -130,7 +132,7 @@ class Detector(nn.Module):
             self.levels = [{4: 0, 8: 1, 16: 2, 32: 3}[s] for s in cfg.strides]  # backbone stage per stride
             self.out_norms = nn.ModuleList([LayerNorm2d(dims[i]) for i in self.levels])
             self.neck = FPN([dims[i] for i in self.levels], cfg.neck_channels)
-        elif isinstance(self.backbone, Vim):
+        elif isinstance(self.backbone, (Vim, ViT)):  # one stride-16 map
             self.neck = SimpleFeaturePyramid(self.backbone.config.embed_dim, cfg.neck_channels, cfg.strides)
         else:
             raise TypeError(f"no detector neck for backbone {cfg.backbone}")
@@ -202,3 +204,9 @@ def vim_small_det(**overrides) -> Detector:
 @register_model
 def vim_base_det(**overrides) -> Detector:
     return _make("vim_base", **overrides)
+
+
+@register_model
+def deit_tiny_det(**overrides) -> Detector:
+    """The ViT baseline for `avssm bench` (DeiT-Tiny size, same pyramid and head as vim_tiny_det)."""
+    return _make("deit_tiny", **overrides)
