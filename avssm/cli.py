@@ -204,6 +204,44 @@ def bench_cmd(
         console.print(f"plot: {plot_path}")
 
 
+@app.command("build-plugins")
+def build_plugins_cmd(
+    tensorrt_root: Optional[str] = typer.Option(None, "--tensorrt-root", envvar="TensorRT_ROOT",
+                                                help="TensorRT installation (headers suffice); without it only the kernels build."),
+    arch: Optional[str] = typer.Option(None, "--arch", help='CUDA architectures, e.g. "87;90" (default 80;86;87;89;90).'),
+    build_dir: Optional[str] = typer.Option(None, "--build-dir", help="Build directory (default plugins/build)."),
+):
+    """Build the CUDA kernel library and (with TensorRT headers) the TensorRT plugin with CMake."""
+    from avssm.native import build_plugins
+
+    build = build_plugins(build_dir, tensorrt_root, arch, log=lambda line: console.print(line, markup=False))
+    for lib in sorted(build.glob("libavssm_*.so")):
+        console.print(f"built {lib}", markup=False)
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Report PyTorch/CUDA/GPU, TensorRT, ONNX Runtime providers and avssm's native libraries."""
+    from avssm.native import doctor
+
+    report = doctor()
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    t = report["torch"]
+    console.print(f"PyTorch: {t['version'] + (' CUDA ' + str(t['cuda']) if t['cuda'] else ' (CPU build)') if t else 'not installed'}"
+                  + (f"; GPU: {t['gpu']}" if t and t.get('gpu') else "; no GPU visible"), markup=False)
+    console.print(f"TensorRT: {report['tensorrt'] or 'not installed'}", markup=False)
+    o = report["onnxruntime"]
+    console.print(f"ONNX Runtime: {o['version'] + ' ' + ', '.join(o['providers']) if o else 'not installed'}", markup=False)
+    k = report["kernel_library"]
+    console.print(f"CUDA kernel library: {k['path'] or 'not built (avssm build-plugins)'}"
+                  + (f" ({'loads' if k['loadable'] else 'does not load'})" if k['path'] else ""), markup=False)
+    p = report["trt_plugin_library"]
+    console.print(f"TensorRT plugin library: {p['path'] or '-'} {'ok' if p['ok'] else p['problem']}", markup=False)
+    console.print(f"CPU scan kernel: {'built' if report['cpu_scan_kernel'] else 'unavailable (no C compiler)'}", markup=False)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

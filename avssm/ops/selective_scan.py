@@ -181,8 +181,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                    return_last_state=False):
     """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
 
-    CPU inference uses the compiled CPU kernel when it can be built; training (autograd) and
-    other devices use the chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
+    Inference uses the CUDA kernel (plugins/, when built) for CUDA tensors and the compiled CPU
+    kernel for CPU tensors; training (autograd), the last state on CUDA, and anything else use the
+    chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
     ``SelectiveScan`` node (see selective_scan_onnx.py).
     """
     if torch.onnx.is_in_onnx_export():
@@ -195,6 +196,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 
 def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    if u.device.type == "cuda" and not return_last_state and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        from avssm.ops import cuda_kernel
+
+        if cuda_kernel.available():
+            return cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                   delta_softplus=delta_softplus)
     if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
         from avssm.ops import cpu_kernel
 

@@ -1,0 +1,68 @@
+/* avssm selective scan: C API of the CUDA kernel library (libavssm_kernels).
+ *
+ * Semantics: plugins/selective_scan/README.md (the SelectiveScan node contract, mamba_ssm's selective
+ * scan). Every call is stream-ordered, allocates nothing, never synchronizes the host, and is
+ * deterministic, so it can be captured in a CUDA graph.
+ */
+#ifndef AVSSM_SELECTIVE_SCAN_H
+#define AVSSM_SELECTIVE_SCAN_H
+
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AVSSM_SCAN_MAX_STATE 256
+#define AVSSM_SCAN_API_VERSION 1
+
+/* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
+typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
+
+typedef struct {
+    /* shapes */
+    int64_t batch, dim, length, dstate, groups; /* dim % groups == 0, 1 <= dstate <= 256 */
+    avssm_dtype input_type;
+    /* device pointers; all tensors dense row-major (L fastest) */
+    const void *u;           /* (batch, dim, L)           input_type */
+    const void *delta;       /* (batch, dim, L)           input_type */
+    const float *A;          /* (dim, dstate)             fp32 */
+    const void *B;           /* (batch, groups, dstate, L) input_type */
+    const void *C;           /* (batch, groups, dstate, L) input_type */
+    const float *D;          /* (dim) or NULL             fp32 */
+    const void *z;           /* (batch, dim, L) or NULL   input_type */
+    const float *delta_bias; /* (dim) or NULL             fp32 */
+    int delta_softplus;      /* nonzero: softplus(delta + delta_bias) */
+    void *y;                 /* (batch, dim, L)           input_type, written once */
+    /* scratch for splitting long sequences across blocks: see avssm_selective_scan_workspace_size.
+     * NULL/0 is allowed: long sequences then run one block per (batch, channel). */
+    void *workspace;
+    size_t workspace_bytes;
+} avssm_scan_params;
+
+/* Bytes of workspace that let the call split long sequences across blocks. The value for the
+ * largest shapes of a range covers every smaller shape (TensorRT sizes its workspace this way). */
+size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim, int64_t length, int64_t dstate,
+                                           int num_multiprocessors);
+
+/* Enqueue the forward scan on `stream`. Returns cudaErrorInvalidValue for bad shapes or pointers
+ * (nothing is launched then), or the launch error. */
+cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream_t stream);
+
+/* Multiprocessors of the current device (0 if there is none): the last argument of
+ * avssm_selective_scan_workspace_size. */
+int avssm_current_multiprocessors(void);
+
+/* Text of a CUDA error code (so callers need not link the CUDA runtime themselves). */
+const char *avssm_cuda_error_string(cudaError_t error);
+
+/* AVSSM_SCAN_API_VERSION of the library, for loaders that check compatibility. */
+int avssm_selective_scan_api_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AVSSM_SELECTIVE_SCAN_H */

@@ -1,0 +1,268 @@
+// TensorRT plugin "SelectiveScan": see selectiveScanPlugin.h and README.md in this folder.
+#include "selectiveScanPlugin.h"
+
+#include "avssm/selective_scan.h"
+
+#include <cstring>
+#include <exception>
+#include <mutex>
+
+using namespace nvinfer1;
+
+namespace avssm {
+namespace trt {
+namespace {
+
+std::mutex gLoggerMutex;
+ILoggerFinder* gLoggerFinder{nullptr};
+
+void logError(std::string const& message) noexcept {
+    std::lock_guard<std::mutex> lock(gLoggerMutex);
+    ILogger* logger = gLoggerFinder ? gLoggerFinder->findLogger() : nullptr;
+    std::string const text = std::string("avssm SelectiveScan plugin: ") + message;
+    if (logger) {
+        logger->log(ILogger::Severity::kERROR, text.c_str());
+    }
+}
+
+char const* const kFieldNames[] = {"has_D", "has_z", "has_delta_bias", "delta_softplus"};
+
+bool isInputType(DataType t) noexcept {
+    return t == DataType::kFLOAT || t == DataType::kHALF || t == DataType::kBF16;
+}
+
+avssm_dtype toScanType(DataType t) noexcept {
+    return t == DataType::kHALF ? AVSSM_FLOAT16 : t == DataType::kBF16 ? AVSSM_BFLOAT16 : AVSSM_FLOAT32;
+}
+
+// The kernel library owns the CUDA runtime calls, so this library needs TensorRT's headers only.
+int multiprocessorCount() noexcept { return avssm_current_multiprocessors(); }
+
+}  // namespace
+
+SelectiveScanPlugin::SelectiveScanPlugin(ScanAttributes attrs) : mAttrs(attrs) {
+    mRoles = {Role::kU, Role::kDelta, Role::kA, Role::kB, Role::kC};
+    if (mAttrs.hasD) mRoles.push_back(Role::kD);
+    if (mAttrs.hasZ) mRoles.push_back(Role::kZ);
+    if (mAttrs.hasDeltaBias) mRoles.push_back(Role::kDeltaBias);
+    mTimingCacheId = std::string("avssm_SelectiveScan_v1_D") + std::to_string(mAttrs.hasD) + "_z" +
+                     std::to_string(mAttrs.hasZ) + "_bias" + std::to_string(mAttrs.hasDeltaBias) + "_softplus" +
+                     std::to_string(mAttrs.deltaSoftplus);
+    int32_t const* values[] = {&mAttrs.hasD, &mAttrs.hasZ, &mAttrs.hasDeltaBias, &mAttrs.deltaSoftplus};
+    for (int i = 0; i < 4; ++i) {
+        mFields.emplace_back(kFieldNames[i], values[i], PluginFieldType::kINT32, 1);
+    }
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+}
+
+IPluginCapability* SelectiveScanPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept {
+    switch (type) {
+        case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
+        case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
+        case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+}
+
+IPluginV3* SelectiveScanPlugin::clone() noexcept {
+    try {
+        return new SelectiveScanPlugin(mAttrs);
+    } catch (std::exception const& e) {
+        logError(std::string("clone failed: ") + e.what());
+        return nullptr;
+    }
+}
+
+int32_t SelectiveScanPlugin::index(Role role) const noexcept {
+    for (size_t i = 0; i < mRoles.size(); ++i) {
+        if (mRoles[i] == role) return static_cast<int32_t>(i);
+    }
+    return -1;
+}
+
+int32_t SelectiveScanPlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
+                                             DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
+    if (nbInputs != this->nbInputs() || nbOutputs != 1) {
+        logError("expected " + std::to_string(this->nbInputs()) + " inputs (from has_D/has_z/has_delta_bias) and 1 output, got " +
+                 std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
+        return -1;
+    }
+    if (in[index(Role::kU)].desc.dims.nbDims != 3 || in[index(Role::kA)].desc.dims.nbDims != 2 ||
+        in[index(Role::kB)].desc.dims.nbDims != 4 || in[index(Role::kC)].desc.dims.nbDims != 4) {
+        logError("u must be 3-D (batch, dim, L), A 2-D (dim, N), B and C 4-D (batch, groups, N, L)");
+        return -1;
+    }
+    return 0;
+}
+
+int32_t SelectiveScanPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
+                                                int32_t nbInputs) const noexcept {
+    if (nbOutputs != 1 || nbInputs < 1) return -1;
+    outputTypes[0] = inputTypes[0];  // y has u's type
+    return 0;
+}
+
+int32_t SelectiveScanPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/,
+                                             int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
+                                             IExprBuilder& /*exprBuilder*/) noexcept {
+    if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
+    outputs[0] = inputs[0];  // y: (batch, dim, L) like u
+    return 0;
+}
+
+bool SelectiveScanPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+                                                    int32_t nbOutputs) noexcept {
+    if (nbInputs != this->nbInputs() || nbOutputs != 1 || pos < 0 || pos >= nbInputs + nbOutputs) return false;
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    if (desc.format != TensorFormat::kLINEAR) return false;
+    if (pos == 0) return isInputType(desc.type);
+    DataType const inputType = inOut[0].desc.type;
+    if (pos == nbInputs) return desc.type == inputType;  // output
+    switch (mRoles[pos]) {
+        case Role::kA:
+        case Role::kD:
+        case Role::kDeltaBias: return desc.type == DataType::kFLOAT;
+        default: return desc.type == inputType;  // delta, B, C, z
+    }
+}
+
+size_t SelectiveScanPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+                                             DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept {
+    if (nbInputs != this->nbInputs()) return 0;
+    Dims const& u = inputs[0].max;
+    Dims const& A = inputs[2].max;
+    if (u.nbDims != 3 || A.nbDims != 2) return 0;
+    return avssm_selective_scan_workspace_size(u.d[0], u.d[1], u.d[2], A.d[1], multiprocessorCount());
+}
+
+char const* SelectiveScanPlugin::getTimingCacheID() noexcept { return mTimingCacheId.c_str(); }
+
+int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/,
+                                           int32_t nbOutputs) noexcept {
+    if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
+    Dims const& u = in[0].dims;
+    Dims const& A = in[index(Role::kA)].dims;
+    Dims const& B = in[index(Role::kB)].dims;
+    if (u.nbDims != 3 || A.nbDims != 2 || B.nbDims != 4 || A.d[0] != u.d[1] || B.d[0] != u.d[0] || B.d[2] != A.d[1] ||
+        B.d[3] != u.d[2] || B.d[1] < 1 || u.d[1] % B.d[1] != 0 || A.d[1] < 1 || A.d[1] > AVSSM_SCAN_MAX_STATE) {
+        logError("inconsistent shapes: u (batch, dim, L), A (dim, N <= 256), B/C (batch, groups, N, L), dim % groups == 0");
+        return -1;
+    }
+    return 0;
+}
+
+int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
+                                     void const* const* inputs, void* const* outputs, void* workspace,
+                                     cudaStream_t stream) noexcept {
+    Dims const& u = inputDesc[0].dims;
+    Dims const& A = inputDesc[index(Role::kA)].dims;
+    Dims const& B = inputDesc[index(Role::kB)].dims;
+    avssm_scan_params p{};
+    p.batch = u.d[0];
+    p.dim = u.d[1];
+    p.length = u.d[2];
+    p.dstate = A.d[1];
+    p.groups = B.d[1];
+    p.input_type = toScanType(inputDesc[0].type);
+    p.u = inputs[index(Role::kU)];
+    p.delta = inputs[index(Role::kDelta)];
+    p.A = static_cast<float const*>(inputs[index(Role::kA)]);
+    p.B = inputs[index(Role::kB)];
+    p.C = inputs[index(Role::kC)];
+    p.D = mAttrs.hasD ? static_cast<float const*>(inputs[index(Role::kD)]) : nullptr;
+    p.z = mAttrs.hasZ ? inputs[index(Role::kZ)] : nullptr;
+    p.delta_bias = mAttrs.hasDeltaBias ? static_cast<float const*>(inputs[index(Role::kDeltaBias)]) : nullptr;
+    p.delta_softplus = mAttrs.deltaSoftplus;
+    p.y = outputs[0];
+    p.workspace = workspace;
+    // TensorRT allocated getWorkspaceSize() for the profile's max shapes, which covers these shapes.
+    p.workspace_bytes = workspace ? avssm_selective_scan_workspace_size(p.batch, p.dim, p.length, p.dstate, multiprocessorCount()) : 0;
+    cudaError_t const err = avssm_selective_scan_fwd(&p, stream);
+    if (err != cudaSuccess) {
+        logError(std::string("kernel launch failed: ") + avssm_cuda_error_string(err));
+        return -1;
+    }
+    return 0;
+}
+
+IPluginV3* SelectiveScanPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept { return clone(); }
+
+PluginFieldCollection const* SelectiveScanPlugin::getFieldsToSerialize() noexcept { return &mFieldCollection; }
+
+// ------------------------------------------------------------------------------------------ creator
+
+SelectiveScanPluginCreator::SelectiveScanPluginCreator() {
+    for (char const* name : kFieldNames) {
+        mFields.emplace_back(name, nullptr, PluginFieldType::kINT32, 1);
+    }
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+}
+
+IPluginV3* SelectiveScanPluginCreator::createPlugin(char const* /*name*/, PluginFieldCollection const* fc,
+                                                    TensorRTPhase /*phase*/) noexcept {
+    try {
+        if (fc == nullptr) {
+            logError("createPlugin: no fields given");
+            return nullptr;
+        }
+        ScanAttributes attrs;
+        int32_t* targets[] = {&attrs.hasD, &attrs.hasZ, &attrs.hasDeltaBias, &attrs.deltaSoftplus};
+        bool seen[4] = {false, false, false, false};
+        for (int32_t i = 0; i < fc->nbFields; ++i) {
+            PluginField const& f = fc->fields[i];
+            if (f.name == nullptr) continue;
+            for (int k = 0; k < 4; ++k) {
+                if (std::strcmp(f.name, kFieldNames[k]) != 0) continue;
+                if (f.type != PluginFieldType::kINT32 || f.length != 1 || f.data == nullptr) {
+                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be one INT32");
+                    return nullptr;
+                }
+                int32_t const value = *static_cast<int32_t const*>(f.data);
+                if (value != 0 && value != 1) {
+                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be 0 or 1, got " + std::to_string(value));
+                    return nullptr;
+                }
+                *targets[k] = value;
+                seen[k] = true;
+            }
+        }
+        for (int k = 0; k < 4; ++k) {
+            if (!seen[k]) {
+                logError(std::string("createPlugin: missing field '") + kFieldNames[k] + "'");
+                return nullptr;
+            }
+        }
+        return new SelectiveScanPlugin(attrs);
+    } catch (std::exception const& e) {
+        logError(std::string("createPlugin failed: ") + e.what());
+        return nullptr;
+    }
+}
+
+}  // namespace trt
+}  // namespace avssm
+
+// ------------------------------------------------------------------------------------------ exports
+
+namespace {
+avssm::trt::SelectiveScanPluginCreator gCreator;
+IPluginCreatorInterface* gCreators[] = {&gCreator};
+}  // namespace
+
+extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
+    nbCreators = 1;
+    return gCreators;
+}
+
+extern "C" IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators) { return getCreators(nbCreators); }
+
+extern "C" void setLoggerFinder(ILoggerFinder* finder) {
+    std::lock_guard<std::mutex> lock(avssm::trt::gLoggerMutex);
+    avssm::trt::gLoggerFinder = finder;
+}
+
+extern "C" bool avssmInitPlugins(IPluginRegistry* registry) {
+    return registry != nullptr && registry->registerCreator(gCreator, avssm::trt::kPluginNamespace);
+}
