@@ -46,9 +46,9 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ):
     """Print the model table and run one detector forward pass on a full-resolution frame (CPU)."""
-    from avssm.demo import parse_size, run_demo
-
+    from avssm.demo import run_demo
     from avssm.models.registry import model_constructor
+    from avssm.sizes import parse_size
 
     hw = parse_size(size)
     model_constructor(model)  # fail on an unknown name before any work
@@ -99,18 +99,6 @@ def export_cmd(
     console.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
 
 
-def _parse_wxh(text: Optional[str], flag: str):
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise AvssmError(f"{flag} '{text}': expected WIDTHxHEIGHT, e.g. 1920x1080") from None
-    if w < 32 or h < 32:
-        raise AvssmError(f"{flag} '{text}': width and height must be at least 32")
-    return w, h
-
-
 @app.command("run")
 def run_cmd(
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera: index (0), /dev/videoN, or gst:<pipeline>."),
@@ -138,6 +126,7 @@ def run_cmd(
     With no --camera/--source it runs the default detector on the short sample clip shipped with avssm.
     """
     from avssm.runtime import default_model_file, default_sample_clip, format_table, run
+    from avssm.sizes import parse_size
 
     if camera and source:
         raise AvssmError("--camera and --source: give one of them")
@@ -147,7 +136,8 @@ def run_cmd(
             model = str(default_model_file(progress=lambda m: status.update(f"{m} ...")))
     with console.status(f"running on {spec} ..."):
         report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
-                     plugin_lib=plugin_lib, resize=_parse_wxh(resize, "--resize"), drop=drop, max_frames=max_frames,
+                     plugin_lib=plugin_lib, resize=parse_size(resize, "--resize", "WxH") if resize else None,
+                     drop=drop, max_frames=max_frames,
                      warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
                      save_video=save_video, jsonl=jsonl)
     if json_path:

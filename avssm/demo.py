@@ -7,17 +7,6 @@ from pathlib import Path
 from avssm.errors import AvssmError
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'1080x1920' (H x W) -> (1080, 1920)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise AvssmError(f"size '{text}': expected HxW, e.g. 1080x1920") from None
-    if h < 32 or w < 32:
-        raise AvssmError(f"size '{text}': height and width must be at least 32")
-    return h, w
-
-
 def run_demo(model: str = "vmamba_tiny_det", size: tuple[int, int] = (1080, 1920), checkpoint: str | None = None,
              image: str | None = None, repeats: int = 1, score_threshold: float = 0.3) -> dict:
     """Build ``model``, run it on ``image`` (or a synthetic road frame of ``size``), report latency."""

@@ -20,6 +20,7 @@ import onnx
 
 import avssm
 from avssm.errors import AvssmError
+from avssm.sizes import parse_size
 
 SCAN_OPS = ("plugin", "portable")
 PRECISIONS = ("fp32", "fp16")
@@ -59,12 +60,8 @@ class ExportResult:
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
-    """'1080x1920' (H x W) -> (1080, 1920)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise AvssmError(f"input size '{text}': expected HxW, e.g. 1080x1920") from None
-    return h, w
+    """'1080x1920' (H x W) -> (1080, 1920); the range is checked by export_onnx."""
+    return parse_size(text, "input size", "HxW", minimum=1)
 
 
 def _check_args(input_size, batch, scan_op, precision, opset, output: Path):
