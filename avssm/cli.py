@@ -194,6 +194,35 @@ def bench_cmd(
         console.print(f"plot: {plot_path}")
 
 
+@app.command("build")
+def build_cmd(
+    onnx_file: str = typer.Argument(..., help="ONNX file from `avssm export`."),
+    output: str = typer.Option(..., "--output", "-o", help="Engine file to write (a plain TensorRT plan; "
+                               "its metadata goes to OUTPUT.json)."),
+    plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin (default: the one found)."),
+    min_shape: Optional[str] = typer.Option(None, "--min-shape", help="Dynamic input: smallest NxCxHxW."),
+    opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="Dynamic input: shape to optimize for."),
+    max_shape: Optional[str] = typer.Option(None, "--max-shape", help="Dynamic input: largest NxCxHxW."),
+    timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Timing cache file (read and updated)."),
+    workspace: int = typer.Option(4096, "--workspace", help="Builder workspace limit, MiB."),
+):
+    """Build a TensorRT engine (strongly typed: precision comes from the ONNX file) with the avssm plugin."""
+    from avssm.runtime.tensorrt_backend import build_engine
+
+    def shape(text):
+        if text is None:
+            return None
+        try:
+            return tuple(int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise AvssmError(f"shape '{text}': expected NxCxHxW, e.g. 1x3x1080x1920") from None
+
+    info = build_engine(onnx_file, output, plugin_lib=plugin_lib, min_shape=shape(min_shape), opt_shape=shape(opt_shape),
+                        max_shape=shape(max_shape), timing_cache=timing_cache, workspace_mib=workspace,
+                        log=lambda m: console.print(m, markup=False))
+    console.print(f"wrote {output} (TensorRT {info['tensorrt']}, {info['gpu']}) and {output}.json", markup=False)
+
+
 @app.command("build-plugins")
 def build_plugins_cmd(
     tensorrt_root: Optional[str] = typer.Option(None, "--tensorrt-root", envvar="TensorRT_ROOT",

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface: ONNX Runtime, PyTorch, and (where installed) TensorRT.
+"""Inference backends behind one interface: ONNX Runtime, PyTorch, and TensorRT (tensorrt_backend.py).
 
     backend = load_backend("model.onnx", "auto")
     outputs = backend.infer(images)   # {"boxes": (B, P, 4), "scores": (B, P, C)}
@@ -148,8 +148,9 @@ def load_backend(model: str, backend: str = "auto", *, checkpoint: str | None = 
     if backend == "torch" or (backend == "auto" and not is_file):
         return TorchBackend(model, checkpoint, device, reason="a registered model name runs on PyTorch")
     if path.suffix.lower() in (".engine", ".plan", ".trt") or backend == "tensorrt":
-        raise BackendError(f"model {path}: the TensorRT backend needs TensorRT and the avssm plugin library, "
-                           "which this build does not provide yet; use an ONNX file")
+        from avssm.runtime.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path, plugin_lib, reason="a TensorRT engine" if backend == "auto" else "asked for")
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(path, "cpu", reason="asked for")
     if backend == "onnxruntime-cuda":

@@ -1,0 +1,198 @@
+"""TensorRT: `avssm build` (ONNX -> engine + JSON sidecar) and the engine backend of `avssm run`.
+
+Needs the ``tensorrt`` Python package (10.x or 11.x) and cuda-python; both are imported only here and
+only when used. The avssm plugin library is loaded into TensorRT's plugin registry before parsing or
+deserializing. Precision comes from the ONNX file (networks are strongly typed: TensorRT 11 always,
+10.x through the STRONGLY_TYPED flag). The engine file is a plain TensorRT plan; what the runtime needs
+besides (avssm metadata, TensorRT version, GPU, shapes, plugin) is in ``<engine>.json``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from avssm.errors import AvssmError
+from avssm.runtime.backends import Backend, BackendError
+
+
+def _import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise BackendError("TensorRT is not installed (pip install tensorrt, or use JetPack's python3-libnvinfer)") from None
+    return trt
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError:
+            raise BackendError("cuda-python is not installed (pip install cuda-python)") from None
+    return cudart
+
+
+def _check(result, what: str):
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != 0:
+        raise BackendError(f"CUDA error {int(err)} in {what}")
+    return values[0] if len(values) == 1 else values
+
+
+def gpu_name() -> str:
+    cudart = _cudart()
+    device = _check(cudart.cudaGetDevice(), "cudaGetDevice")
+    props = _check(cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
+    name = props.name
+    return name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
+
+
+def _load_plugin(trt, plugin_lib: str | None) -> str | None:
+    from avssm.native import check_plugin_library, find_plugin_library
+
+    path = Path(plugin_lib) if plugin_lib else find_plugin_library()
+    if path is None:
+        return None
+    if not path.is_file():
+        raise BackendError(f"plugin library {path}: no such file")
+    problem = check_plugin_library(path)
+    if problem:
+        raise BackendError(f"plugin library {path}: {problem}")
+    trt.get_plugin_registry().load_library(str(path))
+    return str(path)
+
+
+def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
+                 max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
+    """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
+    from avssm.export.onnx_export import read_metadata
+
+    trt = _import_tensorrt()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise AvssmError(f"model {onnx_path}: no such file")
+    meta = read_metadata(onnx_path)
+    if not meta:
+        raise AvssmError(f"model {onnx_path}: has no avssm metadata (export it with `avssm export`)")
+    logger = trt.Logger(trt.Logger.WARNING)
+    plugin = _load_plugin(trt, plugin_lib)
+    if meta.get("scan_op") == "plugin" and plugin is None:
+        raise AvssmError("the plugin-form model needs the avssm plugin library: pass --plugin-lib or run avssm build-plugins")
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:  # TensorRT 10.x; 11.x is always strongly typed
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise AvssmError(f"model {onnx_path}: TensorRT cannot parse it: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    inp = network.get_input(0)
+    shapes = {"min": list(min_shape or []), "opt": list(opt_shape or []), "max": list(max_shape or [])}
+    if any(d < 0 for d in inp.shape):
+        if not (min_shape and opt_shape and max_shape):
+            raise AvssmError(f"model {onnx_path}: input {inp.name} is dynamic {tuple(inp.shape)}; "
+                             "give --min-shape, --opt-shape and --max-shape (e.g. 1x3x720x1280)")
+        profile = builder.create_optimization_profile()
+        profile.set_shape(inp.name, min_shape, opt_shape, max_shape)
+        config.add_optimization_profile(profile)
+    else:
+        shapes = {k: list(inp.shape) for k in shapes}
+    cache = None
+    if timing_cache:
+        data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        cache = config.create_timing_cache(data)
+        config.set_timing_cache(cache, False)
+    log("building the TensorRT engine (this takes minutes) ...")
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise AvssmError(f"model {onnx_path}: TensorRT could not build an engine (see the messages above)")
+    Path(output).write_bytes(bytes(plan))
+    if timing_cache and cache is not None:
+        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    sidecar = {"tensorrt": trt.__version__, "gpu": gpu_name(), "onnx": str(onnx_path), "shapes": shapes,
+               "plugin_lib": plugin, "avssm": meta}
+    Path(str(output) + ".json").write_text(json.dumps(sidecar, indent=2))
+    return sidecar
+
+
+class TensorRTBackend(Backend):
+    def __init__(self, engine_path: str | Path, plugin_lib: str | None = None, reason: str = ""):
+        trt = _import_tensorrt()
+        cudart = _cudart()
+        engine_path = Path(engine_path)
+        if not engine_path.is_file():
+            raise BackendError(f"engine {engine_path}: no such file")
+        sidecar_path = Path(str(engine_path) + ".json")
+        if not sidecar_path.is_file():
+            raise BackendError(f"engine {engine_path}: no {sidecar_path.name} beside it (build engines with `avssm build`)")
+        sidecar = json.loads(sidecar_path.read_text())
+        here_trt, here_gpu = trt.__version__, gpu_name()
+        if sidecar.get("tensorrt") != here_trt or sidecar.get("gpu") != here_gpu:
+            raise BackendError(f"engine {engine_path}: built with TensorRT {sidecar.get('tensorrt')} on {sidecar.get('gpu')}, "
+                               f"this is TensorRT {here_trt} on {here_gpu}; rebuild it: avssm build {sidecar.get('onnx')} "
+                               f"-o {engine_path}")
+        plugin = _load_plugin(trt, plugin_lib or sidecar.get("plugin_lib"))
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"engine {engine_path}: TensorRT could not load it (another TensorRT version or GPU, "
+                               "or the avssm plugin is missing); rebuild with `avssm build`")
+        self.context = self.engine.create_execution_context()
+        self.trt, self.cudart = trt, cudart
+        self.stream = _check(cudart.cudaStreamCreate(), "cudaStreamCreate")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        in_shape = tuple(self.engine.get_tensor_shape(self.inputs[0]))
+        fixed = tuple(in_shape[2:4]) if all(d > 0 for d in in_shape[2:4]) else None
+        self.buffers: dict[str, tuple[int, int]] = {}  # name -> (device pointer, bytes)
+        super().__init__("tensorrt", "cuda", sidecar["avssm"], self.inputs[0],
+                         trt.nptype(self.engine.get_tensor_dtype(self.inputs[0])), fixed, reason,
+                         {"tensorrt": here_trt, "gpu": here_gpu, "engine": str(engine_path), "plugin_lib": plugin,
+                          "engine_device_memory_mib": self.engine.device_memory_size / 2**20})
+
+    def _buffer(self, name: str, nbytes: int) -> int:
+        ptr, size = self.buffers.get(name, (0, 0))
+        if size < nbytes:  # grows only when a larger frame arrives; reused otherwise
+            if ptr:
+                _check(self.cudart.cudaFree(ptr), "cudaFree")
+            ptr = _check(self.cudart.cudaMalloc(nbytes), "cudaMalloc")
+            self.buffers[name] = (ptr, nbytes)
+        return ptr
+
+    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        cudart, trt = self.cudart, self.trt
+        images = np.ascontiguousarray(images, dtype=self.input_dtype)
+        self.context.set_input_shape(self.inputs[0], images.shape)
+        ptr = self._buffer(self.inputs[0], images.nbytes)
+        kind = cudart.cudaMemcpyKind
+        _check(cudart.cudaMemcpyAsync(ptr, images.ctypes.data, images.nbytes, kind.cudaMemcpyHostToDevice, self.stream),
+               "cudaMemcpyAsync")
+        self.context.set_tensor_address(self.inputs[0], ptr)
+        host = {}
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            host[name] = np.empty(shape, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))
+            self.context.set_tensor_address(name, self._buffer(name, host[name].nbytes))
+        if not self.context.execute_async_v3(self.stream):
+            raise BackendError("TensorRT execution failed (see the messages above)")
+        for name, arr in host.items():
+            _check(cudart.cudaMemcpyAsync(arr.ctypes.data, self.buffers[name][0], arr.nbytes, kind.cudaMemcpyDeviceToHost,
+                                          self.stream), "cudaMemcpyAsync")
+        _check(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return host
+
+    def memory(self) -> dict:
+        free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
+        return {"engine_device_memory_mib": self.engine.device_memory_size / 2**20,
+                "io_buffers_mib": sum(size for _, size in self.buffers.values()) / 2**20,
+                "gpu_used_mib": (total - free) / 2**20}
