@@ -201,8 +201,8 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
 
 
 def chunk_for_length(length: int) -> int:
-    """About sqrt(L), a power of two in [32, 256]: balances the step scans against the chunk scan."""
-    return int(min(256, max(32, 2 ** int(np.floor(np.log2(max(1.0, np.sqrt(length))))))))
+    """About sqrt(L), a power of two in [8, 256]: balances the step scans against the chunk scan."""
+    return int(min(256, max(8, 2 ** int(np.floor(np.log2(max(1.0, np.sqrt(length))))))))
 
 
 def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
