@@ -112,6 +112,7 @@ def run_cmd(
     plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin library."),
     resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WIDTHxHEIGHT (default: keep full resolution)."),
     drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras/streams) or none (default for files)."),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its own frame rate, like a camera."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames (after warm-up)."),
     warmup: int = typer.Option(1, "--warmup", help="Frames run before timing starts."),
     score_threshold: float = typer.Option(0.3, "--score-threshold", help="Minimum detection score."),
@@ -137,7 +138,7 @@ def run_cmd(
     with console.status(f"running on {spec} ..."):
         report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
                      plugin_lib=plugin_lib, resize=parse_size(resize, "--resize", "WxH") if resize else None,
-                     drop=drop, max_frames=max_frames,
+                     drop=drop, realtime=realtime, max_frames=max_frames,
                      warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
                      save_video=save_video, jsonl=jsonl)
     if json_path:

@@ -3,7 +3,8 @@
 1. ONNX Runtime CPU on 1920x1080 frames: pre- plus post-processing as a share of the frame's
    processing time (p50 preprocess + p50 postprocess over p50 of preprocess + inference + postprocess).
    Target <= 10%.
-2. ``--drop oldest`` with a source faster than inference: end-to-end latency p99 over inference p99.
+2. ``--drop oldest`` with a source faster than inference (a 30 fps clip played in real time, like a
+   camera): end-to-end latency p99 over inference p99.
    Target <= 2x.
 
     python benchmarks/bench_runtime.py [--model vmamba_tiny_det] [--frames 6] [--json]
@@ -37,12 +38,12 @@ def main() -> None:
         pre, inf, post = lat["preprocess"]["p50"], lat["inference"]["p50"], lat["postprocess"]["p50"]
         out["prepost_share"] = {"preprocess_ms": pre, "inference_ms": inf, "postprocess_ms": post,
                                 "share": (pre + post) / (pre + inf + post), "target": 0.10}
-        # A fast source (a file decoded as fast as it can be) with drop-oldest and a slower model.
+        # A camera-like source (a 30 fps clip played in real time) faster than inference, drop-oldest.
         small = Path(tmp) / "small.onnx"
         export_onnx("vim_tiny_det", small, input_size=(240, 320), scan_op="portable")
         fast = Path(tmp) / "fast.mp4"
-        write_road_clip(str(fast), frames=400, height=240, width=320)
-        r = run(str(small), str(fast), drop="oldest", warmup=2)
+        write_road_clip(str(fast), frames=3000, height=240, width=320, fps=30.0)
+        r = run(str(small), str(fast), drop="oldest", realtime=True, warmup=2, max_frames=30)
         lat = r["latency_ms"]
         out["drop_oldest"] = {"frames": r["frames"], "inference_p99_ms": lat["inference"]["p99"],
                               "end_to_end_p99_ms": lat["end_to_end"]["p99"],

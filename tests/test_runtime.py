@@ -182,3 +182,13 @@ def test_tensorrt_paths_say_tensorrt_is_missing(tmp_path, onnx_model):
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "build", str(onnx_model), "-o", str(tmp_path / "m.engine")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "TensorRT is not installed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
+    clip = tmp_path / "fast.mp4"
+    write_road_clip(str(clip), frames=60, height=96, width=160, fps=60.0)
+    report = run(str(onnx_model), str(clip), drop="oldest", realtime=True, warmup=1, max_frames=5)
+    assert report["frames"]["processed"] == 5 and report["source"]["realtime"]
+    lat = report["latency_ms"]
+    # a frame waits at most about one inference in the queue before its own inference
+    assert lat["end_to_end"]["p50"] < 3 * lat["inference"]["p50"] + 50

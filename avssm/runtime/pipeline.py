@@ -126,6 +126,7 @@ def _check_frame_fits(backend: Backend, frame: np.ndarray, source: str) -> None:
 
 def run(model: str | Backend, source: str, *, camera: bool = False, backend: str = "auto", checkpoint: str | None = None,
         device: str = "cpu", plugin_lib: str | None = None, resize: tuple[int, int] | None = None, drop: str | None = None,
+        realtime: bool = False,
         max_frames: int | None = None, warmup: int = 1, score_threshold: float = 0.3, iou_threshold: float = 0.6,
         show: bool = False, save_video: str | None = None, jsonl: str | None = None, on_frame=None) -> dict:
     """Run a detector over a source and return the report (see avssm/runtime/report.py).
@@ -138,7 +139,7 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
-    src = FrameSource(source, camera=camera, resize=resize, drop=drop,
+    src = FrameSource(source, camera=camera, resize=resize, drop=drop, realtime=realtime,
                       max_frames=(max_frames + warmup) if max_frames else None)
     src.probe()
     sinks = _Sinks(show, save_video, jsonl)
@@ -203,7 +204,8 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         "environment": rep.environment(be.info),
         "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
         "backend": be.describe(),
-        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "resize": list(resize) if resize else None},
+        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": realtime,
+                   "resize": list(resize) if resize else None},
         "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped},
         "latency_ms": times.summary(),
         "throughput_fps": processed / elapsed if elapsed > 0 else 0.0,

@@ -52,7 +52,8 @@ class FrameSource:
     """Iterate over frames from ``spec``; use as a context manager so the thread stops."""
 
     def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
-                 drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None):
+                 drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None,
+                 realtime: bool = False):
         self.spec = str(spec)
         self.camera = camera
         self.resize = resize  # (width, height)
@@ -61,7 +62,9 @@ class FrameSource:
         if self.drop not in ("oldest", "none"):
             raise SourceError(f"--drop '{self.drop}': expected oldest or none")
         self.reconnects = reconnects
-        self.max_frames = max_frames
+        # With drop-oldest, frames read are not frames processed: the consumer stops the source instead.
+        self.max_frames = max_frames if self.drop == "none" else None
+        self.realtime = realtime  # play a file at its own frame rate, like a camera
         self.dropped = 0
         self.captured = 0
         self.error: str | None = None
@@ -150,6 +153,7 @@ class FrameSource:
     def _run_capture(self) -> None:
         index, failures = 0, 0
         cap = None
+        next_due = None
         try:
             while not self._stop.is_set() and not (self.max_frames and index >= self.max_frames):
                 if cap is None:
@@ -175,6 +179,10 @@ class FrameSource:
                     time.sleep(min(2.0, 0.2 * 2**failures))
                     continue
                 failures = 0
+                if self.realtime:
+                    period = 1.0 / (cap.get(cv2.CAP_PROP_FPS) or 30.0)
+                    next_due = (next_due or time.perf_counter()) + period
+                    time.sleep(max(0.0, next_due - time.perf_counter()))
                 self.captured += 1
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{index:06d}"))
                 index += 1
