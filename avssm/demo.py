@@ -14,7 +14,7 @@ def run_demo(model: str = "vmamba_tiny_det", size: tuple[int, int] = (1080, 1920
     import torch
 
     from avssm.models import create_model
-    from avssm.runtime.preprocess import normalize_frame
+    from avssm.runtime.preprocess import preprocess
     from avssm.runtime.synthetic import synthetic_road_frame
 
     if image is not None:
@@ -28,7 +28,7 @@ def run_demo(model: str = "vmamba_tiny_det", size: tuple[int, int] = (1080, 1920
     net = create_model(model, checkpoint=checkpoint).eval()
     if not hasattr(net, "class_names"):
         raise AvssmError(f"model '{model}' is a classifier; the demo runs a detector (*_det)")
-    x = torch.from_numpy(normalize_frame(frame))
+    x = torch.from_numpy(preprocess(frame))
     times = []
     with torch.inference_mode():
         for _ in range(max(1, repeats)):

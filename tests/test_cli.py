@@ -73,6 +73,13 @@ def test_runtime_and_calib_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import avssm, avssm.runtime, avssm.calib, avssm.runtime.preprocess, avssm.runtime.synthetic\n"
             "f = avssm.runtime.synthetic.synthetic_road_frame(64, 96)\n"
-            "assert avssm.runtime.preprocess.normalize_frame(f).shape == (1, 3, 64, 96)\n")
+            "assert avssm.runtime.preprocess.preprocess(f).shape == (1, 3, 64, 96)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_build_path_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import avssm.runtime.tensorrt_backend, avssm.runtime.metadata, avssm.runtime.backends\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

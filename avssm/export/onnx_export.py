@@ -20,13 +20,13 @@ import onnx
 
 import avssm
 from avssm.errors import AvssmError
+from avssm.runtime.metadata import read_metadata
+from avssm.runtime.preprocess import DEFAULT_INPUT
 from avssm.sizes import parse_size
 
 SCAN_OPS = ("plugin", "portable")
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET = 17
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -101,8 +101,7 @@ def build_metadata(model, model_name: str, input_size, scan_op: str, precision: 
         "model": model_name,
         "task": "detection" if detector else "classification",
         "class_names": list(model.class_names) if detector else None,
-        "input": {"name": "images", "layout": "NCHW", "color": "RGB", "scale": 1 / 255, "mean": list(MEAN_RGB),
-                  "std": list(STD_RGB), "dtype": "float16" if precision == "fp16" else "float32"},
+        "input": {**DEFAULT_INPUT, "dtype": "float16" if precision == "fp16" else "float32"},
         # The detector pads bottom/right with zeros (after normalization) inside the graph, so any frame
         # size is accepted and boxes come back in the frame's pixels.
         "padding": {"multiple": model.config.pad_to, "where": "bottom_right", "inside_model": True} if detector else None,
@@ -114,15 +113,6 @@ def build_metadata(model, model_name: str, input_size, scan_op: str, precision: 
         "dynamic": dynamic,
         "export_size": list(input_size),
     }
-
-
-def read_metadata(path_or_model) -> dict:
-    """The avssm metadata stored in an exported file ({} when it has none)."""
-    model = path_or_model if isinstance(path_or_model, onnx.ModelProto) else onnx.load(str(path_or_model), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == "avssm":
-            return json.loads(prop.value)
-    return {}
 
 
 @contextlib.contextmanager
@@ -155,23 +145,19 @@ def verify_onnx(path: str, torch_model, input_size, batch: int, dynamic: bool, p
     import torch
 
     model_proto = onnx.load(path)
-    meta = read_metadata(model_proto)
-    if meta.get("scan_op") == "plugin":
+    if read_metadata(model_proto).get("scan_op") == "plugin":
         from avssm.export.reference_op import reference_session
 
         session = reference_session(model_proto)
         runtime = "onnx.reference + Python SelectiveScan"
-
-        def run(x):
-            return session.run(None, {"images": x})
     else:
         import onnxruntime as ort
 
         session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
         runtime = "onnxruntime CPU"
 
-        def run(x):
-            return session.run(None, {"images": x})
+    def run(x):
+        return session.run(None, {"images": x})
 
     names = [o.name for o in model_proto.graph.output]
     results = []

@@ -8,13 +8,13 @@ Only :class:`TorchBackend` imports PyTorch. Every backend carries the model's av
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from avssm.errors import AvssmError
+from avssm.runtime.metadata import read_metadata
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
 
@@ -53,8 +53,8 @@ def _read_onnx_metadata(path: Path) -> tuple[dict, str, tuple | None, type]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
         raise BackendError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
-    meta = next((json.loads(p.value) for p in model.metadata_props if p.key == "avssm"), None)
-    if meta is None:
+    meta = read_metadata(model)
+    if not meta:
         raise BackendError(f"model {path}: has no avssm metadata (export it with `avssm export`)")
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim

@@ -19,6 +19,7 @@ import numpy as np
 from avssm.errors import AvssmError
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
+from avssm.runtime.preprocess import preprocess
 from avssm.runtime.sources import Frame, FrameSource
 
 
@@ -32,15 +33,6 @@ class Detection:
     def to_dict(self) -> dict:
         return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4), "label": self.label,
                 "class": self.name}
-
-
-def preprocess(frame_bgr: np.ndarray, meta: dict, dtype=np.float32) -> np.ndarray:
-    """uint8 BGR frame -> (1, 3, H, W) tensor normalized as the model's metadata says."""
-    inp = meta["input"]
-    img = frame_bgr[:, :, ::-1] if inp.get("color", "RGB") == "RGB" else frame_bgr
-    x = img.astype(np.float32) * np.float32(inp.get("scale", 1 / 255))
-    x = (x - np.asarray(inp["mean"], np.float32)) / np.asarray(inp["std"], np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(dtype, copy=False)
 
 
 def postprocess(boxes: np.ndarray, scores: np.ndarray, class_names: list[str], score_threshold: float = 0.3,
@@ -159,7 +151,7 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
                     error = src.error
                     break
                 _check_frame_fits(be, frame.image, source)
-                x = preprocess(frame.image, meta, be.input_dtype)
+                x = preprocess(frame.image, meta["input"], be.input_dtype)
                 t1 = time.perf_counter()
                 out = be.infer(x)
                 t2 = time.perf_counter()

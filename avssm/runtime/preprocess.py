@@ -1,19 +1,25 @@
-"""Frame preprocessing shared by every backend (numpy only)."""
+"""Frame preprocessing shared by every backend (numpy only).
+
+The normalization is the one the model was trained with, as its avssm metadata records it; padding to
+the model's stride happens inside the model, so boxes come back in frame pixels.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+# What `avssm export` records for every avssm model.
+DEFAULT_INPUT = {"name": "images", "layout": "NCHW", "color": "RGB", "scale": 1 / 255,
+                 "mean": list(IMAGENET_MEAN_RGB), "std": list(IMAGENET_STD_RGB)}
 
 
-def normalize_frame(frame_bgr: np.ndarray, mean=IMAGENET_MEAN_RGB, std=IMAGENET_STD_RGB) -> np.ndarray:
-    """uint8 BGR (H, W, 3) camera frame -> float32 (1, 3, H, W) normalized RGB tensor.
-
-    Padding to the model's stride happens inside the model, so boxes come back in frame pixels.
-    """
+def preprocess(frame_bgr: np.ndarray, input_meta: dict | None = None, dtype=np.float32) -> np.ndarray:
+    """uint8 BGR (H, W, 3) camera frame -> (1, 3, H, W) tensor normalized as ``input_meta`` says."""
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
         raise ValueError(f"frame: expected (H, W, 3) BGR, got shape {frame_bgr.shape}")
-    rgb = frame_bgr[:, :, ::-1].astype(np.float32) * (1.0 / 255.0)
-    rgb = (rgb - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    inp = input_meta or DEFAULT_INPUT
+    img = frame_bgr[:, :, ::-1] if inp.get("color", "RGB") == "RGB" else frame_bgr
+    x = img.astype(np.float32) * np.float32(inp.get("scale", 1 / 255))
+    x = (x - np.asarray(inp["mean"], np.float32)) / np.asarray(inp["std"], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(dtype, copy=False)

@@ -69,7 +69,7 @@ def _load_plugin(trt, plugin_lib: str | None) -> str | None:
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
-    from avssm.export.onnx_export import read_metadata
+    from avssm.runtime.metadata import read_metadata
 
     trt = _import_tensorrt()
     onnx_path = Path(onnx_path)
