@@ -169,3 +169,13 @@ def test_cli_export_json_and_unwritable_output(tmp_path):
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "export", "vim_tiny_det", "-o", str(tmp_path / "no" / "x.onnx")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("scan_op", ["plugin", "portable"])
+def test_classifier_export_with_dynamic_batch(tmp_path, scan_op):
+    model = create_model("vmamba_v0_tiny", depths=(1, 1, 1, 1), embed_dim=16, num_classes=7)
+    model.model_name = "vmamba_v0_tiny"
+    result = export_onnx(model, tmp_path / "cls.onnx", input_size=(64, 96), dynamic=True, scan_op=scan_op, verify=True)
+    assert_verified(result, 1e-4)
+    assert result.outputs[0].name == "logits" and result.outputs[0].shape == ["batch", 7]
+    assert read_metadata(result.path)["task"] == "classification"
