@@ -192,3 +192,12 @@ def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
     lat = report["latency_ms"]
     # a frame waits at most about one inference in the queue before its own inference
     assert lat["end_to_end"]["p50"] < 3 * lat["inference"]["p50"] + 50
+
+
+def test_capture_thread_failure_is_reported(tmp_path, onnx_model):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), synthetic_road_frame(96, 160, t=i))
+    src = FrameSource(str(tmp_path), resize=(0, 0))  # cv2.resize rejects a 0x0 size inside the thread
+    with src:
+        assert src.next() is None
+    assert src.error and "capture failed" in src.error

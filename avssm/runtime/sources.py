@@ -193,6 +193,8 @@ class FrameSource:
     def _run(self) -> None:
         try:
             (self._run_images if self._kind == "images" else self._run_capture)()
+        except Exception as e:  # noqa: BLE001 - reported with the run, not lost in the thread
+            self.error = f"source {self.spec}: capture failed: {type(e).__name__}: {e}"
         finally:
             self._put_end()
 
