@@ -195,6 +195,65 @@ def bench_cmd(
         console.print(f"plot: {plot_path}")
 
 
+@app.command("generate-data")
+def generate_data_cmd(
+    out_dir: str = typer.Argument(..., help="Folder for images/, annotations.json (COCO) and clip.mp4."),
+    count: int = typer.Option(200, "--count", help="Frames to render."),
+    seed: int = typer.Option(0, "--seed", help="First seed; frame i uses seed + i (deterministic)."),
+    size: str = typer.Option("1080x1920", "--size", help="Frame size HxW."),
+    clip_frames: int = typer.Option(0, "--clip-frames", help="Also write clip.mp4 with this many frames."),
+):
+    """Render procedural road scenes with COCO boxes (car, truck, pedestrian, cyclist, sign, light)."""
+    from rich.progress import Progress
+
+    from avssm.datasets.roads import write_dataset
+    from avssm.sizes import parse_size
+
+    h, w = parse_size(size)
+    with Progress(console=console) as bar:
+        task = bar.add_task("rendering", total=count)
+        path = write_dataset(out_dir, count, seed, h, w, progress=lambda i, n: bar.update(task, completed=i))
+    console.print(f"wrote {count} frames and {path}", markup=False)
+    if clip_frames:
+        import cv2
+
+        from avssm.datasets.roads import render_scene
+
+        writer = cv2.VideoWriter(f"{out_dir}/clip.mp4", cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+        for i in range(clip_frames):
+            writer.write(render_scene(seed + count + i, h, w)[0])
+        writer.release()
+        console.print(f"wrote {out_dir}/clip.mp4 ({clip_frames} frames)", markup=False)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Argument(..., help="ONNX file / engine from avssm export/build, or a registered model name."),
+    data: str = typer.Option(..., "--data", help="COCO annotation JSON."),
+    images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
+    backend: str = typer.Option("auto", "--backend", help="As for avssm run."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for a registered model name."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate the first N images only."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """COCO mAP (pycocotools) of a model through the runtime's backends and pre/post-processing."""
+    from rich.progress import Progress
+
+    from avssm.evaluate import evaluate
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+        result = evaluate(model, data, images, backend=backend, checkpoint=checkpoint, max_images=max_images,
+                          progress=lambda i, n: bar.update(task, completed=i, total=n))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(f"{result['model']} ({result['backend']}, {result['precision']}) on {result['images']} images: "
+                  f"mAP {result['map']:.3f}, mAP@.5 {result['map50']:.3f}, mAP@.75 {result['map75']:.3f}, "
+                  f"small {result['map_small']:.3f}, medium {result['map_medium']:.3f}, large {result['map_large']:.3f}",
+                  markup=False)
+
+
 @app.command("build")
 def build_cmd(
     onnx_file: str = typer.Argument(..., help="ONNX file from `avssm export`."),

@@ -1,0 +1,1 @@
+"""Datasets: procedural road scenes (roads.py) and COCO-format files (coco.py)."""

@@ -1,0 +1,104 @@
+"""Procedural road scenes, COCO files and COCO mAP."""
+import json
+
+import numpy as np
+import pytest
+
+from avssm.datasets.coco import CocoDataset, CocoError, read_coco
+from avssm.datasets.roads import CLASSES, coco_dataset, render_scene, write_dataset
+from avssm.evaluate import coco_map
+from avssm.runtime.preprocess import preprocess
+
+
+def test_scenes_are_deterministic_and_vary():
+    a, boxes_a = render_scene(7, 270, 480)
+    b, boxes_b = render_scene(7, 270, 480)
+    c, _ = render_scene(8, 270, 480)
+    assert np.array_equal(a, b) and boxes_a == boxes_b
+    assert not np.array_equal(a, c)
+
+
+def test_annotations_are_valid_and_include_small_objects():
+    heights = []
+    for seed in range(6):
+        image, boxes = render_scene(seed)
+        assert image.shape == (1080, 1920, 3) and image.dtype == np.uint8 and boxes
+        for b in boxes:
+            assert 0 <= b.x1 < b.x2 <= 1920 and 0 <= b.y1 < b.y2 <= 1080
+            assert 0 <= b.label < len(CLASSES)
+            heights.append(b.y2 - b.y1)
+    assert min(heights) <= 20 and max(heights) >= 100  # small distant objects and near ones
+    assert len({b.label for seed in range(6) for b in render_scene(seed, 270, 480)[1]}) >= 4
+
+
+def test_write_and_read_dataset(tmp_path):
+    ann = write_dataset(tmp_path, count=3, seed=10, height=270, width=480)
+    ds = CocoDataset(ann, tmp_path / "images")
+    assert len(ds) == 3 and ds.class_names == list(CLASSES)
+    frame, boxes, labels = ds[0]
+    assert frame.shape == (270, 480, 3) and boxes.shape[1] == 4 and labels.shape == (boxes.shape[0],)
+    _, expected = render_scene(10, 270, 480)
+    assert np.allclose(boxes, [[b.x1, b.y1, b.x2, b.y2] for b in expected])
+    assert preprocess(frame).shape == (1, 3, 270, 480)
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    ("{not json", "not JSON"),
+    ({"images": [], "annotations": []}, "missing list 'categories'"),
+    ({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "car"}],
+      "annotations": [{"id": 1, "image_id": 2, "category_id": 1, "bbox": [0, 0, 1, 1]}]}, "unknown image 2"),
+    ({"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "name": "car"}],
+      "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1]}]}, "annotation 5 has bbox"),
+])
+def test_malformed_coco_is_one_line(tmp_path, content, message):
+    path = tmp_path / "ann.json"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    with pytest.raises(CocoError, match=message) as e:
+        read_coco(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def _ground_truth():
+    frames = [(f"{i}.jpg", 270, 480, render_scene(i, 270, 480)[1]) for i in range(4)]
+    return coco_dataset(frames)
+
+
+def test_perfect_predictions_give_map_one():
+    gt = _ground_truth()
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9}
+            for a in gt["annotations"]]
+    metrics = coco_map(gt, dets)
+    assert metrics["map"] == pytest.approx(1.0) and metrics["map50"] == pytest.approx(1.0)
+
+
+def test_worse_predictions_score_lower():
+    gt = _ground_truth()
+    shifted = [{"image_id": a["image_id"], "category_id": a["category_id"],
+                "bbox": [a["bbox"][0] + a["bbox"][2] * 0.3, a["bbox"][1], a["bbox"][2], a["bbox"][3]], "score": 0.9}
+               for a in gt["annotations"]]
+    metrics = coco_map(gt, shifted)
+    assert 0.0 < metrics["map"] < 0.9 and metrics["map50"] > metrics["map75"]
+    assert coco_map(gt, [])["map"] == 0.0
+
+
+def test_eval_cli_on_generated_data(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "data"
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "generate-data", str(out), "--count", "2", "--size", "128x192",
+                        "--clip-frames", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out / "annotations.json").is_file() and (out / "clip.mp4").is_file()
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(out / "annotations.json"),
+                        "--images", str(out / "images"), "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["images"] == 2 and result["backend"] == "torch" and 0.0 <= result["map"] <= 1.0
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(bad),
+                        "--images", str(out / "images")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and f"annotations {bad}" in r.stderr and "Traceback" not in r.stderr
