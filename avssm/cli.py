@@ -254,6 +254,37 @@ def eval_cmd(
                   markup=False)
 
 
+@app.command("train")
+def train_cmd(
+    model: str = typer.Argument(..., help="Detector to train (e.g. vim_tiny_det, vmamba_tiny_det)."),
+    data: str = typer.Option(..., "--data", help="COCO annotation JSON (e.g. from avssm generate-data)."),
+    images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Start from these weights (ImageNet backbone or detector)."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch: int = typer.Option(4, "--batch"),
+    input_size: str = typer.Option("544x960", "--input-size", help="Training size HxW (frames are resized, jittered, cropped)."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    out: str = typer.Option("runs/train", "--out", help="Folder for last.pth and final.pth."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+):
+    """Train a detector (FCOS losses, AdamW, warm-up + cosine, AMP on GPU); checkpoints carry the config."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from avssm.sizes import parse_size
+    from avssm.train import train
+
+    size = parse_size(input_size)
+    columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=None, loss=float("nan"))
+        result = train(model, data, images, out_dir=out, epochs=epochs, batch=batch, input_size=size, lr=lr,
+                       checkpoint=checkpoint, resume=resume, max_steps=max_steps,
+                       progress=lambda step, total, loss, eta: bar.update(task, completed=step, total=total, loss=loss))
+    console.print(f"{result['steps']} steps; checkpoint {result['checkpoint']}", markup=False)
+
+
 @app.command("build")
 def build_cmd(
     onnx_file: str = typer.Argument(..., help="ONNX file from `avssm export`."),

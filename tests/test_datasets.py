@@ -102,3 +102,39 @@ def test_eval_cli_on_generated_data(tmp_path):
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(bad),
                         "--images", str(out / "images")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and f"annotations {bad}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_few_training_steps_reduce_the_loss_and_checkpoint_rebuilds_the_model(tmp_path):
+    import torch
+
+    from avssm.models import create_model
+    from avssm.train import train
+
+    ann = write_dataset(tmp_path / "data", count=2, seed=3, height=128, width=192)
+    over = {"backbone_overrides": {"embed_dim": 32, "depth": 2}}
+    result = train("vim_tiny_det", str(ann), str(tmp_path / "data" / "images"), out_dir=str(tmp_path / "run"),
+                   epochs=30, batch=2, input_size=(128, 192), lr=2e-3, max_steps=20, overrides=over, device="cpu")
+    losses = [h["loss"] for h in result["history"]]
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+    model = create_model("vim_tiny_det", checkpoint=result["checkpoint"]).eval()  # config comes from the file
+    assert model.class_names == list(CLASSES) and model.backbone.config.depth == 2
+    with torch.no_grad():
+        boxes, scores = model(torch.zeros(1, 3, 128, 192))
+    assert scores.shape[-1] == len(CLASSES)
+
+
+def test_fcos_targets_assign_smallest_box_on_its_level():
+    import torch
+
+    from avssm.train import LEVEL_RANGES, fcos_targets
+
+    points = torch.tensor([[20.0, 20.0], [100.0, 100.0]])
+    strides = torch.tensor([8.0, 16.0])
+    ranges = torch.tensor([LEVEL_RANGES[8], LEVEL_RANGES[16]])
+    boxes = torch.tensor([[0.0, 0.0, 40.0, 40.0], [10.0, 10.0, 30.0, 30.0], [40.0, 40.0, 200.0, 200.0]])
+    labels = torch.tensor([0, 2, 1])
+    cls_t, box_t, ctr_t, pos = fcos_targets(points, strides, ranges, boxes, labels, 6)
+    assert pos.tolist() == [True, True]
+    assert cls_t[0].argmax() == 2 and torch.equal(box_t[0], boxes[1])  # the smaller box wins
+    assert cls_t[1].argmax() == 1 and float(ctr_t[1]) == pytest.approx(0.6)  # l=t=60, r=b=100: sqrt(0.6 * 0.6)

@@ -172,14 +172,15 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], st
     return {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
 
 
-def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True, ema: bool = False) -> dict[str, list]:
+def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True, ema: bool = False,
+                    source: str | None = None) -> dict[str, list]:
     """Load an official or avssm checkpoint (a path or a dict) into ``model``.
 
     For a detector given a classification checkpoint, the weights go into ``model.backbone`` and the
     classifier keys are ignored. Returns the load report (missing / unexpected / mismatched keys).
     """
     if isinstance(path_or_state_dict, Mapping):
-        source, obj = "checkpoint", path_or_state_dict
+        source, obj = source or "checkpoint", path_or_state_dict
     else:
         source, obj = f"checkpoint {path_or_state_dict}", read_checkpoint_file(path_or_state_dict)
     state = extract_state_dict(obj, ema=ema, source=source)

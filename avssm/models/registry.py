@@ -1,6 +1,7 @@
 """Model registry: ``@register_model`` on a constructor, ``create_model(name)`` to build it."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable
 
 import torch.nn as nn
@@ -32,14 +33,24 @@ def create_model(name: str, num_classes: int | None = None, checkpoint=None, **o
     ``num_classes`` defaults to the model's own (1000 for classifiers, the class list for detectors).
     ``overrides`` replace fields of the model's config dataclass (e.g. ``depths=(1, 1, 1, 1)``).
     """
+    constructor = model_constructor(name)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
-    model = model_constructor(name)(**overrides)
+    source = None
+    if checkpoint is not None and not isinstance(checkpoint, Mapping):
+        from avssm.models.checkpoint import read_checkpoint_file
+
+        source = f"checkpoint {checkpoint}"
+        checkpoint = read_checkpoint_file(checkpoint)
+        saved = checkpoint.get("avssm")  # written by `avssm train`: the config the weights belong to
+        if isinstance(saved, Mapping) and saved.get("model") == name:
+            overrides = {**saved.get("overrides", {}), **overrides}
+    model = constructor(**overrides)
     model.model_name = name
     if checkpoint is not None:
         from avssm.models.checkpoint import load_checkpoint
 
-        load_checkpoint(model, checkpoint)
+        load_checkpoint(model, checkpoint, source=source)
     return model
 
 

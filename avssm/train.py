@@ -1,0 +1,228 @@
+"""Training avssm's detectors on a COCO-format dataset (`avssm train`).
+
+FCOS recipe: points of the strides-8/16/32 maps are assigned to the smallest ground-truth box that
+contains them and whose size suits the level; losses are sigmoid focal (classes), GIoU (boxes,
+weighted by the centerness target) and BCE (centerness). AdamW, linear warm-up then cosine decay,
+gradient clipping, mixed precision on the GPU, flip and scale-jitter augmentation.
+
+Checkpoints (``OUT/last.pth`` every epoch, ``OUT/final.pth``) hold the weights under ``model`` and the
+model's name and config overrides under ``avssm``, so ``create_model(name, checkpoint=path)`` and
+``avssm export --checkpoint`` rebuild the same detector (class names included).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avssm.errors import AvssmError
+
+LEVEL_RANGES = {8: (0.0, 64.0), 16: (64.0, 128.0), 32: (128.0, float("inf"))}
+
+
+# ----------------------------------------------------------------------------------------- targets
+
+def fcos_targets(points: torch.Tensor, strides: torch.Tensor, ranges: torch.Tensor, boxes: torch.Tensor,
+                 labels: torch.Tensor, num_classes: int):
+    """Per point: class target (P, C), box target (P, 4) xyxy, centerness target (P,), positive mask (P,).
+
+    ``strides`` (P,) and ``ranges`` (P, 2) give each point's level and the box reach that level takes.
+    """
+    P = points.shape[0]
+    if boxes.numel() == 0:
+        return (points.new_zeros(P, num_classes), points.new_zeros(P, 4), points.new_zeros(P),
+                torch.zeros(P, dtype=torch.bool, device=points.device))
+    px, py = points[:, 0:1], points[:, 1:2]
+    ltrb = torch.stack([px - boxes[:, 0], py - boxes[:, 1], boxes[:, 2] - px, boxes[:, 3] - py], dim=-1)  # (P, K, 4)
+    inside = ltrb.min(dim=-1).values > 0
+    # centre sampling: the point lies within 1.5 strides of the box centre
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    radius = 1.5 * strides[:, None]
+    near_centre = ((px - cx).abs() < radius) & ((py - cy).abs() < radius)
+    reach = ltrb.max(dim=-1).values
+    ok = inside & near_centre & (reach >= ranges[:, 0:1]) & (reach <= ranges[:, 1:2])
+    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(P, -1)
+    area = torch.where(ok, area, torch.full_like(area, float("inf")))
+    best_area, best = area.min(dim=1)
+    positive = torch.isfinite(best_area)
+    cls_t = points.new_zeros(P, num_classes)
+    cls_t[positive, labels[best[positive]]] = 1.0
+    box_t = boxes[best]
+    d = ltrb[torch.arange(P, device=points.device), best].clamp(min=1e-6)
+    ctr_t = torch.sqrt((d[:, [0, 2]].min(1).values / d[:, [0, 2]].max(1).values)
+                       * (d[:, [1, 3]].min(1).values / d[:, [1, 3]].max(1).values))
+    return cls_t, box_t, torch.where(positive, ctr_t, torch.zeros_like(ctr_t)), positive
+
+
+def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - GIoU per pair of xyxy boxes."""
+    ix1, iy1 = torch.max(pred[:, 0], target[:, 0]), torch.max(pred[:, 1], target[:, 1])
+    ix2, iy2 = torch.min(pred[:, 2], target[:, 2]), torch.min(pred[:, 3], target[:, 3])
+    inter = (ix2 - ix1).clamp(min=0) * (iy2 - iy1).clamp(min=0)
+    area_p = (pred[:, 2] - pred[:, 0]).clamp(min=0) * (pred[:, 3] - pred[:, 1]).clamp(min=0)
+    area_t = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
+    union = area_p + area_t - inter + 1e-6
+    ex1, ey1 = torch.min(pred[:, 0], target[:, 0]), torch.min(pred[:, 1], target[:, 1])
+    ex2, ey2 = torch.max(pred[:, 2], target[:, 2]), torch.max(pred[:, 3], target[:, 3])
+    enclose = (ex2 - ex1) * (ey2 - ey1) + 1e-6
+    return 1 - (inter / union - (enclose - union) / enclose)
+
+
+def detection_loss(model, images: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> dict:
+    """FCOS losses for a batch; ``targets`` holds (boxes xyxy, labels) per image in input pixels."""
+    from avssm.models.detector import level_points
+
+    raw = model.forward_raw(images)
+    cls_all, dist_all, ctr_all, pts_all, strides_all, ranges_all = [], [], [], [], [], []
+    for (cls, dist, ctr), stride in zip(raw, model.config.strides):
+        b, c, h, w = cls.shape
+        cls_all.append(cls.float().flatten(2).transpose(1, 2))
+        dist_all.append(dist.float().flatten(2).transpose(1, 2))
+        ctr_all.append(ctr.float().flatten(2).transpose(1, 2)[..., 0])
+        pts = level_points(h, w, stride, cls.device)
+        pts_all.append(pts)
+        strides_all.append(torch.full((pts.shape[0],), float(stride), device=cls.device))
+        ranges_all.append(torch.tensor(LEVEL_RANGES[stride], device=cls.device).expand(pts.shape[0], 2))
+    cls_p, dist_p, ctr_p = torch.cat(cls_all, 1), torch.cat(dist_all, 1), torch.cat(ctr_all, 1)
+    points, strides, ranges = torch.cat(pts_all), torch.cat(strides_all), torch.cat(ranges_all)
+    num_classes = cls_p.shape[-1]
+    cls_t, box_t, ctr_t, pos = zip(*[fcos_targets(points, strides, ranges, bx.to(points.device), lb.to(points.device),
+                                                  num_classes) for bx, lb in targets])
+    cls_t, box_t, ctr_t, pos = torch.stack(cls_t), torch.stack(box_t), torch.stack(ctr_t), torch.stack(pos)
+    num_pos = max(1.0, float(pos.sum()))
+    loss_cls = _focal(cls_p, cls_t).sum() / num_pos
+    if pos.any():
+        pts = points[None].expand_as(dist_p[..., :2])[pos]
+        d = dist_p[pos]
+        pred_boxes = torch.cat([pts - d[:, :2], pts + d[:, 2:]], dim=1)
+        weight = ctr_t[pos]
+        loss_box = (giou_loss(pred_boxes, box_t[pos]) * weight).sum() / weight.sum().clamp(min=1e-6)
+        loss_ctr = F.binary_cross_entropy_with_logits(ctr_p[pos], ctr_t[pos], reduction="sum") / num_pos
+    else:
+        loss_box = loss_ctr = dist_p.sum() * 0.0
+    return {"loss": loss_cls + loss_box + loss_ctr, "cls": loss_cls.detach(), "box": loss_box.detach(),
+            "ctr": loss_ctr.detach(), "positives": num_pos}
+
+
+def _focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    return ce * (1 - p_t) ** gamma * (alpha * targets + (1 - alpha) * (1 - targets))
+
+
+# ----------------------------------------------------------------------------------------- data
+
+def augment(frame: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator, train: bool):
+    """Resize to ``size`` (H, W) with scale jitter and a random crop/pad, random horizontal flip."""
+    h, w = size
+    scale = min(h / frame.shape[0], w / frame.shape[1]) * (rng.uniform(0.8, 1.25) if train else 1.0)
+    nh, nw = max(1, int(round(frame.shape[0] * scale))), max(1, int(round(frame.shape[1] * scale)))
+    img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    bx = boxes * scale
+    oy = int(rng.integers(0, nh - h + 1)) if train and nh > h else 0
+    ox = int(rng.integers(0, nw - w + 1)) if train and nw > w else 0
+    canvas = np.zeros((h, w, 3), np.uint8)
+    crop = img[oy:oy + h, ox:ox + w]
+    canvas[:crop.shape[0], :crop.shape[1]] = crop
+    bx = bx - np.array([ox, oy, ox, oy], np.float32)
+    bx[:, [0, 2]] = bx[:, [0, 2]].clip(0, min(w, crop.shape[1]))
+    bx[:, [1, 3]] = bx[:, [1, 3]].clip(0, min(h, crop.shape[0]))
+    if train and rng.random() < 0.5:
+        canvas = canvas[:, ::-1].copy()
+        bx[:, [0, 2]] = w - bx[:, [2, 0]]
+    keep = ((bx[:, 2] - bx[:, 0]) >= 2) & ((bx[:, 3] - bx[:, 1]) >= 2)
+    return canvas, bx, keep
+
+
+# ----------------------------------------------------------------------------------------- loop
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(model_name: str, annotations: str, images: str, *, out_dir: str = "runs/train", epochs: int = 10,
+          batch: int = 4, input_size: tuple[int, int] = (544, 960), lr: float = 1e-3, weight_decay: float = 0.05,
+          checkpoint: str | None = None, resume: bool = False, device: str | None = None, seed: int = 0,
+          max_steps: int | None = None, overrides: dict | None = None, progress=None) -> dict:
+    """Train and return {'history': [per-step losses], 'checkpoint': path}."""
+    from avssm.datasets.coco import CocoDataset
+    from avssm.models import create_model, load_checkpoint
+    from avssm.runtime.preprocess import preprocess
+
+    dataset = CocoDataset(annotations, images)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config_overrides = dict(overrides or {})
+    config_overrides["class_names"] = tuple(dataset.class_names)
+    model = create_model(model_name, **config_overrides)
+    if not hasattr(model, "class_names"):
+        raise AvssmError(f"model '{model_name}' is a classifier; `avssm train` trains detectors (*_det)")
+    if checkpoint:
+        load_checkpoint(model, checkpoint)  # an ImageNet backbone or a detector checkpoint
+    model.to(device).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    steps_per_epoch = max(1, len(dataset) // batch)
+    total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
+    warmup = min(500, max(1, total // 10))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    step, start_epoch = 0, 0
+    if resume and (out / "last.pth").is_file():
+        state = torch.load(out / "last.pth", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, start_epoch = state["step"], state["epoch"]
+    use_amp = device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    rng = np.random.default_rng(seed + step)
+    history = []
+    t0 = time.perf_counter()
+
+    def save(path: Path, epoch: int) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
+                    "avssm": {"model": model_name, "overrides": config_overrides}}, path)
+
+    for epoch in range(start_epoch, epochs):
+        order = rng.permutation(len(dataset))
+        for first in range(0, steps_per_epoch * batch, batch):
+            if step >= total:
+                break
+            images_b, targets = [], []
+            for idx in order[first:first + batch]:
+                frame, boxes, labels = dataset[int(idx)]
+                img, bx, keep = augment(frame, boxes, input_size, rng, train=True)
+                images_b.append(preprocess(img)[0])
+                targets.append((torch.from_numpy(bx[keep]), torch.from_numpy(labels[keep])))
+            x = torch.from_numpy(np.stack(images_b)).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, warmup, lr)
+            with torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=use_amp):
+                losses = detection_loss(model, x, targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            history.append({k: float(v) for k, v in losses.items()})
+            if progress:
+                elapsed = time.perf_counter() - t0
+                progress(step, total, history[-1]["loss"], elapsed / step * (total - step))
+        save(out / "last.pth", epoch + 1)
+        if step >= total:
+            break
+    final = out / "final.pth"
+    save(final, epochs)
+    return {"history": history, "checkpoint": str(final), "steps": step}
