@@ -287,6 +287,6 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
             verification = verify_onnx(str(tmp), reference, input_size, batch, dynamic, precision)
     nodes = len(proto.graph.node)
     scans = sum(1 for n in proto.graph.node if n.op_type == selective_scan_onnx.OP_TYPE)
-    inferred = onnx.shape_inference.infer_shapes(proto)
+    # The outputs already carry their traced (or symbolic) sizes: no shape inference over the whole graph.
     return ExportResult(str(output), output.stat().st_size, nodes, scans, _tensor_infos(proto.graph.input),
-                        _tensor_infos(inferred.graph.output), metadata, verification)
+                        _tensor_infos(proto.graph.output), metadata, verification)

@@ -46,12 +46,14 @@ def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler found")
-    flags = _FLAGS + _arch_flags(compiler)
     source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join(flags).encode() + _cpu_id().encode()).hexdigest()[:16]
+    # The flags follow from the compiler and this CPU, so those name the build; probing them (a compiler
+    # run) is only needed when the library is not in the cache yet.
+    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + compiler.encode() + _cpu_id().encode()).hexdigest()[:16]
     cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm"))
     target = cache / f"selective_scan_cpu_{key}.so"
     if not target.exists():
+        flags = _FLAGS + _arch_flags(compiler)
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             out = Path(tmp) / target.name
