@@ -75,9 +75,7 @@ class FrameSource:
 
     # ---------------------------------------------------------------------------------- opening
     def _open_kind(self):
-        if self.camera:
-            return "capture", None
-        if self.spec.startswith(("rtsp://", "http://", "https://", "gst:")):
+        if self.live:  # cameras and streams
             return "capture", None
         path = Path(self.spec)
         if path.is_dir():
