@@ -202,6 +202,7 @@ def generate_data_cmd(
     seed: int = typer.Option(0, "--seed", help="First seed; frame i uses seed + i (deterministic)."),
     size: str = typer.Option("1080x1920", "--size", help="Frame size HxW."),
     clip_frames: int = typer.Option(0, "--clip-frames", help="Also write clip.mp4 with this many frames."),
+    workers: int = typer.Option(1, "--workers", help="Render in this many processes (same output for any number)."),
 ):
     """Render procedural road scenes with COCO boxes (car, truck, pedestrian, cyclist, sign, light)."""
     from rich.progress import Progress
@@ -212,7 +213,8 @@ def generate_data_cmd(
     h, w = parse_size(size)
     with Progress(console=console) as bar:
         task = bar.add_task("rendering", total=count)
-        path = write_dataset(out_dir, count, seed, h, w, progress=lambda i, n: bar.update(task, completed=i))
+        path = write_dataset(out_dir, count, seed, h, w, workers=workers,
+                             progress=lambda i, n: bar.update(task, completed=i))
     console.print(f"wrote {count} frames and {path}", markup=False)
     if clip_frames:
         import cv2
@@ -234,6 +236,7 @@ def eval_cmd(
     backend: str = typer.Option("auto", "--backend", help="As for avssm run."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for a registered model name."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate the first N images only."),
+    device: str = typer.Option("cpu", "--device", help="For --backend torch: cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """COCO mAP (pycocotools) of a model through the runtime's backends and pre/post-processing."""
@@ -244,7 +247,7 @@ def eval_cmd(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         result = evaluate(model, data, images, backend=backend, checkpoint=checkpoint, max_images=max_images,
-                          progress=lambda i, n: bar.update(task, completed=i, total=n))
+                          device=device, progress=lambda i, n: bar.update(task, completed=i, total=n))
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -262,7 +265,14 @@ def train_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Start from these weights (ImageNet backbone or detector)."),
     epochs: int = typer.Option(10, "--epochs"),
     batch: int = typer.Option(4, "--batch"),
-    input_size: str = typer.Option("544x960", "--input-size", help="Training size HxW (frames are resized, jittered, cropped)."),
+    input_size: str = typer.Option("1080x1920", "--input-size", help="Size HxW the detector will see: frames are fitted "
+                                   "into it with scale jitter (0.8-1.25)."),
+    crop: Optional[str] = typer.Option(None, "--crop", help="Train on random HxW crops of the fitted frames (default: "
+                                       "the whole input size)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader processes (default: min(8, CPUs))."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Minutes: the schedule follows whichever of "
+                                                "steps and time is further along; stops when either runs out."),
+    half_final: bool = typer.Option(False, "--half-final", help="Store final.pth's weights in fp16 (half the size)."),
     lr: float = typer.Option(1e-3, "--lr"),
     out: str = typer.Option("runs/train", "--out", help="Folder for last.pth and final.pth."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth."),
@@ -275,12 +285,14 @@ def train_cmd(
     from avssm.train import train
 
     size = parse_size(input_size)
+    crop_size = parse_size(crop) if crop else None
     columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("train", total=None, loss=float("nan"))
-        result = train(model, data, images, out_dir=out, epochs=epochs, batch=batch, input_size=size, lr=lr,
-                       checkpoint=checkpoint, resume=resume, max_steps=max_steps,
+        result = train(model, data, images, out_dir=out, epochs=epochs, batch=batch, input_size=size, crop=crop_size,
+                       lr=lr, checkpoint=checkpoint, resume=resume, max_steps=max_steps, workers=workers,
+                       time_budget_s=time_budget * 60 if time_budget else None, half_final=half_final,
                        progress=lambda step, total, loss, eta: bar.update(task, completed=step, total=total, loss=loss))
     console.print(f"{result['steps']} steps; checkpoint {result['checkpoint']}", markup=False)
 

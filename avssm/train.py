@@ -11,6 +11,7 @@ model's name and config overrides under ``avssm``, so ``create_model(name, check
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -118,45 +119,81 @@ def _focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gam
 
 # ----------------------------------------------------------------------------------------- data
 
-def augment(frame: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator, train: bool):
-    """Resize to ``size`` (H, W) with scale jitter and a random crop/pad, random horizontal flip."""
+def augment(frame: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator, train: bool,
+            crop: tuple[int, int] | None = None):
+    """Fit the frame into ``size`` (H, W) with scale jitter, take a ``crop`` (H, W; default ``size``) at a random
+    place (top-left when not training), random horizontal flip. Returns the image, boxes and a keep mask."""
     h, w = size
+    ch, cw = crop or size
     scale = min(h / frame.shape[0], w / frame.shape[1]) * (rng.uniform(0.8, 1.25) if train else 1.0)
     nh, nw = max(1, int(round(frame.shape[0] * scale))), max(1, int(round(frame.shape[1] * scale)))
     img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     bx = boxes * scale
-    oy = int(rng.integers(0, nh - h + 1)) if train and nh > h else 0
-    ox = int(rng.integers(0, nw - w + 1)) if train and nw > w else 0
-    canvas = np.zeros((h, w, 3), np.uint8)
-    crop = img[oy:oy + h, ox:ox + w]
-    canvas[:crop.shape[0], :crop.shape[1]] = crop
+    oy = int(rng.integers(0, nh - ch + 1)) if train and nh > ch else 0
+    ox = int(rng.integers(0, nw - cw + 1)) if train and nw > cw else 0
+    canvas = np.zeros((ch, cw, 3), np.uint8)
+    part = img[oy:oy + ch, ox:ox + cw]
+    canvas[:part.shape[0], :part.shape[1]] = part
     bx = bx - np.array([ox, oy, ox, oy], np.float32)
-    bx[:, [0, 2]] = bx[:, [0, 2]].clip(0, min(w, crop.shape[1]))
-    bx[:, [1, 3]] = bx[:, [1, 3]].clip(0, min(h, crop.shape[0]))
+    bx[:, [0, 2]] = bx[:, [0, 2]].clip(0, part.shape[1])
+    bx[:, [1, 3]] = bx[:, [1, 3]].clip(0, part.shape[0])
     if train and rng.random() < 0.5:
         canvas = canvas[:, ::-1].copy()
-        bx[:, [0, 2]] = w - bx[:, [2, 0]]
+        bx[:, [0, 2]] = cw - bx[:, [2, 0]]
     keep = ((bx[:, 2] - bx[:, 0]) >= 2) & ((bx[:, 3] - bx[:, 1]) >= 2)
     return canvas, bx, keep
 
 
+class TrainingSet(torch.utils.data.Dataset):
+    """Augmented, preprocessed samples of a CocoDataset; the randomness depends on (seed, epoch, index) only,
+    so a run is the same with any number of loader workers."""
+
+    def __init__(self, dataset, size: tuple[int, int], crop: tuple[int, int] | None, seed: int):
+        self.dataset, self.size, self.crop, self.seed, self.epoch = dataset, size, crop, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        from avssm.runtime.preprocess import preprocess
+
+        frame, boxes, labels = self.dataset[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        img, bx, keep = augment(frame, boxes, self.size, rng, train=True, crop=self.crop)
+        return preprocess(img)[0], bx[keep], labels[keep]
+
+
+def _collate(samples):
+    images = torch.from_numpy(np.stack([s[0] for s in samples]))
+    return images, [(torch.from_numpy(bx), torch.from_numpy(lb)) for _, bx, lb in samples]
+
+
 # ----------------------------------------------------------------------------------------- loop
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+def lr_at(fraction: float, warmup: float, base: float) -> float:
+    """Linear warm-up over the first ``warmup`` of training, then cosine decay to zero; both as fractions."""
+    if fraction < warmup:
+        return base * max(fraction, 1e-3) / warmup
+    progress = (fraction - warmup) / max(1e-9, 1 - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def train(model_name: str, annotations: str, images: str, *, out_dir: str = "runs/train", epochs: int = 10,
-          batch: int = 4, input_size: tuple[int, int] = (544, 960), lr: float = 1e-3, weight_decay: float = 0.05,
-          checkpoint: str | None = None, resume: bool = False, device: str | None = None, seed: int = 0,
-          max_steps: int | None = None, overrides: dict | None = None, progress=None) -> dict:
-    """Train and return {'history': [per-step losses], 'checkpoint': path}."""
+          batch: int = 4, input_size: tuple[int, int] = (1080, 1920), crop: tuple[int, int] | None = None,
+          lr: float = 1e-3, weight_decay: float = 0.05, checkpoint: str | None = None, resume: bool = False,
+          device: str | None = None, seed: int = 0, max_steps: int | None = None, time_budget_s: float | None = None,
+          workers: int | None = None, half_final: bool = False, overrides: dict | None = None, progress=None) -> dict:
+    """Train and return {'history': [per-step losses], 'checkpoint': path, 'steps': n}.
+
+    Frames are fitted into ``input_size`` (the size the detector will see) with scale jitter and trained on
+    random ``crop``s of it. With ``time_budget_s`` the schedule runs on whichever of steps and time is further
+    along, and training stops when either is used up. ``half_final`` stores final.pth's weights in fp16 (half
+    the file; loading casts them back).
+    """
+    import os
+
     from avssm.datasets.coco import CocoDataset
     from avssm.models import create_model, load_checkpoint
-    from avssm.runtime.preprocess import preprocess
 
     dataset = CocoDataset(annotations, images)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -174,7 +211,8 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     steps_per_epoch = max(1, len(dataset) // batch)
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
-    warmup = min(500, max(1, total // 10))
+    # Warm-up: 500 steps or a tenth of the run, whichever is less; 5% of a time-budgeted run.
+    warmup_fraction = 0.05 if time_budget_s else min(500, max(1, total // 10)) / total
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     step, start_epoch = 0, 0
@@ -185,28 +223,37 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
         step, start_epoch = state["step"], state["epoch"]
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    rng = np.random.default_rng(seed + step)
+    samples = TrainingSet(dataset, input_size, crop, seed)
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
     history = []
+    log = open(out / "train_log.jsonl", "a")  # one line per step: losses, learning rate, time
     t0 = time.perf_counter()
 
-    def save(path: Path, epoch: int) -> None:
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
-                    "avssm": {"model": model_name, "overrides": config_overrides}}, path)
+    def progress_fraction() -> float:
+        fraction = step / total
+        if time_budget_s:
+            fraction = max(fraction, (time.perf_counter() - t0) / time_budget_s)
+        return fraction
+
+    def save(path: Path, epoch: int, with_optimizer: bool = True, half: bool = False) -> None:
+        weights = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+        state = {"model": weights, "step": step, "epoch": epoch, "avssm": {"model": model_name, "overrides": config_overrides}}
+        if with_optimizer:
+            state["optimizer"] = optimizer.state_dict()
+        torch.save(state, path)
 
     for epoch in range(start_epoch, epochs):
-        order = rng.permutation(len(dataset))
-        for first in range(0, steps_per_epoch * batch, batch):
-            if step >= total:
+        samples.epoch = epoch
+        order = torch.Generator().manual_seed(seed * 1000 + epoch)
+        loader = torch.utils.data.DataLoader(samples, batch_size=batch, shuffle=True, generator=order, drop_last=True,
+                                             num_workers=workers, collate_fn=_collate, pin_memory=use_amp)
+        for x, targets in loader:
+            if progress_fraction() >= 1.0:
                 break
-            images_b, targets = [], []
-            for idx in order[first:first + batch]:
-                frame, boxes, labels = dataset[int(idx)]
-                img, bx, keep = augment(frame, boxes, input_size, rng, train=True)
-                images_b.append(preprocess(img)[0])
-                targets.append((torch.from_numpy(bx[keep]), torch.from_numpy(labels[keep])))
-            x = torch.from_numpy(np.stack(images_b)).to(device)
+            x = x.to(device, non_blocking=True)
+            fraction = progress_fraction()
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total, warmup, lr)
+                group["lr"] = lr_at(fraction, warmup_fraction, lr)
             with torch.autocast(device.split(":")[0], dtype=torch.float16, enabled=use_amp):
                 losses = detection_loss(model, x, targets)
             optimizer.zero_grad(set_to_none=True)
@@ -216,13 +263,16 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
             scaler.step(optimizer)
             scaler.update()
             step += 1
-            history.append({k: float(v) for k, v in losses.items()})
+            history.append({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items()})
+            log.write(json.dumps({"step": step, "lr": optimizer.param_groups[0]["lr"],
+                                  "time_s": round(time.perf_counter() - t0, 2), **history[-1]}) + "\n")
             if progress:
                 elapsed = time.perf_counter() - t0
-                progress(step, total, history[-1]["loss"], elapsed / step * (total - step))
+                progress(step, total, history[-1]["loss"], elapsed * (1 - fraction) / max(fraction, 1e-9))
         save(out / "last.pth", epoch + 1)
-        if step >= total:
+        if progress_fraction() >= 1.0:
             break
+    log.close()
     final = out / "final.pth"
-    save(final, epochs)
+    save(final, epochs, with_optimizer=False, half=half_final)
     return {"history": history, "checkpoint": str(final), "steps": step}

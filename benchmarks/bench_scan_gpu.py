@@ -57,6 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--kernel-only", action="store_true", help="skip the PyTorch path and the detectors")
     args = ap.parse_args()
     if not cuda_kernel.available():
         raise SystemExit("needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins)")
@@ -79,7 +80,7 @@ def main() -> None:
             kernel = cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
                                                                        delta_softplus=True), 20)
             with torch.no_grad():
-                torch_path = cuda_time(lambda: selective_scan_chunked(u, delta, A, B, C, D=D, delta_bias=bias,
+                torch_path = float("nan") if args.kernel_only else cuda_time(lambda: selective_scan_chunked(u, delta, A, B, C, D=D, delta_bias=bias,
                                                                       delta_softplus=True), 3)
             nbytes = (3 * b * d * L + 2 * b * n * L) * dtype.itemsize
             roofline = max(nbytes / bw, b * d * L * n / exps)
@@ -92,7 +93,7 @@ def main() -> None:
                       f"{r['roofline_ms']:8.3f} ms (efficiency {r['efficiency']:.2f}), PyTorch {r['pytorch_ms']:8.1f} ms "
                       f"(x{r['speedup']:.0f})", flush=True)
     detectors = {}
-    for name in ("vmamba_tiny_det", "vim_tiny_det"):
+    for name in () if args.kernel_only else ("vmamba_tiny_det", "vim_tiny_det"):
         model = create_model(name).eval().cuda()
         x = torch.randn(1, 3, 1080, 1920, device="cuda")
         with torch.no_grad():

@@ -182,19 +182,37 @@ def coco_dataset(frames: list[tuple[str, int, int, list[Box]]]) -> dict:
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
+def _render_to_file(job: tuple[Path, int, int, int]) -> tuple[str, int, int, list[Box]]:
+    out, seed, height, width = job
+    image, boxes = render_scene(seed, height, width)
+    name = f"road_{seed:06d}.jpg"
+    cv2.imwrite(str(out / "images" / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return name, height, width, boxes
+
+
 def write_dataset(out_dir: str | Path, count: int, seed: int = 0, height: int = 1080, width: int = 1920,
-                  progress=None) -> Path:
-    """Render ``count`` frames into ``out_dir/images`` and write ``out_dir/annotations.json``."""
+                  workers: int = 1, progress=None) -> Path:
+    """Render ``count`` frames into ``out_dir/images`` and write ``out_dir/annotations.json``.
+
+    ``workers`` > 1 renders in that many processes; the output is the same (each frame depends on its seed only).
+    """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    jobs = [(out, seed + i, height, width) for i in range(count)]
     frames = []
-    for i in range(count):
-        image, boxes = render_scene(seed + i, height, width)
-        name = f"road_{seed + i:06d}.jpg"
-        cv2.imwrite(str(out / "images" / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
-        frames.append((name, height, width, boxes))
-        if progress:
-            progress(i + 1, count)
+    if workers > 1:
+        from multiprocessing import get_context
+
+        with get_context("spawn").Pool(workers) as pool:
+            for frame in pool.imap(_render_to_file, jobs, chunksize=4):
+                frames.append(frame)
+                if progress:
+                    progress(len(frames), count)
+    else:
+        for job in jobs:
+            frames.append(_render_to_file(job))
+            if progress:
+                progress(len(frames), count)
     path = out / "annotations.json"
     path.write_text(json.dumps(coco_dataset(frames)))
     return path

@@ -150,7 +150,8 @@ class Detector(nn.Module):
         p = self.config.pad_to
         x = F.pad(images, (0, (p - w % p) % p, 0, (p - h % p) % p))
         raw = self.head(self.features(x))
-        return [(cls, box * s, ctr) for (cls, box, ctr), s in zip(raw, self.config.strides)]
+        # distances in fp32: in fp16 a large distance times the stride would overflow
+        return [(cls, box.float() * s, ctr) for (cls, box, ctr), s in zip(raw, self.config.strides)]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images (B, 3, H, W) normalized -> boxes (B, P, 4) xyxy pixels (fp32), scores (B, P, C) before NMS."""
@@ -189,6 +190,15 @@ def vmamba_small_det(**overrides) -> Detector:
 @register_model
 def vmamba_base_det(**overrides) -> Detector:
     return _make("vmamba_base", **overrides)
+
+
+@register_model
+def vmamba_nano_det(**overrides) -> Detector:
+    """avssm's edge detector (not a paper configuration): VMamba v2 blocks at width 48, depths 2-2-4-2, a
+    96-channel neck; 6.5M parameters. The checkpoint shipped in avssm/data is this model trained on road scenes."""
+    overrides.setdefault("backbone_overrides", {"embed_dim": 48, "depths": (2, 2, 4, 2), "drop_path_rate": 0.1})
+    overrides.setdefault("neck_channels", 96)
+    return _make("vmamba_tiny", **overrides)
 
 
 @register_model

@@ -8,6 +8,10 @@ One public entry point, :func:`selective_scan`. Two implementations sit behind i
   chunk boundaries and each chunk's output is corrected by the carried state. Every exponent it
   takes is ``A * (a sum of non-negative deltas)`` with ``A <= 0`` in trained models, so nothing
   overflows for any L, and no buffer of size ``dim * L * N`` for the whole sequence is formed.
+* :func:`selective_scan_parallel` -- the training path: no Python loop over time at all (a few dozen
+  large tensor ops, so autograd on a GPU is not launch-bound), at the price of ``dim * N * L * 4``
+  floats of memory. Each block of 4 steps is solved as a 4x4 lower-triangular decay matrix, and
+  the blocks' end states are scanned the same way, recursively (log4(L) levels).
 
 Shapes (mamba_ssm convention):
     u, delta, z: (batch, dim, L)        A: (dim, N) fp32
@@ -108,6 +112,11 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     Differentiable and device-agnostic; work is O(batch*dim*N*L) with about sqrt(L) Python steps.
     """
     _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    with torch.autocast(u.device.type, enabled=False):  # fp32 math even inside an autocast region
+        return _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size)
+
+
+def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, chunk_size):
     dtype_in = u.dtype
     batch, dim, length = u.shape
     n = A.shape[1]
@@ -173,6 +182,59 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     return out
 
 
+_BLOCK = 4  # steps per block of selective_scan_parallel: memory and traffic grow with it, levels shrink
+
+
+def _linear_scan(log_a: Tensor, b: Tensor) -> Tensor:
+    """h[t] = exp(log_a[t]) * h[t-1] + b[t] along the last axis, h[-1] = 0; log_a <= 0 (broadcasts to b).
+
+    Blocks of _BLOCK steps: h = (lower-triangular exp(cum[t] - cum[k])) @ b within a block, plus the state
+    entering the block decayed by exp(cum[t]); the entering states come from the same scan over the
+    blocks' (total decay, end state) pairs. Exponents are differences of cumulative sums inside one block,
+    never a whole-sequence sum, so nothing overflows.
+    """
+    log_a = log_a.expand_as(b)
+    length, T = b.shape[-1], _BLOCK
+    if length == 1:
+        return b
+    nblocks = -(-length // T)
+    pad = nblocks * T - length
+    if pad:
+        log_a, b = F.pad(log_a, (0, pad)), F.pad(b, (0, pad))
+    cum = log_a.unflatten(-1, (nblocks, T)).cumsum(-1)  # (..., blocks, T)
+    lower = torch.ones(T, T, dtype=torch.bool, device=b.device).tril()
+    decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~lower, float("-inf")))  # (..., blocks, T, T)
+    h = (decay * b.unflatten(-1, (nblocks, T))[..., None, :]).sum(-1)  # scanned from zero inside each block
+    if nblocks > 1:
+        ends = _linear_scan(cum[..., -1], h[..., -1])  # state at the end of each block, carried in
+        entering = F.pad(ends[..., :-1], (1, 0))
+        h = h + torch.exp(cum) * entering[..., None]
+    return h.flatten(-2)[..., :length]
+
+
+def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                            return_last_state=False):
+    """Training path: fully parallel over L (see _linear_scan); memory about 4x a (batch, dim, N, L) tensor."""
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    with torch.autocast(u.device.type, enabled=False):  # fp32 math even inside an autocast region
+        return _scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
+    dtype_in = u.dtype
+    batch, dim, length = u.shape
+    delta = _prepare_delta(delta, delta_bias, delta_softplus)
+    if length == 0:
+        return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, return_last_state=return_last_state)
+    Bd = _expand_groups(B.float(), dim)  # (batch, dim, N, L), a view
+    Cd = _expand_groups(C.float(), dim)
+    log_a = delta[:, :, None, :] * A.float()[None, :, :, None]
+    h = _linear_scan(log_a, (delta * u.float())[:, :, None, :] * Bd)  # (batch, dim, N, L)
+    y = (h * Cd).sum(2)
+    out = _finish(y, u, D, z, dtype_in)
+    return (out, h[..., -1]) if return_last_state else out
+
+
 def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -182,8 +244,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
 
     Inference uses the CUDA kernel (plugins/, when built) for CUDA tensors and the compiled CPU
-    kernel for CPU tensors; training (autograd), the last state on CUDA, and anything else use the
-    chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
+    kernel for CPU tensors; training (autograd) uses the parallel PyTorch path; the last state on
+    CUDA and anything else use the chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
     ``SelectiveScan`` node (see selective_scan_onnx.py).
     """
     if torch.onnx.is_in_onnx_export():
@@ -209,5 +271,8 @@ def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_st
             return cpu_kernel.selective_scan_cpu(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                                  delta_softplus=delta_softplus,
                                                  return_last_state=return_last_state)
+    if _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        return selective_scan_parallel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                       delta_softplus=delta_softplus, return_last_state=return_last_state)
     return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                   delta_softplus=delta_softplus, return_last_state=return_last_state)

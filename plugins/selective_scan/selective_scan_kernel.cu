@@ -29,6 +29,9 @@ constexpr int kThreads = 128;
 constexpr int kItems = 8;
 constexpr int kChunk = kThreads * kItems;
 constexpr float kLog2e = 1.4426950408889634f;
+// Blocks per multiprocessor that splitting long sequences aims for. Measured on an H100 (L 130,560,
+// dim 384, N 1): 16 runs 9% faster than 4 (fp16 0.477 vs 0.525 ms); N=16 shapes unchanged.
+constexpr int kSegmentFill = 16;
 
 template <typename T> __device__ __forceinline__ float to_float(T v);
 template <> __device__ __forceinline__ float to_float<float>(float v) { return v; }
@@ -183,11 +186,11 @@ int multiprocessors() {
     return count;
 }
 
-// Segments per row: enough blocks to fill the GPU about four times over when batch * dim is small.
+// Segments per row: about kSegmentFill blocks per multiprocessor when batch * dim is small.
 int segments_for(int64_t rows, int64_t length, int sms) {
     const int64_t chunks = (length + kChunk - 1) / kChunk;
     if (sms <= 0 || chunks < 4) return 1;
-    const int64_t want = (4LL * sms + rows - 1) / rows;
+    const int64_t want = (static_cast<int64_t>(kSegmentFill) * sms + rows - 1) / rows;
     return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, chunks / 2, 64})));
 }
 
@@ -217,10 +220,11 @@ cudaError_t launch_for_state(const KernelArgs &args, cudaStream_t stream) {
 
 extern "C" size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim, int64_t length, int64_t dstate,
                                                       int num_multiprocessors) {
-    // rows * segments < rows + 4 * SMs for every shape up to these: one bound for a whole shape range.
+    // rows * segments < rows + kSegmentFill * SMs for every shape up to these: one bound for a whole shape range.
     const int segments = avssm::segments_for(batch * dim, length, num_multiprocessors);
     if (segments <= 1 && length < 4 * avssm::kChunk) return 0;
-    return static_cast<size_t>(batch * dim + 4LL * num_multiprocessors) * dstate * sizeof(float2);
+    return static_cast<size_t>(batch * dim + static_cast<int64_t>(avssm::kSegmentFill) * num_multiprocessors) *
+           dstate * sizeof(float2);
 }
 
 extern "C" cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream_t stream) {
