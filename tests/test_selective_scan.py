@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avssm.ops import selective_scan, selective_scan_chunked, selective_scan_ref
+from avssm.ops import selective_scan, selective_scan_chunked, selective_scan_parallel, selective_scan_ref
 from avssm.ops import cpu_kernel
 from conftest import rel_err
 
@@ -35,7 +35,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("length,n,groups,use_z,use_D,use_bias,large", CASES)
-@pytest.mark.parametrize("impl", ["chunked", "cpu_kernel"])
+@pytest.mark.parametrize("impl", ["chunked", "parallel", "cpu_kernel"])
 def test_fast_paths_match_reference(length, n, groups, use_z, use_D, use_bias, large, impl):
     if impl == "cpu_kernel" and not cpu_kernel.available():
         pytest.skip("compiled CPU kernel unavailable (no C compiler or AVSSM_CPU_KERNEL=0)")
@@ -43,7 +43,8 @@ def test_fast_paths_match_reference(length, n, groups, use_z, use_D, use_bias, l
     kw = dict(D=D if use_D else None, z=z if use_z else None, delta_bias=bias if use_bias else None,
               delta_softplus=True, return_last_state=True)
     ref, ref_state = selective_scan_ref(u, delta, A, B, C, **kw)
-    fast = selective_scan_chunked if impl == "chunked" else cpu_kernel.selective_scan_cpu
+    fast = {"chunked": selective_scan_chunked, "parallel": selective_scan_parallel,
+            "cpu_kernel": cpu_kernel.selective_scan_cpu}[impl]
     out, state = fast(u, delta, A, B, C, **kw)
     assert out.shape == ref.shape and out.dtype == ref.dtype
     assert rel_err(out, ref) < 1e-5
@@ -76,6 +77,37 @@ def test_extreme_decay_stays_finite():
     ref = selective_scan_ref(u, delta, A * 50, B, C, D=D, delta_softplus=True)
     assert torch.isfinite(out).all()
     assert rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize("length,n,groups", [(1, 4, 1), (17, 1, 2), (300, 16, 2), (5000, 1, 4)])
+def test_parallel_path_gradients_match_reference(length, n, groups):
+    # float64 throughout, every input differentiated, a random output weighting.
+    torch.manual_seed(length)
+    u, delta, A, B, C, D, z, bias = (t.double() for t in make_inputs(2, 8, length, n, groups))
+    inputs = [u, delta, A, B, C, D, z, bias]
+    kw = dict(delta_softplus=True)
+
+    def grads(fn):
+        ts = [t.clone().requires_grad_() for t in inputs]
+        out = fn(*ts[:5], D=ts[5], z=ts[6], delta_bias=ts[7], **kw)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+        gs = torch.autograd.grad((out * weight).sum(), ts, allow_unused=True)
+        return out, [torch.zeros_like(t) if g is None else g for g, t in zip(gs, ts)]  # L=1 never uses A
+
+    out, g_par = grads(selective_scan_parallel)
+    ref, g_ref = grads(selective_scan_ref)
+    assert rel_err(out, ref) < 1e-5
+    for name, a, b in zip("u delta A B C D z delta_bias".split(), g_par, g_ref):
+        assert rel_err(a, b) < 1e-5, name
+
+
+def test_parallel_path_is_fp32_under_autocast_and_finite_for_extreme_decay():
+    u, delta, A, B, C, D, z, bias = make_inputs(1, 2, 3000, 16, 1)
+    delta = delta.abs() * 200
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = selective_scan_parallel(u, delta, A * 50, B, C, D=D, delta_softplus=True)
+    ref = selective_scan_ref(u, delta, A * 50, B, C, D=D, delta_softplus=True)
+    assert torch.isfinite(out).all() and rel_err(out, ref) < 1e-5
 
 
 def test_gradients_flow_through_chunked_path():
