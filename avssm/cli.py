@@ -297,6 +297,54 @@ def train_cmd(
     console.print(f"{result['steps']} steps; checkpoint {result['checkpoint']}", markup=False)
 
 
+@app.command("calib")
+def calib_cmd(
+    model: str = typer.Argument(..., help="fp32 ONNX file from `avssm export` (plugin or portable form)."),
+    data: str = typer.Option(..., "--data", help="Calibration frames: video, image folder, image, stream URL or a "
+                             "COCO JSON (its images/ folder)."),
+    output: str = typer.Option(..., "--output", "-o", help="INT8 Q/DQ file to write (a plugin-form input also gets "
+                               "OUTPUT.portable.onnx, its ONNX Runtime twin)."),
+    frames: int = typer.Option(256, "--frames", help="Calibration frames to read."),
+    holdout: int = typer.Option(16, "--holdout", help="Further frames, never calibrated on, for the fidelity report."),
+    min_frames: int = typer.Option(8, "--min-frames", help="Fail when fewer calibration frames can be read."),
+    method: str = typer.Option("entropy", "--method", help="entropy, minmax or percentile."),
+    op_types: Optional[str] = typer.Option(None, "--op-types", help="Comma-separated op types to quantize "
+                                           "(default Conv,MatMul,Gemm)."),
+    keep: Optional[list[str]] = typer.Option(None, "--keep", help="Regex of node names kept in higher precision; "
+                                             "repeat; replaces the default list (scan, x_proj/dt_proj, head decode)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WxH first (for fixed-size models)."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write the fidelity report (JSON) here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """INT8 with explicit Q/DQ (TensorRT 10/11 strongly typed) calibrated on real frames, with a fidelity report."""
+    from avssm.calib import DEFAULT_KEEP, DEFAULT_OP_TYPES, calibrate
+
+    size = None
+    if resize:
+        try:
+            w, h = (int(v) for v in resize.lower().split("x"))
+            size = (w, h)
+        except ValueError:
+            raise AvssmError(f"--resize '{resize}': expected WxH, e.g. 1920x1080") from None
+    with console.status("calibrating ...") as status:
+        result = calibrate(model, data, output, frames=frames, holdout=holdout, min_frames=min_frames, method=method,
+                           op_types=tuple(op_types.split(",")) if op_types else DEFAULT_OP_TYPES,
+                           keep=tuple(keep) if keep else DEFAULT_KEEP, resize=size, report_path=report,
+                           progress=lambda message: status.update(f"{message} ..."))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(f"wrote {result['output']} ({result['form']} form, {result['method']}, "
+                  f"{result['calibration_frames']} frames, {result['quantized_nodes']} nodes quantized, "
+                  f"{len(result['kept_nodes'])} kept in higher precision)", markup=False)
+    if result["portable_twin"]:
+        console.print(f"wrote {result['portable_twin']} (the same INT8 graph in standard ops, for ONNX Runtime)",
+                      markup=False)
+    for name, r in result["outputs"].items():
+        console.print(f"{name}: SQNR {r['sqnr_db']:.1f} dB, cosine {r['cosine']:.6f}, max abs error "
+                      f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out frames", markup=False)
+
+
 @app.command("build")
 def build_cmd(
     onnx_file: str = typer.Argument(..., help="ONNX file from `avssm export`."),

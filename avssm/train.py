@@ -226,7 +226,7 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
     samples = TrainingSet(dataset, input_size, crop, seed)
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
     history = []
-    log = open(out / "train_log.jsonl", "a")  # one line per step: losses, learning rate, time
+    log = open(out / "train_log.jsonl", "a", buffering=1)  # one line per step (flushed): losses, lr, time
     t0 = time.perf_counter()
 
     def progress_fraction() -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from avssm.ops.selective_scan_onnx import OP_TYPE
+from avssm.export.scan_node import OP_TYPE
 
 DEFAULT_CHUNK = 64
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from onnx.reference.op_run import OpRun
 
-from avssm.ops.selective_scan_onnx import DOMAIN
+from avssm.export.scan_node import DOMAIN
 
 
 class SelectiveScan(OpRun):  # the class name must equal the node's op_type

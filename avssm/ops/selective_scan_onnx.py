@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import torch
 
-DOMAIN = "trt.plugins"
-OP_TYPE = "SelectiveScan"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "avssm"
+from avssm.export.scan_node import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 # While an exporter sets this to a list, every exported scan appends its sequence length (so the
 # portable lowering can size its chunks for the lengths the model was exported at).

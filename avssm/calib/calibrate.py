@@ -1,0 +1,52 @@
+"""`avssm calib` as a library call: frames -> INT8 Q/DQ file -> fidelity report on held-out frames."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from avssm.calib.frames import fidelity, model_input, read_frames
+from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8
+
+
+def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout: int = 16, min_frames: int = 8,
+              method: str = "entropy", op_types=DEFAULT_OP_TYPES, keep=DEFAULT_KEEP,
+              resize: tuple[int, int] | None = None, report_path: str | None = None, progress=None) -> dict:
+    """Calibrate ``model`` on the first ``frames`` frames of ``data``, write ``output`` and return the report.
+
+    The report compares the INT8 file with the fp32 one on the next ``holdout`` frames of ``data`` (never
+    used for calibration): per output max abs error, SQNR and cosine similarity.
+    """
+    step = progress or (lambda message: None)
+    if not Path(model).is_file():
+        raise CalibrationError(f"model {model}: no such file")
+    input_name, meta, shape = model_input(model)
+    step(f"reading up to {frames} calibration frames from {data}")
+    calib = read_frames(data, frames, input_meta=meta.get("input", {}), input_shape=shape, resize=resize)
+    if len(calib) < min_frames:
+        raise CalibrationError(f"calibration data {data}: {len(calib)} readable frames, need at least {min_frames} "
+                               f"(--min-frames)")
+    held_out = read_frames(data, holdout, input_meta=meta.get("input", {}), input_shape=shape, skip=len(calib),
+                           resize=resize) if holdout else []
+    step(f"calibrating ({method}) on {len(calib)} frames")
+    result = quantize_int8(model, calib, output, method=method, op_types=op_types, keep=keep)
+    report = {"model": str(model), "output": result.output, "form": result.form, "method": method,
+              "calibration_frames": len(calib), "heldout_frames": len(held_out),
+              "quantized_nodes": len(result.quantized_nodes), "kept_nodes": result.kept_nodes,
+              "portable_twin": result.portable_twin, "op_types": list(op_types), "keep": list(keep), "outputs": {}}
+    if held_out:
+        step(f"comparing with fp32 on {len(held_out)} held-out frames")
+        candidate = result.portable_twin or result.output
+        with tempfile.TemporaryDirectory() as tmp:
+            reference = model
+            if result.form == "plugin":  # ONNX Runtime runs the portable twin of the fp32 file
+                import onnx
+
+                from avssm.export.portable import lower_selective_scan
+
+                reference = str(Path(tmp) / "fp32.portable.onnx")
+                onnx.save(lower_selective_scan(onnx.load(model)), reference)
+            report["outputs"] = fidelity(reference, candidate, held_out)
+    if report_path:
+        Path(report_path).write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,210 @@
+"""INT8 with explicit Q/DQ (what TensorRT 10/11 strongly typed networks take) from real calibration frames.
+
+    from avssm.calib import quantize_int8
+    result = quantize_int8("det.onnx", frames, "det.int8.onnx", method="entropy")
+
+ONNX Runtime's static quantizer (QDQ format) chooses the scales: symmetric int8 activations, symmetric
+per-channel int8 weights. It cannot load a graph with the unknown SelectiveScan op, so a plugin-form file
+is calibrated through its portable twin (the same math in standard ops): each SelectiveScan node is
+lowered, the lowered graph quantized with the scan excluded, and each lowering is then replaced by the
+original node again. Outside the scans both INT8 files carry the same Q/DQ pairs with the same scales.
+
+What is quantized (overridable): the ops in ``op_types`` (Conv, MatMul, Gemm: the compute) except nodes
+whose name matches a pattern in ``keep``: the scan and its lowering, the projections that produce delta,
+B and C (their outputs go through softplus and exp), and the head's final decode layers. Norms, softplus,
+exp and the rest are never in ``op_types``, so they stay in the model's precision.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import onnx
+
+from avssm.errors import AvssmError
+from avssm.export.scan_node import DOMAIN, OP_TYPE
+
+DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+DEFAULT_KEEP = (
+    r"^scan\d+/",                              # the SelectiveScan lowering (portable form)
+    r"(x_proj|dt_proj)",                       # delta, B and C feed softplus/exp inside the scan
+    r"/head/(cls_logits|box_pred|centerness)",  # the head's final decode
+)
+METHODS = ("entropy", "minmax", "percentile")
+
+
+class CalibrationError(AvssmError):
+    pass
+
+
+@dataclass
+class QuantizeResult:
+    output: str
+    form: str                      # "plugin" or "portable"
+    frames: int
+    method: str
+    quantized_nodes: list[str] = field(default_factory=list)   # nodes whose inputs got Q/DQ
+    kept_nodes: list[str] = field(default_factory=list)        # candidates kept in higher precision
+    portable_twin: str | None = None                            # the INT8 portable file (plugin input only)
+
+
+def scan_node_names(model: onnx.ModelProto) -> list[str]:
+    return [n.name for n in model.graph.node if n.op_type == OP_TYPE and n.domain == DOMAIN]
+
+
+def qdq_placement(model: onnx.ModelProto) -> set[tuple[str, str]]:
+    """(quantized tensor, consumer node) for every DequantizeLinear output: where Q/DQ sits in a graph."""
+    dq_out = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    q_in = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    placement = set()
+    for node in model.graph.node:
+        for name in node.input:
+            if name in dq_out and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+                placement.add((q_in.get(dq_out[name], dq_out[name]), node.name))
+    return placement
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over preprocessed frames."""
+
+    def __init__(self, input_name: str, frames: list[np.ndarray]):
+        self.input_name, self.frames, self.i = input_name, frames, 0
+
+    def get_next(self):
+        if self.i >= len(self.frames):
+            return None
+        self.i += 1
+        return {self.input_name: self.frames[self.i - 1]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def _raise_scans(quantized: onnx.ModelProto, plugin: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace each ``scan{i}/`` lowering in ``quantized`` by the i-th node of ``plugin`` (same position)."""
+    originals = {f"scan{i}": n for i, n in enumerate(plugin.graph.node) if n.op_type == OP_TYPE}
+    out = onnx.ModelProto()
+    out.CopyFrom(quantized)
+    nodes, placed = [], set()
+    for node in out.graph.node:
+        prefix = node.name.split("/", 1)[0]
+        if prefix in originals and node.name.startswith(prefix + "/"):
+            if prefix not in placed:
+                nodes.append(originals[prefix])
+                placed.add(prefix)
+            continue
+        nodes.append(node)
+    if placed != set(originals):
+        raise CalibrationError(f"lost track of scan nodes {sorted(set(originals) - placed)} while quantizing")
+    nodes = _topological(nodes, {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer})
+    used = {name for n in nodes for name in n.input}
+    inits = [t for t in out.graph.initializer if not t.name.startswith("scan") or t.name in used]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(inits)
+    del out.graph.value_info[:]  # shapes of the removed lowering; TensorRT re-infers
+    for op in plugin.opset_import:
+        if op.domain == DOMAIN and not any(o.domain == DOMAIN for o in out.opset_import):
+            out.opset_import.append(op)
+    return out
+
+
+def _topological(nodes: list, available: set[str]) -> list:
+    """Nodes reordered so that each comes after the producers of its inputs (stable otherwise)."""
+    available = set(available) | {""}
+    pending, ordered = list(nodes), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise CalibrationError(f"graph has a cycle or a missing input at node {rest[0].name}")
+        pending = rest
+    return ordered
+
+
+def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: str | Path, *,
+                  method: str = "entropy", op_types: Iterable[str] = DEFAULT_OP_TYPES,
+                  keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999) -> QuantizeResult:
+    """Write an INT8 Q/DQ copy of ``model_path`` (fp32, plugin or portable form) calibrated on ``frames``
+    (preprocessed (1, 3, H, W) float32 arrays, e.g. from :func:`avssm.calib.frames.calibration_frames`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from avssm.export.portable import lower_selective_scan
+    from avssm.runtime.metadata import read_metadata
+
+    if method not in METHODS:
+        raise CalibrationError(f"method '{method}': expected one of {', '.join(METHODS)}")
+    model_path, output = Path(model_path), Path(output)
+    model = onnx.load(str(model_path))
+    meta = read_metadata(model)
+    if not meta:
+        raise CalibrationError(f"{model_path}: no avssm metadata (export it with `avssm export`)")
+    if meta.get("precision", "fp32") != "fp32":
+        raise CalibrationError(f"{model_path}: precision {meta.get('precision')}; calibrate the fp32 export")
+    frames = list(frames)
+    if not frames:
+        raise CalibrationError(f"{model_path}: no calibration frames")
+    plugin_form = bool(scan_node_names(model))
+    lowered = lower_selective_scan(model) if plugin_form else model
+    patterns = [re.compile(p) for p in keep]
+    candidates = [n.name for n in lowered.graph.node if n.op_type in tuple(op_types)]
+    kept = [name for name in candidates if any(p.search(name) for p in patterns)]
+    to_quantize = [name for name in candidates if name not in set(kept)]
+    calibrate = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    input_name = model.graph.input[0].name
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        onnx.save(lowered, str(src))
+        portable_int8 = Path(tmp) / "int8.onnx"
+        with _quiet_quantizer():
+            quantize_static(str(src), str(portable_int8), _Reader(input_name, frames), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=list(op_types), nodes_to_quantize=to_quantize, per_channel=True,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                           "CalibPercentile": percentile})
+        quantized = onnx.load(str(portable_int8))
+        twin = None
+        if plugin_form:
+            twin = output.with_name(output.stem + ".portable" + output.suffix)
+            _save_with_metadata(quantized, twin, meta, "portable", method)
+            quantized = _raise_scans(quantized, model)
+        _save_with_metadata(quantized, output, meta, "plugin" if plugin_form else "portable", method)
+    return QuantizeResult(str(output), "plugin" if plugin_form else "portable", len(frames), method,
+                          to_quantize, kept, str(twin) if twin else None)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """The quantizer logs advice (pre-processing, bias layout) on the root logger: keep errors only."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, form: str, method: str) -> None:
+    import json
+
+    meta = dict(meta, precision="int8", scan_op=form, calibration=method)
+    for prop in list(model.metadata_props):
+        if prop.key == "avssm":
+            model.metadata_props.remove(prop)
+    model.metadata_props.add(key="avssm", value=json.dumps(meta))
+    onnx.save(model, str(path))

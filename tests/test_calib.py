@@ -1,0 +1,132 @@
+"""INT8 Q/DQ calibration (`avssm calib`): placement, plugin/portable agreement, fidelity, report, errors."""
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from avssm.calib import DEFAULT_KEEP, calibrate, qdq_placement
+from avssm.datasets.roads import write_dataset
+
+SIZE = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    tmp = tmp_path_factory.mktemp("calib")
+    model = create_model("vmamba_nano_det", backbone_overrides=dict(depths=(1, 1, 2, 1), embed_dim=16)).eval()
+    model.model_name = "vmamba_nano_det"
+    files = {}
+    for form in ("plugin", "portable"):
+        files[form] = str(tmp / f"det.{form}.onnx")
+        export_onnx(model, files[form], input_size=SIZE, scan_op=form)
+    write_dataset(tmp / "frames", count=24, seed=5, height=SIZE[0], width=SIZE[1])
+    return tmp, files, str(tmp / "frames" / "images")
+
+
+@pytest.fixture(scope="module")
+def quantized(exported):
+    tmp, files, frames = exported
+    reports = {form: calibrate(files[form], frames, str(tmp / f"det.{form}.int8.onnx"), frames=16, holdout=8,
+                               method="minmax", report_path=str(tmp / f"{form}.report.json"))
+               for form in ("plugin", "portable")}
+    return tmp, reports
+
+
+def consumers_of_dq(model):
+    dq = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n for n in model.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            and any(i in dq for i in n.input)]
+
+
+def test_qdq_on_convs_and_never_on_the_scan_or_sensitive_nodes(quantized):
+    tmp, reports = quantized
+    portable = onnx.load(reports["portable"]["output"])
+    consumers = consumers_of_dq(portable)
+    assert sum(n.op_type == "Conv" for n in consumers) >= 20
+    # ONNX Runtime hands the dequantized tensor to every consumer (Add, Reshape, ...); none is a sensitive op.
+    assert not {n.op_type for n in consumers} & {"Scan", "Softplus", "Exp", "Einsum", "LayerNormalization"}
+    for node in consumers:
+        assert not any(re.search(p, node.name) for p in DEFAULT_KEEP), node.name
+    kept = reports["portable"]["kept_nodes"]
+    assert any("cls_logits" in k for k in kept) and any("box_pred" in k for k in kept)
+    plugin = onnx.load(reports["plugin"]["output"])
+    scans = [n for n in plugin.graph.node if n.op_type == "SelectiveScan"]
+    assert len(scans) == 5 and all(n.domain == "trt.plugins" for n in scans)  # depths 1+1+2+1
+    assert not any(n.op_type == "SelectiveScan" for n in consumers_of_dq(plugin))
+    assert json.loads({p.key: p.value for p in plugin.metadata_props}["avssm"])["precision"] == "int8"
+
+
+def test_plugin_and_portable_int8_have_the_same_qdq_and_compute_the_same(quantized):
+    tmp, reports = quantized
+    plugin = onnx.load(reports["plugin"]["output"])
+    twin = onnx.load(reports["plugin"]["portable_twin"])
+    portable = onnx.load(reports["portable"]["output"])
+    assert qdq_placement(plugin) == qdq_placement(twin) == qdq_placement(portable)
+    scales = lambda m: {t.name: onnx.numpy_helper.to_array(t).tolist() for t in m.graph.initializer  # noqa: E731
+                        if t.name.endswith("_scale")}
+    a, b = scales(plugin), scales(portable)  # the same up to the two lowerings' rounding
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], rtol=1e-3) for k in a)
+    # The plugin graph (SelectiveScan run by the reference op) computes what its portable twin computes.
+    from avssm.export.reference_op import reference_session
+
+    for op in plugin.opset_import:  # onnx.reference implements DequantizeLinear from opset 19
+        if op.domain in ("", "ai.onnx"):
+            op.version = 21
+    x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    ref = reference_session(plugin).run(None, {"images": x})
+    out = ort.InferenceSession(reports["plugin"]["portable_twin"], providers=["CPUExecutionProvider"]).run(
+        None, {"images": x})
+    for a, b in zip(ref, out):
+        assert np.abs(a - b).max() <= 1e-4 * max(1.0, float(np.abs(b).max()))
+
+
+def test_int8_portable_runs_on_onnxruntime_cpu_within_the_reports_bounds(quantized):
+    tmp, reports = quantized
+    report = reports["portable"]
+    assert report["heldout_frames"] == 8 and report["calibration_frames"] == 16
+    for name in ("boxes", "scores"):
+        r = report["outputs"][name]
+        assert r["sqnr_db"] > 25 and r["cosine"] > 0.995 and np.isfinite(r["max_abs_error"])
+    on_disk = json.loads((tmp / "portable.report.json").read_text())
+    assert set(on_disk) >= {"model", "output", "form", "method", "calibration_frames", "heldout_frames",
+                            "quantized_nodes", "kept_nodes", "op_types", "keep", "outputs"}
+    assert set(on_disk["outputs"]["scores"]) == {"max_abs_error", "sqnr_db", "cosine"}
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "avssm.cli", "calib", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_errors_are_one_line(exported, tmp_path):
+    tmp, files, frames = exported
+    out = str(tmp_path / "x.onnx")
+    cases = [
+        (["--data", frames, "--frames", "4"], "4 readable frames, need at least 8"),
+        (["--data", str(tmp_path / "missing.mp4")], "no such file or folder"),
+        (["--data", str(tmp / "frames" / "annotations.json"), "--resize", "128x128"], "fixed at 64x96"),
+    ]
+    for args, message in cases:
+        r = _cli(files["portable"], "-o", out, *args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    bare = onnx.load(files["portable"])
+    del bare.metadata_props[:]
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    r = _cli(str(tmp_path / "bare.onnx"), "-o", out, "--data", frames)
+    assert r.returncode == 2 and "no avssm metadata" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_calib_and_runtime_import_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import avssm.calib, avssm.calib.frames, avssm.runtime, avssm.export.portable\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
