@@ -230,31 +230,40 @@ def generate_data_cmd(
 
 @app.command("eval")
 def eval_cmd(
-    model: str = typer.Argument(..., help="ONNX file / engine from avssm export/build, or a registered model name."),
+    models: list[str] = typer.Argument(..., help="ONNX files / engines from avssm export/build, or registered model "
+                                       "names; several give one table (e.g. fp32, fp16 and INT8 of one detector)."),
     data: str = typer.Option(..., "--data", help="COCO annotation JSON."),
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
     backend: str = typer.Option("auto", "--backend", help="As for avssm run."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for a registered model name."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for registered model names."),
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate the first N images only."),
     device: str = typer.Option("cpu", "--device", help="For --backend torch: cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one result per model."),
 ):
-    """COCO mAP (pycocotools) of a model through the runtime's backends and pre/post-processing."""
+    """COCO mAP (pycocotools) of models through the runtime's backends and pre/post-processing."""
     from rich.progress import Progress
+    from rich.table import Table
 
     from avssm.evaluate import evaluate
 
+    results = []
     with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("evaluating", total=None)
-        result = evaluate(model, data, images, backend=backend, checkpoint=checkpoint, max_images=max_images,
-                          device=device, progress=lambda i, n: bar.update(task, completed=i, total=n))
+        for model in models:
+            task = bar.add_task(f"evaluating {model}", total=None)
+            results.append(evaluate(model, data, images, backend=backend, checkpoint=checkpoint,
+                                    max_images=max_images, device=device,
+                                    progress=lambda i, n, task=task: bar.update(task, completed=i, total=n)))
+            results[-1]["file"] = model
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(results, indent=2))
         return
-    console.print(f"{result['model']} ({result['backend']}, {result['precision']}) on {result['images']} images: "
-                  f"mAP {result['map']:.3f}, mAP@.5 {result['map50']:.3f}, mAP@.75 {result['map75']:.3f}, "
-                  f"small {result['map_small']:.3f}, medium {result['map_medium']:.3f}, large {result['map_large']:.3f}",
-                  markup=False)
+    table = Table(title=f"COCO mAP on {results[0]['images']} images of {data}")
+    for column in ("model", "backend", "precision", "mAP", "mAP@.5", "mAP@.75", "small", "medium", "large"):
+        table.add_column(column, justify="left" if column in ("model", "backend", "precision") else "right")
+    for r in results:
+        table.add_row(r["file"], r["backend"], str(r["precision"]), *(f"{r[k]:.3f}" for k in (
+            "map", "map50", "map75", "map_small", "map_medium", "map_large")))
+    console.print(table)
 
 
 @app.command("train")
@@ -423,13 +432,23 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("avssm: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as e:  # click usage errors have their own exit codes
-        import click
-
-        if isinstance(e, click.ClickException):
+    except Exception as e:  # usage errors (click's, or the copy of click that typer >= 0.25 ships) exit 2
+        if isinstance(e, _usage_error_types()):
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def _usage_error_types() -> tuple:
+    import click
+
+    types = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
 
 
 if __name__ == "__main__":

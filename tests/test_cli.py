@@ -50,6 +50,13 @@ def test_user_errors_are_one_line_exit_2(args, message):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args,message", [(["eval", "x.onnx", "--bogus"], "No such option: --bogus"),
+                                          (["calib"], "Missing argument")])
+def test_usage_errors_exit_2_without_traceback(args, message):
+    r = avssm(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr and "│" not in r.stderr
+
+
 def test_bad_checkpoint_file_is_reported(tmp_path):
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"\x00not a checkpoint")

@@ -92,11 +92,13 @@ def test_eval_cli_on_generated_data(tmp_path):
                         "--clip-frames", "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert (out / "annotations.json").is_file() and (out / "clip.mp4").is_file()
-    r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(out / "annotations.json"),
-                        "--images", str(out / "images"), "--json"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "vmamba_nano_det", "--data",
+                        str(out / "annotations.json"), "--images", str(out / "images"), "--json"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout)
-    assert result["images"] == 2 and result["backend"] == "torch" and 0.0 <= result["map"] <= 1.0
+    results = json.loads(r.stdout)  # one row per model
+    assert [x["model"] for x in results] == ["vim_tiny_det", "vmamba_nano_det"]
+    assert all(x["images"] == 2 and x["backend"] == "torch" and 0.0 <= x["map"] <= 1.0 for x in results)
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(bad),
