@@ -257,11 +257,16 @@ def eval_cmd(
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    table = Table(title=f"COCO mAP on {results[0]['images']} images of {data}")
-    for column in ("model", "backend", "precision", "mAP", "mAP@.5", "mAP@.75", "small", "medium", "large"):
-        table.add_column(column, justify="left" if column in ("model", "backend", "precision") else "right")
+    from rich import box
+
+    table = Table(title=f"COCO mAP on {results[0]['images']} images of {data}", box=box.SIMPLE)
+    table.caption = "mAP@[.5:.95], @.5, @.75; S/M/L: mAP of small/medium/large objects"
+    table.add_column("model", overflow="fold", min_width=12)
+    table.add_column("runs as")
+    for column in ("mAP", "@.5", "@.75", "S", "M", "L"):
+        table.add_column(column, justify="right")
     for r in results:
-        table.add_row(r["file"], r["backend"], str(r["precision"]), *(f"{r[k]:.3f}" for k in (
+        table.add_row(r["file"], f"{r['backend']} {r['precision']}", *(f"{r[k]:.3f}" for k in (
             "map", "map50", "map75", "map_small", "map_medium", "map_large")))
     console.print(table)
 
