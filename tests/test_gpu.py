@@ -12,6 +12,16 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to PyTorch)")]
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """TF32 convolutions/matmuls alone move outputs by ~1e-4; every comparison here is at fp32 precision, whatever
+    the order the tests run in (a `-k` selection once failed only because earlier tests had turned TF32 off)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("length,n,groups", [(1, 16, 1), (2049, 16, 2), (100003, 1, 4), (4096, 16, 1)])
 def test_scan_on_cuda_matches_reference(length, n, groups):
     dim = 8
@@ -27,7 +37,6 @@ def test_scan_on_cuda_matches_reference(length, n, groups):
 
 
 def test_official_fixture_on_cuda():
-    torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions alone move logits by ~1e-4
     outputs = torch.load(os.path.join(FIXTURES, "official_outputs.pt"), weights_only=True)
     for case, c in outputs.items():
         model = create_model(c["model"], checkpoint=os.path.join(FIXTURES, f"official_{case}.pth"), **c["overrides"])
@@ -38,8 +47,6 @@ def test_official_fixture_on_cuda():
 
 @pytest.mark.parametrize("name", ["vmamba_tiny_det", "vim_tiny_det"])
 def test_tiny_detector_cuda_matches_cpu_at_1080p(name):
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     model = create_model(name).eval()
     x = torch.randn(1, 3, 1080, 1920)
     with torch.no_grad():
