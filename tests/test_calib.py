@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from avssm.calib import DEFAULT_KEEP, calibrate, qdq_placement
 from avssm.datasets.roads import write_dataset
@@ -21,6 +22,7 @@ def exported(tmp_path_factory):
     from avssm.models import create_model
 
     tmp = tmp_path_factory.mktemp("calib")
+    torch.manual_seed(0)  # the same weights every run
     model = create_model("vmamba_nano_det", backbone_overrides=dict(depths=(1, 1, 2, 1), embed_dim=16)).eval()
     model.model_name = "vmamba_nano_det"
     files = {}
@@ -84,8 +86,10 @@ def test_plugin_and_portable_int8_have_the_same_qdq_and_compute_the_same(quantiz
     ref = reference_session(plugin).run(None, {"images": x})
     out = ort.InferenceSession(reports["plugin"]["portable_twin"], providers=["CPUExecutionProvider"]).run(
         None, {"images": x})
+    # Two engines, so a value that lands on a rounding boundary before a QuantizeLinear may move by one int8
+    # step (seen: relative L2 error up to 4e-3 for some weights); a wrongly raised graph is off by O(1).
     for a, b in zip(ref, out):
-        assert np.abs(a - b).max() <= 1e-4 * max(1.0, float(np.abs(b).max()))
+        assert np.linalg.norm(a - b) <= 1e-2 * np.linalg.norm(b)
 
 
 def test_int8_portable_runs_on_onnxruntime_cpu_within_the_reports_bounds(quantized):

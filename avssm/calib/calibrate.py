@@ -5,8 +5,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from avssm.calib.frames import fidelity, model_input, read_frames
-from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8
+from avssm.calib.frames import fidelity, read_frames
+from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8, save_with_metadata
 
 
 def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout: int = 16, min_frames: int = 8,
@@ -20,14 +20,16 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
     step = progress or (lambda message: None)
     if not Path(model).is_file():
         raise CalibrationError(f"model {model}: no such file")
-    input_name, meta, shape = model_input(model)
+    from avssm.runtime.backends import read_onnx_input
+
+    meta, _, fixed, dtype = read_onnx_input(Path(model))
+    source = dict(input_meta=meta.get("input", {}), fixed=fixed, dtype=dtype, resize=resize)
     step(f"reading up to {frames} calibration frames from {data}")
-    calib = read_frames(data, frames, input_meta=meta.get("input", {}), input_shape=shape, resize=resize)
+    calib = read_frames(data, frames, **source)
     if len(calib) < min_frames:
         raise CalibrationError(f"calibration data {data}: {len(calib)} readable frames, need at least {min_frames} "
                                f"(--min-frames)")
-    held_out = read_frames(data, holdout, input_meta=meta.get("input", {}), input_shape=shape, skip=len(calib),
-                           resize=resize) if holdout else []
+    held_out = read_frames(data, holdout, skip=len(calib), **source) if holdout else []
     step(f"calibrating ({method}) on {len(calib)} frames")
     result = quantize_int8(model, calib, output, method=method, op_types=op_types, keep=keep)
     report = {"model": str(model), "output": result.output, "form": result.form, "method": method,
@@ -44,8 +46,8 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
 
                 from avssm.export.portable import lower_selective_scan
 
-                reference = str(Path(tmp) / "fp32.portable.onnx")
-                onnx.save(lower_selective_scan(onnx.load(model)), reference)
+                reference = Path(tmp) / "fp32.portable.onnx"
+                save_with_metadata(lower_selective_scan(onnx.load(model)), reference, meta, scan_op="portable")
             report["outputs"] = fidelity(reference, candidate, held_out)
     if report_path:
         Path(report_path).write_text(json.dumps(report, indent=2))

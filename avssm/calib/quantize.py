@@ -180,9 +180,10 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
         twin = None
         if plugin_form:
             twin = output.with_name(output.stem + ".portable" + output.suffix)
-            _save_with_metadata(quantized, twin, meta, "portable", method)
+            save_with_metadata(quantized, twin, meta, precision="int8", scan_op="portable", calibration=method)
             quantized = _raise_scans(quantized, model)
-        _save_with_metadata(quantized, output, meta, "plugin" if plugin_form else "portable", method)
+        save_with_metadata(quantized, output, meta, precision="int8", scan_op="plugin" if plugin_form else "portable",
+                           calibration=method)
     return QuantizeResult(str(output), "plugin" if plugin_form else "portable", len(frames), method,
                           to_quantize, kept, str(twin) if twin else None)
 
@@ -199,10 +200,11 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
-def _save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, form: str, method: str) -> None:
+def save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, **changes) -> None:
+    """Save ``model`` carrying ``meta`` updated with ``changes`` as its avssm metadata."""
     import json
 
-    meta = dict(meta, precision="int8", scan_op=form, calibration=method)
+    meta = dict(meta, **changes)
     for prop in list(model.metadata_props):
         if prop.key == "avssm":
             model.metadata_props.remove(prop)

@@ -46,7 +46,8 @@ class Backend:
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
 
-def _read_onnx_metadata(path: Path) -> tuple[dict, str, tuple | None, type]:
+def read_onnx_input(path: Path) -> tuple[dict, str, tuple | None, type]:
+    """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
     import onnx
 
     try:
@@ -71,7 +72,7 @@ class OnnxRuntimeBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"model {path}: no such file")
-        meta, input_name, fixed, dtype = _read_onnx_metadata(path)
+        meta, input_name, fixed, dtype = read_onnx_input(path)
         providers = {"cpu": ["CPUExecutionProvider"],
                      "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                      "tensorrt": [("TensorrtExecutionProvider", {"trt_extra_plugin_lib_paths": plugin_lib or ""}),
