@@ -223,9 +223,9 @@ def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, 
 def _scan_parallel(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
     dtype_in = u.dtype
     batch, dim, length = u.shape
+    if length == 0:  # the chunked path already handles the empty sequence
+        return _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, None)
     delta = _prepare_delta(delta, delta_bias, delta_softplus)
-    if length == 0:
-        return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, return_last_state=return_last_state)
     Bd = _expand_groups(B.float(), dim)  # (batch, dim, N, L), a view
     Cd = _expand_groups(C.float(), dim)
     log_a = delta[:, :, None, :] * A.float()[None, :, :, None]
