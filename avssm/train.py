@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from avssm.errors import AvssmError
 
 LEVEL_RANGES = {8: (0.0, 64.0), 16: (64.0, 128.0), 32: (128.0, float("inf"))}
+OBJECT_CROP_PROB = 0.75  # share of training crops placed around an object (the rest anywhere)
 
 
 # ----------------------------------------------------------------------------------------- targets
@@ -122,15 +123,21 @@ def _focal(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gam
 def augment(frame: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np.random.Generator, train: bool,
             crop: tuple[int, int] | None = None):
     """Fit the frame into ``size`` (H, W) with scale jitter, take a ``crop`` (H, W; default ``size``) at a random
-    place (top-left when not training), random horizontal flip. Returns the image, boxes and a keep mask."""
+    place, mostly around an object (top-left when not training), random horizontal flip. Returns the image,
+    boxes and a keep mask."""
     h, w = size
     ch, cw = crop or size
     scale = min(h / frame.shape[0], w / frame.shape[1]) * (rng.uniform(0.8, 1.25) if train else 1.0)
     nh, nw = max(1, int(round(frame.shape[0] * scale))), max(1, int(round(frame.shape[1] * scale)))
     img = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     bx = boxes * scale
-    oy = int(rng.integers(0, nh - ch + 1)) if train and nh > ch else 0
-    ox = int(rng.integers(0, nw - cw + 1)) if train and nw > cw else 0
+    oy = ox = 0
+    if train:
+        # Most crops are placed to contain a random object's centre: a uniform crop of a road scene is
+        # mostly sky and road, and positives are what a short (CPU) run is short of.
+        focus = bx[int(rng.integers(len(bx)))] if len(bx) and rng.random() < OBJECT_CROP_PROB else None
+        oy = _crop_offset(nh, ch, None if focus is None else (focus[1] + focus[3]) / 2, rng)
+        ox = _crop_offset(nw, cw, None if focus is None else (focus[0] + focus[2]) / 2, rng)
     canvas = np.zeros((ch, cw, 3), np.uint8)
     part = img[oy:oy + ch, ox:ox + cw]
     canvas[:part.shape[0], :part.shape[1]] = part
@@ -142,6 +149,16 @@ def augment(frame: np.ndarray, boxes: np.ndarray, size: tuple[int, int], rng: np
         bx[:, [0, 2]] = cw - bx[:, [2, 0]]
     keep = ((bx[:, 2] - bx[:, 0]) >= 2) & ((bx[:, 3] - bx[:, 1]) >= 2)
     return canvas, bx, keep
+
+
+def _crop_offset(extent: int, crop: int, centre: float | None, rng: np.random.Generator) -> int:
+    """A random offset of a ``crop`` window in ``extent`` pixels; the window contains ``centre`` when given."""
+    if extent <= crop:
+        return 0
+    low, high = 0, extent - crop
+    if centre is not None:
+        low, high = max(low, int(centre) - crop + 1), min(high, int(centre))
+    return int(rng.integers(low, high + 1))
 
 
 class TrainingSet(torch.utils.data.Dataset):

@@ -140,3 +140,21 @@ def test_fcos_targets_assign_smallest_box_on_its_level():
     assert pos.tolist() == [True, True]
     assert cls_t[0].argmax() == 2 and torch.equal(box_t[0], boxes[1])  # the smaller box wins
     assert cls_t[1].argmax() == 1 and float(ctr_t[1]) == pytest.approx(0.6)  # l=t=60, r=b=100: sqrt(0.6 * 0.6)
+
+
+def test_training_crops_mostly_contain_an_object_and_keep_boxes_consistent():
+    from avssm.train import OBJECT_CROP_PROB, augment
+
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    box = np.array([[1500.0, 700.0, 1540.0, 730.0]], np.float32)  # one small object far from the top-left
+    frame[700:730, 1500:1540] = 255
+    hits = 0
+    for i in range(200):
+        img, bx, keep = augment(frame, box, (1080, 1920), np.random.default_rng(i), train=True, crop=(256, 256))
+        assert img.shape == (256, 256, 3)
+        if keep[0]:
+            hits += 1
+            x1, y1, x2, y2 = bx[0].round().astype(int)
+            assert img[y1 + 2:y2 - 2, x1 + 2:x2 - 2].min() > 200  # the box still frames the object's pixels
+    # a uniform crop would hold this object's centre in ~3% of draws
+    assert hits / 200 > OBJECT_CROP_PROB - 0.1

@@ -3,7 +3,11 @@
 The C file has no dependency beyond libc and OpenMP, so building it takes about a second with the
 system C compiler. The library is cached under ``$AVSSM_CACHE_DIR`` (default ``~/.cache/avssm``),
 keyed by the source, the flags and this CPU. Where no compiler is found, or ``AVSSM_CPU_KERNEL=0``,
-:func:`available` is False and the PyTorch path runs instead. Forward only: no autograd.
+:func:`available` is False and the PyTorch path runs instead.
+
+:func:`selective_scan_cpu` is the fused forward for inference; :func:`selective_scan_cpu_train` is the
+autograd path (the bare recurrence forward and backward in C, delta's bias/softplus, D and the gate
+in PyTorch around it) that `avssm train` uses on the CPU.
 """
 from __future__ import annotations
 
@@ -64,6 +68,8 @@ def _build() -> ctypes.CDLL:
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
                                        + [ctypes.c_int64] * 5 + [ctypes.c_int])
+    lib.avssm_scan_cpu_bwd.restype = ctypes.c_int
+    lib.avssm_scan_cpu_bwd.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5 + [ctypes.c_int]
     return lib
 
 
@@ -115,4 +121,59 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return (out, last) if return_last_state else out
 
 
-__all__ = ["available", "selective_scan_cpu"]
+class _BareScan(torch.autograd.Function):
+    """y = the recurrence alone (no bias, softplus, D or gate); fp32 contiguous inputs, B/C (batch, groups, N, L)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):
+        lib = _library()
+        batch, dim, length = u.shape
+        groups, nstate = B.shape[1], A.shape[1]
+        Bt, Ct = B.transpose(2, 3).contiguous(), C.transpose(2, 3).contiguous()  # (batch, groups, L, N)
+        y = torch.empty((batch, dim, length), dtype=torch.float32)
+        last = torch.empty((batch, dim, nstate), dtype=torch.float32)
+        rc = lib.avssm_scan_cpu_fwd(u.data_ptr(), delta.data_ptr(), A.data_ptr(), Bt.data_ptr(), Ct.data_ptr(),
+                                    None, None, None, 0, y.data_ptr(), last.data_ptr(), batch, dim, groups, length,
+                                    nstate, torch.get_num_threads())
+        if rc != 0:
+            raise ValueError(f"selective_scan: CPU kernel rejected N={nstate} (max 256) or groups={groups}")
+        ctx.save_for_backward(u, delta, A, Bt, Ct)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, delta, A, Bt, Ct = ctx.saved_tensors
+        lib = _library()
+        batch, dim, length = u.shape
+        groups, nstate = Bt.shape[1], A.shape[1]
+        dy = dy.float().contiguous()
+        du, ddelta = torch.empty_like(u), torch.empty_like(u)
+        dA_rows = torch.empty((batch, dim, nstate), dtype=torch.float32)
+        dB_rows = torch.empty((batch, dim, length, nstate), dtype=torch.float32)
+        dC_rows = torch.empty_like(dB_rows)
+        rc = lib.avssm_scan_cpu_bwd(u.data_ptr(), delta.data_ptr(), A.data_ptr(), Bt.data_ptr(), Ct.data_ptr(),
+                                    dy.data_ptr(), du.data_ptr(), ddelta.data_ptr(), dA_rows.data_ptr(),
+                                    dB_rows.data_ptr(), dC_rows.data_ptr(), batch, dim, groups, length, nstate,
+                                    torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"selective_scan: CPU backward failed (code {rc}: 1 bad shape, 2 out of memory)")
+
+        def per_group(rows):  # (batch, dim, L, N) -> (batch, groups, N, L): channels of a group share B and C
+            return rows.view(batch, groups, dim // groups, length, nstate).sum(2).transpose(2, 3)
+
+        return du, ddelta, dA_rows.sum(0), per_group(dB_rows), per_group(dC_rows)
+
+
+def selective_scan_cpu_train(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Same contract as selective_scan_ref (no last state), for CPU tensors, with autograd."""
+    from avssm.ops.selective_scan import _check_shapes, _finish, _prepare_delta
+
+    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    with torch.autocast("cpu", enabled=False):
+        delta_f = _prepare_delta(delta, delta_bias, delta_softplus).contiguous()
+        y = _BareScan.apply(u.float().contiguous(), delta_f, A.float().contiguous(), B.float().contiguous(),
+                            C.float().contiguous())
+        return _finish(y, u, D, z, u.dtype)
+
+
+__all__ = ["available", "selective_scan_cpu", "selective_scan_cpu_train"]

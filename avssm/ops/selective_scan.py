@@ -244,7 +244,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
 
     Inference uses the CUDA kernel (plugins/, when built) for CUDA tensors and the compiled CPU
-    kernel for CPU tensors; training (autograd) uses the parallel PyTorch path; the last state on
+    kernel for CPU tensors; training (autograd) uses the CPU kernel's forward and backward on the CPU and
+    the parallel PyTorch path elsewhere; the last state on
     CUDA and anything else use the chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one
     ``SelectiveScan`` node (see selective_scan_onnx.py).
     """
@@ -272,6 +273,12 @@ def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_st
                                                  delta_softplus=delta_softplus,
                                                  return_last_state=return_last_state)
     if _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+        if u.device.type == "cpu" and not return_last_state:
+            from avssm.ops import cpu_kernel
+
+            if cpu_kernel.available():
+                return cpu_kernel.selective_scan_cpu_train(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                           delta_softplus=delta_softplus)
         return selective_scan_parallel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                        delta_softplus=delta_softplus, return_last_state=return_last_state)
     return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
