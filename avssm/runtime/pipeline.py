@@ -206,25 +206,32 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
     }
 
 
+_DATA = Path(__file__).resolve().parent.parent / "data"
+DEFAULT_MODEL = "vmamba_nano_det"
+# Trained on generated road scenes (`avssm generate-data`); the README gives the command that reproduces it.
+DEFAULT_CHECKPOINT = _DATA / "vmamba_nano_det_roads.pth"
+
+
 def default_sample_clip() -> Path:
-    """The short road clip shipped with the package."""
-    return Path(__file__).resolve().parent.parent / "data" / "sample_clip.mp4"
-
-
-DEFAULT_MODEL = "vmamba_tiny_det"
+    """The short road clip shipped with the package (generated scenes the default detector never saw)."""
+    return _DATA / "sample_clip.mp4"
 
 
 def default_model_file(progress=None) -> Path:
-    """The default detector as a portable, dynamic-shape ONNX file, exported once into the cache.
+    """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a portable, dynamic-shape
+    ONNX file, exported once into the cache.
 
-    Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone.
+    Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
+    file is named by the checkpoint's content, so a new checkpoint is exported again.
     """
+    import hashlib
     import os
 
     import avssm
 
+    weights = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()[:12]
     cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm")) / "models"
-    path = cache / f"{DEFAULT_MODEL}_portable_dynamic_{avssm.__version__}.onnx"
+    path = cache / f"{DEFAULT_MODEL}_{weights}_portable_dynamic_{avssm.__version__}.onnx"
     if path.is_file():
         return path
     try:
@@ -234,5 +241,6 @@ def default_model_file(progress=None) -> Path:
         raise AvssmError("no --model given and PyTorch is not installed to build the default detector; "
                          "pass --model FILE.onnx (from `avssm export`)") from None
     cache.mkdir(parents=True, exist_ok=True)
-    export_onnx(DEFAULT_MODEL, path, input_size=(1080, 1920), dynamic=True, scan_op="portable", progress=progress)
+    export_onnx(DEFAULT_MODEL, path, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920), dynamic=True,
+                scan_op="portable", progress=progress)
     return path
