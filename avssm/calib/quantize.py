@@ -175,10 +175,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
                             op_types_to_quantize=list(op_types), nodes_to_quantize=to_quantize, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
                             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "CalibPercentile": percentile,
-                                           # minmax: merge ranges every 4 frames (exact) instead of holding
-                                           # every frame's activations; at 1920x1080 those are GBs
-                                           "CalibMaxIntermediateOutputs": 4})
+                                           "CalibPercentile": percentile})
         quantized = onnx.load(str(portable_int8))
         twin = None
         if plugin_form:
