@@ -126,26 +126,16 @@ class _BareScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
+        ctx.save_for_backward(u, delta, A, B, C)
+        return selective_scan_cpu(u, delta, A, B, C)
+
+    @staticmethod
+    def backward(ctx, dy):
+        u, delta, A, B, C = ctx.saved_tensors
         lib = _library()
         batch, dim, length = u.shape
         groups, nstate = B.shape[1], A.shape[1]
         Bt, Ct = B.transpose(2, 3).contiguous(), C.transpose(2, 3).contiguous()  # (batch, groups, L, N)
-        y = torch.empty((batch, dim, length), dtype=torch.float32)
-        last = torch.empty((batch, dim, nstate), dtype=torch.float32)
-        rc = lib.avssm_scan_cpu_fwd(u.data_ptr(), delta.data_ptr(), A.data_ptr(), Bt.data_ptr(), Ct.data_ptr(),
-                                    None, None, None, 0, y.data_ptr(), last.data_ptr(), batch, dim, groups, length,
-                                    nstate, torch.get_num_threads())
-        if rc != 0:
-            raise ValueError(f"selective_scan: CPU kernel rejected N={nstate} (max 256) or groups={groups}")
-        ctx.save_for_backward(u, delta, A, Bt, Ct)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        u, delta, A, Bt, Ct = ctx.saved_tensors
-        lib = _library()
-        batch, dim, length = u.shape
-        groups, nstate = Bt.shape[1], A.shape[1]
         dy = dy.float().contiguous()
         du, ddelta = torch.empty_like(u), torch.empty_like(u)
         dA_rows = torch.empty((batch, dim, nstate), dtype=torch.float32)
