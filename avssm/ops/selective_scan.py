@@ -259,26 +259,24 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
 
 
 def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
-    if u.device.type == "cuda" and not return_last_state and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+    training = _needs_grad(u, delta, A, B, C, D, z, delta_bias)
+    if u.device.type == "cuda" and not return_last_state and not training:
         from avssm.ops import cuda_kernel
 
         if cuda_kernel.available():
             return cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                                    delta_softplus=delta_softplus)
-    if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
+    if u.device.type == "cpu" and not (training and return_last_state):
         from avssm.ops import cpu_kernel
 
         if cpu_kernel.available():
+            if training:
+                return cpu_kernel.selective_scan_cpu_train(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                           delta_softplus=delta_softplus)
             return cpu_kernel.selective_scan_cpu(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                                  delta_softplus=delta_softplus,
                                                  return_last_state=return_last_state)
-    if _needs_grad(u, delta, A, B, C, D, z, delta_bias):
-        if u.device.type == "cpu" and not return_last_state:
-            from avssm.ops import cpu_kernel
-
-            if cpu_kernel.available():
-                return cpu_kernel.selective_scan_cpu_train(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                                                           delta_softplus=delta_softplus)
+    if training:
         return selective_scan_parallel(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                        delta_softplus=delta_softplus, return_last_state=return_last_state)
     return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
