@@ -105,6 +105,26 @@ def test_int8_portable_runs_on_onnxruntime_cpu_within_the_reports_bounds(quantiz
     assert set(on_disk["outputs"]["scores"]) == {"max_abs_error", "sqnr_db", "cosine"}
 
 
+@pytest.mark.parametrize("method", ["minmax", "percentile"])
+def test_every_calibration_frame_counts(exported, tmp_path, method):
+    """Statistics are collected frame by frame (bounded memory at full resolution); none may be dropped:
+    the image tensor's scale must cover the one loud frame among quiet ones, wherever it comes."""
+    from avssm.calib import quantize_int8
+
+    _, files, _ = exported
+    rng = np.random.default_rng(1)
+    frames = [rng.uniform(-1, 1, (1, 3, *SIZE)).astype(np.float32) for _ in range(6)]
+    frames[4] *= 8
+    quantize_int8(files["portable"], frames, tmp_path / "int8.onnx", method=method)
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    padded = next(n.output[0] for n in model.graph.node if n.op_type == "Pad" and "images" in n.input)
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == padded)
+    scale = float(onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == q.input[1])))
+    loud = float(np.abs(frames[4]).max())
+    assert scale * 127 == pytest.approx(loud, rel=0.05 if method == "minmax" else 0.5)
+    assert scale * 127 > 2 * float(max(np.abs(f).max() for i, f in enumerate(frames) if i != 4))
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "avssm.cli", "calib", *args], capture_output=True, text=True,
                           timeout=300)

@@ -71,19 +71,31 @@ def qdq_placement(model: onnx.ModelProto) -> set[tuple[str, str]]:
 
 
 class _Reader:
-    """ONNX Runtime CalibrationDataReader over preprocessed frames."""
+    """ONNX Runtime CalibrationDataReader over preprocessed frames, served one range at a time.
+
+    ``set_range`` and ``__len__`` let the quantizer collect statistics frame by frame
+    (``CalibStridedMinMax``): its histogram calibrators otherwise keep every frame's activations
+    in memory until the end, several GB per frame at 1920x1080.
+    """
 
     def __init__(self, input_name: str, frames: list[np.ndarray]):
-        self.input_name, self.frames, self.i = input_name, frames, 0
+        self.input_name, self.frames = input_name, frames
+        self.i, self.end = 0, len(frames)
+
+    def __len__(self):
+        return len(self.frames)
+
+    def set_range(self, start_index: int, end_index: int):
+        self.i, self.end = start_index, min(end_index, len(self.frames))
 
     def get_next(self):
-        if self.i >= len(self.frames):
+        if self.i >= self.end:
             return None
         self.i += 1
         return {self.input_name: self.frames[self.i - 1]}
 
     def rewind(self):
-        self.i = 0
+        self.i, self.end = 0, len(self.frames)
 
 
 def _raise_scans(quantized: onnx.ModelProto, plugin: onnx.ModelProto) -> onnx.ModelProto:
@@ -175,7 +187,8 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
                             op_types_to_quantize=list(op_types), nodes_to_quantize=to_quantize, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
                             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "CalibPercentile": percentile})
+                                           "CalibPercentile": percentile,
+                                           "CalibStridedMinMax": 1})  # any calibrator: one frame per collection
         quantized = onnx.load(str(portable_int8))
         twin = None
         if plugin_form:
