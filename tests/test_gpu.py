@@ -103,6 +103,23 @@ def test_cuda_kernel_batch1_long_sequence_split_across_blocks():
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)])
+def test_cuda_kernel_n16_partial_channel_warps_and_split(dtype, tol):
+    # N = 16 runs one warp per 32 channels of a group: 40 channels per group leave the second warp
+    # 8 lanes of work; batch 1 with L = 5000 takes the split-L path.
+    g = torch.Generator().manual_seed(2)
+    u, delta, z = (torch.randn(1, 80, 5000, generator=g) for _ in range(3))
+    A = -torch.exp(torch.randn(80, 16, generator=g))
+    B, C = torch.randn(1, 2, 16, 5000, generator=g), torch.randn(1, 2, 16, 5000, generator=g)
+    D, bias = torch.randn(80, generator=g), torch.randn(80, generator=g)
+    u, delta, z, B, C = (t.to(dtype) for t in (u, delta, z, B, C))
+    ref = selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+    out = cuda_kernel.selective_scan_cuda(*(t.cuda() for t in (u, delta, A, B, C)), D=D.cuda(), z=z.cuda(),
+                                          delta_bias=bias.cuda(), delta_softplus=True)
+    assert rel_err(out.float().cpu(), ref.float()) < tol
+
+
+@needs_kernel
 @pytest.mark.parametrize("name", ["vmamba_tiny_det", "vim_tiny_det"])
 def test_detector_through_kernel_matches_pytorch_path(name, monkeypatch):
     model = create_model(name).eval().cuda()
