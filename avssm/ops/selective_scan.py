@@ -21,6 +21,7 @@ Math is fp32; the output has u's dtype; the last state (batch, dim, N) stays fp3
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -201,7 +202,10 @@ def _linear_scan(log_a: Tensor, b: Tensor) -> Tensor:
     pad = nblocks * T - length
     if pad:
         log_a, b = F.pad(log_a, (0, pad)), F.pad(b, (0, pad))
-    cum = log_a.unflatten(-1, (nblocks, T)).cumsum(-1)  # (..., blocks, T)
+    steps = log_a.unflatten(-1, (nblocks, T)).unbind(-1)
+    # cumsum over the block's T steps by T - 1 adds: torch.cumsum along a tiny innermost axis was 83% of
+    # a GPU training step (benchmarks/bench_train_step.py --profile on an H100)
+    cum = torch.stack(list(itertools.accumulate(steps)), -1)  # (..., blocks, T)
     lower = torch.ones(T, T, dtype=torch.bool, device=b.device).tril()
     decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill(~lower, float("-inf")))  # (..., blocks, T, T)
     h = (decay * b.unflatten(-1, (nblocks, T))[..., None, :]).sum(-1)  # scanned from zero inside each block
