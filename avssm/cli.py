@@ -246,13 +246,23 @@ def eval_cmd(
 
     from avssm.evaluate import evaluate
 
+    # Progress on stderr: stdout is the table or the JSON. Off a terminal (logs, `--json > f`) rich draws no
+    # bar, so a line about every tenth of the images instead.
+    log = Console(stderr=True)
     results = []
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=log, transient=True) as bar:
         for model in models:
             task = bar.add_task(f"evaluating {model}", total=None)
+            next_line = [0]
+
+            def progress(i, n, task=task, model=model):
+                bar.update(task, completed=i, total=n)
+                if not log.is_terminal and (i >= next_line[0] or i == n):
+                    log.print(f"evaluating {model}: {i}/{n} images", markup=False)
+                    next_line[0] = i + max(1, n // 10)
+
             results.append(evaluate(model, data, images, backend=backend, checkpoint=checkpoint,
-                                    max_images=max_images, device=device,
-                                    progress=lambda i, n, task=task: bar.update(task, completed=i, total=n)))
+                                    max_images=max_images, device=device, progress=progress))
             results[-1]["file"] = model
     if as_json:
         print(json.dumps(results, indent=2))

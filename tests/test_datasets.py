@@ -99,6 +99,7 @@ def test_eval_cli_on_generated_data(tmp_path):
     results = json.loads(r.stdout)  # one row per model
     assert [x["model"] for x in results] == ["vim_tiny_det", "vmamba_nano_det"]
     assert all(x["images"] == 2 and x["backend"] == "torch" and 0.0 <= x["map"] <= 1.0 for x in results)
+    assert "evaluating vmamba_nano_det: 2/2 images" in r.stderr  # progress reaches logs, not the JSON
     bad = tmp_path / "bad.json"
     bad.write_text("[]")
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "--data", str(bad),
