@@ -1,4 +1,4 @@
-"""The ``avssm`` command line: a thin layer over the library (avssm.models, avssm.demo, ...).
+"""The ``avssm`` command line: a thin layer over the library (avssm.models, avssm.runtime, ...).
 
 User errors (bad names, files, sizes) print one line and exit 2, without a traceback.
 """
@@ -34,37 +34,6 @@ def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON in
     for r in rows:
         table.add_row(r["name"], r["task"], r["family"], f"{r['params'] / 1e6:.2f}M")
     console.print(table)
-
-
-@app.command("demo")
-def demo_cmd(
-    model: str = typer.Option("vmamba_tiny_det", "--model", "-m", help="Detector to run (see `avssm models`)."),
-    size: str = typer.Option("1080x1920", "--size", help="Synthetic frame size HxW (ignored with --image)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Run on this image file instead of a synthetic frame."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
-    repeats: int = typer.Option(1, "--repeats", help="Forward passes to time."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
-):
-    """Print the model table and run one detector forward pass on a full-resolution frame (CPU)."""
-    from avssm.demo import run_demo
-    from avssm.models.registry import model_constructor
-    from avssm.sizes import parse_size
-
-    hw = parse_size(size)
-    model_constructor(model)  # fail on an unknown name before any work
-    if not as_json:
-        models_cmd(as_json=False)
-        console.print(f"running {model} on a {'file' if image else 'synthetic'} frame ...")
-    result = run_demo(model, hw, checkpoint=checkpoint, image=image, repeats=repeats)
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    inp = result["input"]
-    console.print(
-        f"{result['model']}: {inp['width']}x{inp['height']} frame -> {result['candidates']} candidate boxes, "
-        f"{result['above_threshold']} above 0.3 (max score {result['max_score']:.3f}); "
-        f"latency {', '.join(f'{t:.0f} ms' for t in result['latency_ms'])} on CPU ({result['threads']} threads); "
-        f"weights: {result['weights']}")
 
 
 @app.command("export")

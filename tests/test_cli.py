@@ -17,34 +17,28 @@ def test_models_json_lists_counts():
     assert rows["vmamba_tiny"]["params"] == 30249064 and rows["vim_tiny_det"]["task"] == "detection"
 
 
-def test_demo_runs_a_detector_json(tmp_path):
-    r = avssm("demo", "--model", "vim_tiny_det", "--size", "256x384", "--json")
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["input"] == {"height": 256, "width": 384, "source": "synthetic"}
-    assert out["candidates"] == 32 * 48 + 16 * 24 + 8 * 12 and out["boxes_in_frame"]
-
-
-def test_demo_on_an_image_file(tmp_path):
+@pytest.fixture(scope="module")
+def frame_png(tmp_path_factory):
     import cv2
     import numpy as np
 
-    path = tmp_path / "frame.png"
-    cv2.imwrite(str(path), np.full((200, 300, 3), 128, np.uint8))
-    r = avssm("demo", "--model", "vim_tiny_det", "--image", str(path), "--json")
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["input"]["width"] == 300
+    path = tmp_path_factory.mktemp("frame") / "frame.png"
+    cv2.imwrite(str(path), np.full((64, 64, 3), 128, np.uint8))
+    return str(path)
+
+
+def run_torch(frame, *args):
+    return avssm("run", "--source", frame, "--backend", "torch", "--max-frames", "1", *args)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["demo", "--model", "nope"], "unknown model 'nope'; valid models: "),
-    (["demo", "--size", "1080by1920"], "size '1080by1920': expected HxW"),
-    (["demo", "--model", "vim_tiny_det", "--size", "64x64", "--checkpoint", "/nonexistent.pth"], "no such file"),
-    (["demo", "--model", "vim_tiny_det", "--image", "/nonexistent.png"], "image /nonexistent.png: no such file"),
-    (["demo", "--model", "vim_tiny", "--size", "64x64"], "is a classifier"),
+    (["--model", "nope"], "unknown model 'nope'; valid models: "),
+    (["--model", "vim_tiny_det", "--resize", "1080by1920"], "--resize '1080by1920': expected WxH"),
+    (["--model", "vim_tiny_det", "--checkpoint", "/nonexistent.pth"], "checkpoint /nonexistent.pth: no such file"),
+    (["--model", "vim_tiny"], "is a classifier"),
 ])
-def test_user_errors_are_one_line_exit_2(args, message):
-    r = avssm(*args)
+def test_user_errors_are_one_line_exit_2(frame_png, args, message):
+    r = run_torch(frame_png, *args)
     assert r.returncode == 2
     assert message in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -57,21 +51,21 @@ def test_usage_errors_exit_2_without_traceback(args, message):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr and "│" not in r.stderr
 
 
-def test_bad_checkpoint_file_is_reported(tmp_path):
+def test_bad_checkpoint_file_is_reported(tmp_path, frame_png):
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"\x00not a checkpoint")
-    r = avssm("demo", "--model", "vim_tiny_det", "--size", "64x64", "--checkpoint", str(bad))
+    r = run_torch(frame_png, "--model", "vim_tiny_det", "--checkpoint", str(bad))
     assert r.returncode == 2 and f"checkpoint {bad}: not a PyTorch checkpoint" in r.stderr
 
 
-def test_wrong_config_checkpoint_names_key_and_shapes(tmp_path):
+def test_wrong_config_checkpoint_names_key_and_shapes(tmp_path, frame_png):
     import torch
 
     from avssm.models import create_model
 
     path = tmp_path / "small.pth"
     torch.save({"model": create_model("vim_small", depth=1).state_dict()}, path)
-    r = avssm("demo", "--model", "vim_tiny_det", "--size", "64x64", "--checkpoint", str(path))
+    r = run_torch(frame_png, "--model", "vim_tiny_det", "--checkpoint", str(path))
     assert r.returncode == 2
     assert "cls_token' has shape (1, 1, 384) in the checkpoint but (1, 1, 192) in the model" in r.stderr
 
