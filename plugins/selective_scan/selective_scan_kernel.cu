@@ -8,7 +8,7 @@
 //   from global memory (coalesced, lane = token; softplus and the z gate computed there) into shared
 //   memory and read back transposed (lane = channel); B and C of a tile are read once per warp and
 //   broadcast to its 32 channels; y is written once through the same tile. Per token and state: one
-//   exponential, one multiply and two multiply-adds. Measured on an H100: 2-2.7x faster than
+//   exponential, one multiply and two multiply-adds. Measured on an H100: 1.35-4.1x faster than
 //   scan_kernel at N = 16 (plugins/README.md).
 // * scan_kernel, every other N (1 to 256; compiled for N = 1 too, where it beats the channel kernel:
 //   that shape is memory-bound and this one keeps more loads in flight): one block per (batch,
