@@ -79,6 +79,16 @@ struct KernelArgs {
     float2 *aggregates;      // (batch * dim, segments, dstate) when segments > 1
 };
 
+// State n of `row` entering `segment`: the earlier segments' (total decay, end state) pairs folded in order.
+__device__ __forceinline__ float carried_state(const KernelArgs &args, int64_t row, int segment, int nstate, int n) {
+    float h = 0.f;
+    for (int s = 0; s < segment; ++s) {
+        const float2 agg = args.aggregates[(row * args.segments + s) * nstate + n];
+        h = agg.x * h + agg.y;
+    }
+    return h;
+}
+
 template <typename input_t, int kNState, bool kAggregateOnly>
 __global__ void __launch_bounds__(kThreads) scan_kernel(KernelArgs args) {
     using Load = cub::BlockLoad<input_t, kThreads, kItems, cub::BLOCK_LOAD_WARP_TRANSPOSE>;
@@ -112,16 +122,8 @@ __global__ void __launch_bounds__(kThreads) scan_kernel(KernelArgs args) {
     const float skip = p.D ? p.D[d] : 0.f;
 
     // The state entering this segment: zero, or carried in from the earlier segments' aggregates.
-    for (int n = threadIdx.x; n < nstate; n += kThreads) {
-        float h = 0.f;
-        if (!kAggregateOnly) {
-            for (int s = 0; s < segment; ++s) {
-                const float2 agg = args.aggregates[(row * args.segments + s) * nstate + n];
-                h = agg.x * h + agg.y;
-            }
-        }
-        running[n] = make_float2(1.f, h);
-    }
+    for (int n = threadIdx.x; n < nstate; n += kThreads)
+        running[n] = make_float2(1.f, kAggregateOnly ? 0.f : carried_state(args, row, segment, nstate, n));
     __syncthreads();
 
     for (int64_t chunk = begin; chunk < end; chunk += kChunk) {
@@ -274,14 +276,7 @@ __global__ void __launch_bounds__(kLanes, kChannelWarpsPerSM) channel_scan_kerne
     #pragma unroll
     for (int n = 0; n < kNState; ++n) {
         a2[n] = p.A[d * kNState + n] * kLog2e;
-        h[n] = 0.f;
-    }
-    if (!kAggregateOnly) {  // the state entering this segment, from the earlier segments' aggregates
-        for (int s = 0; s < segment; ++s) {
-            const float2 *agg = args.aggregates + (row * args.segments + s) * kNState;
-            #pragma unroll
-            for (int n = 0; n < kNState; ++n) h[n] = agg[n].x * h[n] + agg[n].y;
-        }
+        h[n] = kAggregateOnly ? 0.f : carried_state(args, row, segment, kNState, n);
     }
     float dt_sum = 0.f;
 
@@ -376,36 +371,34 @@ int block_scan_segments(int64_t rows, int64_t length, int sms) {
     return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, chunks / 2, 64})));
 }
 
-template <typename input_t>
-cudaError_t launch_channel_scan(const KernelArgs &args, cudaStream_t stream) {
-    const unsigned warps = static_cast<unsigned>(channel_warps(args.p));
-    if (args.segments > 1) {  // the last segment's aggregate is never needed
-        channel_scan_kernel<input_t, 16, true><<<dim3(warps, args.segments - 1), kLanes, 0, stream>>>(args);
-        cudaError_t err = cudaGetLastError();
-        if (err != cudaSuccess) return err;
-    }
-    channel_scan_kernel<input_t, 16, false><<<dim3(warps, args.segments), kLanes, 0, stream>>>(args);
-    return cudaGetLastError();
-}
-
-template <typename input_t, int kNState>
-cudaError_t launch_block_scan(const KernelArgs &args, cudaStream_t stream) {
-    dim3 grid(static_cast<unsigned>(args.p.batch * args.p.dim), static_cast<unsigned>(args.segments));
+// Either kernel's passes: with split sequences, the aggregates of segments 0 .. S-2 first (the last
+// segment's is never needed), then the scan of every segment.
+using Kernel = void (*)(KernelArgs);
+cudaError_t launch_passes(Kernel aggregate, Kernel scan, int64_t blocks, int threads, const KernelArgs &args,
+                          cudaStream_t stream) {
+    const unsigned x = static_cast<unsigned>(blocks);
     if (args.segments > 1) {
-        scan_kernel<input_t, kNState, true><<<grid, kThreads, 0, stream>>>(args);
+        aggregate<<<dim3(x, args.segments - 1), threads, 0, stream>>>(args);
         cudaError_t err = cudaGetLastError();
         if (err != cudaSuccess) return err;
     }
-    scan_kernel<input_t, kNState, false><<<grid, kThreads, 0, stream>>>(args);
+    scan<<<dim3(x, args.segments), threads, 0, stream>>>(args);
     return cudaGetLastError();
 }
 
 template <typename input_t>
 cudaError_t launch(const KernelArgs &args, cudaStream_t stream) {
+    const int64_t rows = args.p.batch * args.p.dim;
     switch (args.p.dstate) {  // fast paths: Vim and VMamba v0 (N=16), VMamba v2 (N=1)
-        case 16: return launch_channel_scan<input_t>(args, stream);
-        case 1: return launch_block_scan<input_t, 1>(args, stream);
-        default: return launch_block_scan<input_t, 0>(args, stream);
+        case 16:
+            return launch_passes(channel_scan_kernel<input_t, 16, true>, channel_scan_kernel<input_t, 16, false>,
+                                 channel_warps(args.p), kLanes, args, stream);
+        case 1:
+            return launch_passes(scan_kernel<input_t, 1, true>, scan_kernel<input_t, 1, false>, rows, kThreads, args,
+                                 stream);
+        default:
+            return launch_passes(scan_kernel<input_t, 0, true>, scan_kernel<input_t, 0, false>, rows, kThreads, args,
+                                 stream);
     }
 }
 
