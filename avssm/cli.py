@@ -222,13 +222,11 @@ def eval_cmd(
     with Progress(console=log, transient=True) as bar:
         for model in models:
             task = bar.add_task(f"evaluating {model}", total=None)
-            next_line = [0]
 
             def progress(i, n, task=task, model=model):
                 bar.update(task, completed=i, total=n)
-                if not log.is_terminal and (i >= next_line[0] or i == n):
+                if not log.is_terminal and (i == 1 or i == n or i % max(1, n // 10) == 0):
                     log.print(f"evaluating {model}: {i}/{n} images", markup=False)
-                    next_line[0] = i + max(1, n // 10)
 
             results.append(evaluate(model, data, images, backend=backend, checkpoint=checkpoint,
                                     max_images=max_images, device=device, progress=progress))
