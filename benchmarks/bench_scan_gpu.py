@@ -1,6 +1,6 @@
 """GPU selective-scan benchmark: the CUDA kernel against its roofline and the PyTorch path.
 
-    python benchmarks/bench_scan_gpu.py [--quick] [--json]
+    python benchmarks/bench_scan_gpu.py [--quick] [--shape BxDxLxN ...] [--json]
 
 Needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins). For each shape (batch 1-8, dim 768-3072,
 L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kernel-only", action="store_true", help="skip the PyTorch path and the detectors")
+    ap.add_argument("--shape", action="append", default=[], metavar="BxDxLxN",
+                    help="only this shape (batch x dim x length x dstate, e.g. 1x768x130560x16); repeatable")
     args = ap.parse_args()
     if not cuda_kernel.available():
         raise SystemExit("needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins)")
@@ -66,6 +68,8 @@ def main() -> None:
     shapes = [(b, d, L, n) for b in (1, 8) for d in (768, 3072) for L in (4096, 130_560) for n in (1, 16)]
     if args.quick:
         shapes = [(1, 768, 4096, 16), (1, 384, 130_560, 1), (8, 768, 4096, 16), (1, 3072, 130_560, 16)]
+    if args.shape:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shape]
     for dtype in (torch.float16, torch.float32):
         for b, d, L, n in shapes:
             if b * d * L * 2 * dtype.itemsize > 24 * 2**30:

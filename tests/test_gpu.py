@@ -105,8 +105,8 @@ def test_cuda_kernel_batch1_long_sequence_split_across_blocks():
 @needs_kernel
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)])
 def test_cuda_kernel_n16_partial_channel_warps_and_split(dtype, tol):
-    # N = 16 runs one warp per 32 channels of a group: 40 channels per group leave the second warp
-    # 8 lanes of work; batch 1 with L = 5000 takes the split-L path.
+    # N = 16 runs one warp per 16 (here) or 32 channels of a group: 40 channels per group leave the last
+    # warp 8 channels of work; batch 1 with L = 5000 takes the split-L path.
     g = torch.Generator().manual_seed(2)
     u, delta, z = (torch.randn(1, 80, 5000, generator=g) for _ in range(3))
     A = -torch.exp(torch.randn(80, 16, generator=g))
@@ -117,6 +117,24 @@ def test_cuda_kernel_n16_partial_channel_warps_and_split(dtype, tol):
     out = cuda_kernel.selective_scan_cuda(*(t.cuda() for t in (u, delta, A, B, C)), D=D.cuda(), z=z.cuda(),
                                           delta_bias=bias.cuda(), delta_softplus=True)
     assert rel_err(out.float().cpu(), ref.float()) < tol
+
+
+@needs_kernel
+def test_cuda_kernel_n16_one_lane_per_channel():
+    # Enough channels to fill every multiprocessor with 32-channel warps: the plan then gives each lane a
+    # whole channel (16 states) instead of sharing it between two lanes.
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    dim, length = 32 * 16 * sms, 64
+    g = torch.Generator().manual_seed(3)
+    u, delta, z = (torch.randn(1, dim, length, generator=g) for _ in range(3))
+    A = -torch.exp(torch.randn(dim, 16, generator=g))
+    B, C = torch.randn(1, 1, 16, length, generator=g), torch.randn(1, 1, 16, length, generator=g)
+    D, bias = torch.randn(dim, generator=g), torch.randn(dim, generator=g)
+    u, delta, z, B, C = (t.half() for t in (u, delta, z, B, C))
+    ref = selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+    out = cuda_kernel.selective_scan_cuda(*(t.cuda() for t in (u, delta, A, B, C)), D=D.cuda(), z=z.cuda(),
+                                          delta_bias=bias.cuda(), delta_softplus=True)
+    assert rel_err(out.float().cpu(), ref.float()) < 5e-3
 
 
 @needs_kernel
