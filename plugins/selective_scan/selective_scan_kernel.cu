@@ -281,43 +281,43 @@ constexpr int kLoadRows = 8;
 
 // Tokens [t, t + tokens) of channel rows [0, rows) into tile[row][lane], with the per-token scalar work
 // done here, where lanes are tokens and the rows are independent: s_dt gets softplus(delta + bias),
-// s_z the gate silu(z). All loads are issued before the first shared-memory store: the
-// compiler cannot reorder them itself (a generic pointer may alias shared memory). kFull: a whole
-// tile of 32 rows and 32 tokens, with no bounds checks. `bias` is the lane's own channel's
-// delta_bias; every lane of the warp must call this.
+// s_z the gate silu(z). Rows go kLoadRows at a time, each batch's loads issued before its first
+// shared-memory store: the compiler cannot reorder them itself (a generic pointer may alias shared
+// memory). kFull: a whole tile of kRows rows and 32 tokens, with no bounds checks. `bias` is the
+// lane's own channel's delta_bias; every lane of the warp must call this.
 template <bool kFull, bool kGate, int kRows, typename input_t>
 __device__ __forceinline__ void load_tiles(const input_t *u, const input_t *delta, const input_t *z, int64_t L,
                                            int64_t t, int tokens, int rows, int lane, float bias, bool use_softplus,
                                            float (*s_u)[kTile + 1], float (*s_dt)[kTile + 1],
                                            float (*s_z)[kTile + 1]) {
-    const bool in_range = kFull || lane < tokens;
     constexpr int kBatch = kLoadRows < kRows ? kLoadRows : kRows;
+    const bool in_range = kFull || lane < tokens;
     #pragma unroll
-    for (int r0 = 0; r0 < kRows; r0 += kBatch) {
-    input_t u_v[kBatch], dt_v[kBatch], z_v[kBatch];
-    #pragma unroll
-    for (int r = 0; r < kBatch; ++r) {
-        const int c = r0 + r;
-        if (kFull || (in_range && c < rows)) {
-            u_v[r] = u[c * L + t + lane];
-            dt_v[r] = delta[c * L + t + lane];
-            if (kGate) z_v[r] = z[c * L + t + lane];
-        }
-    }
-    #pragma unroll
-    for (int r = 0; r < kBatch; ++r) {
-        const int c = r0 + r;
-        const float row_bias = __shfl_sync(0xffffffffu, bias, c);
-        if (kFull || (in_range && c < rows)) {
-            s_u[c][lane] = to_float(u_v[r]);
-            const float dt = to_float(dt_v[r]) + row_bias;
-            s_dt[c][lane] = use_softplus ? softplus(dt) : dt;
-            if (kGate) {
-                const float zv = to_float(z_v[r]);
-                s_z[c][lane] = __fdividef(zv, 1.f + fast_exp2(-zv * kLog2e));
+    for (int first = 0; first < kRows; first += kBatch) {
+        input_t u_v[kBatch], dt_v[kBatch], z_v[kBatch];
+        #pragma unroll
+        for (int r = 0; r < kBatch; ++r) {
+            const int c = first + r;
+            if (kFull || (in_range && c < rows)) {
+                u_v[r] = u[c * L + t + lane];
+                dt_v[r] = delta[c * L + t + lane];
+                if (kGate) z_v[r] = z[c * L + t + lane];
             }
         }
-    }
+        #pragma unroll
+        for (int r = 0; r < kBatch; ++r) {
+            const int c = first + r;
+            const float row_bias = __shfl_sync(0xffffffffu, bias, c);
+            if (kFull || (in_range && c < rows)) {
+                s_u[c][lane] = to_float(u_v[r]);
+                const float dt = to_float(dt_v[r]) + row_bias;
+                s_dt[c][lane] = use_softplus ? softplus(dt) : dt;
+                if (kGate) {
+                    const float zv = to_float(z_v[r]);
+                    s_z[c][lane] = __fdividef(zv, 1.f + fast_exp2(-zv * kLog2e));
+                }
+            }
+        }
     }
 }
 
