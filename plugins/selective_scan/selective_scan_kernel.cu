@@ -39,9 +39,11 @@ constexpr int kThreads = 128;
 constexpr int kItems = 8;  // 16 measured 10-25% slower at N = 1 (H100)
 constexpr int kChunk = kThreads * kItems;
 constexpr float kLog2e = 1.4426950408889634f;
-// Blocks per multiprocessor that splitting long sequences aims for. Measured on an H100 (L 130,560,
-// dim 384, N 1): 16 runs 9% faster than 4 (fp16 0.477 vs 0.525 ms); N=16 shapes unchanged.
-constexpr int kSegmentFill = 16;
+// Blocks per multiprocessor below which the block scan splits sequences. Measured on an H100 at batch 1,
+// N = 1 (dim 384-6144, L 2k-130k): not splitting was fastest or within 7% of it down to dim 384
+// (0.4-0.8 blocks per multiprocessor), where its first pass's second read of u, delta and B costs more
+// than the idle multiprocessors; splitting to 16 blocks per multiprocessor cost up to 1.4x (dim 768).
+constexpr int kSegmentFill = 2;
 
 template <typename T> __device__ __forceinline__ float to_float(T v);
 template <> __device__ __forceinline__ float to_float<float>(float v) { return v; }
@@ -464,7 +466,8 @@ ChannelPlan channel_plan(const avssm_scan_params &p, int sms) {
     return best;
 }
 
-// Segments per row for the block-scan kernel: about kSegmentFill blocks per multiprocessor when batch * dim is small.
+// Segments per row for the block-scan kernel: about kSegmentFill blocks per multiprocessor when batch * dim is
+// smaller than that.
 int block_scan_segments(int64_t rows, int64_t length, int sms) {
     const int64_t chunks = (length + kChunk - 1) / kChunk;
     if (sms <= 0 || chunks < 4) return 1;
