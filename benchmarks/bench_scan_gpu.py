@@ -53,12 +53,20 @@ def exp_rate() -> float:
     return 256 * x.numel() / t
 
 
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    try:
+        batch, dim, length, dstate = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape '{text}': expected BxDxLxN, e.g. 1x768x130560x16") from None
+    return batch, dim, length, dstate
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kernel-only", action="store_true", help="skip the PyTorch path and the detectors")
-    ap.add_argument("--shape", action="append", default=[], metavar="BxDxLxN",
+    ap.add_argument("--shape", action="append", default=[], type=parse_shape, metavar="BxDxLxN",
                     help="only this shape (batch x dim x length x dstate, e.g. 1x768x130560x16); repeatable")
     args = ap.parse_args()
     if not cuda_kernel.available():
@@ -69,7 +77,7 @@ def main() -> None:
     if args.quick:
         shapes = [(1, 768, 4096, 16), (1, 384, 130_560, 1), (8, 768, 4096, 16), (1, 3072, 130_560, 16)]
     if args.shape:
-        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shape]
+        shapes = args.shape
     for dtype in (torch.float16, torch.float32):
         for b, d, L, n in shapes:
             if b * d * L * 2 * dtype.itemsize > 24 * 2**30:

@@ -68,7 +68,7 @@ __device__ __forceinline__ float fast_log2(float x) {
 }
 
 // mamba_ssm's softplus, log(1 + e^x), as max(x, 0) + log1p(e^-|x|) in about 12 instructions (log1pf
-// takes about 35, which made it a third of the N = 16 kernel's instructions). With e = e^-|x| in (0, 1]:
+// takes about 35, which made it a quarter of the N = 16 kernel's instructions). With e = e^-|x| in (0, 1]:
 // below 1/16 the series to e^4 (relative error < e^4 / 5 = 3e-6), else the hardware log2 of 1 + e
 // (absolute error about 1e-7 on a result >= 0.06). Above 20 it returns x + log1p(e^-20), which is x in fp32.
 __device__ __forceinline__ float softplus(float x) {
@@ -99,7 +99,6 @@ struct KernelArgs {
     avssm_scan_params p;
     int segments;
     int64_t segment_length;  // whole chunks (block-scan path) or tiles (channel path)
-    int channel_parts;       // channel path: lanes per channel (channel_scan_kernel's kParts)
     float2 *aggregates;      // (batch * dim, segments, dstate) when segments > 1
 };
 
@@ -440,7 +439,8 @@ int64_t channel_warps(const avssm_scan_params &p, int parts) {
     return p.batch * p.groups * ((p.dim / p.groups + channels - 1) / channels);
 }
 
-struct ChannelPlan {
+// How a call runs: lanes per channel (channel path: channel_scan_kernel's kParts) and segments per sequence.
+struct Plan {
     int parts, segments;
 };
 
@@ -449,10 +449,10 @@ struct ChannelPlan {
 // more time per token (measured on an H100); segments add the first pass over segments - 1 of them,
 // which costs about as much as the second (the exponentials). Take the plan that minimizes
 // work / min(1, warps / capacity).
-ChannelPlan channel_plan(const avssm_scan_params &p, int sms) {
+Plan channel_plan(const avssm_scan_params &p, int sms) {
     const int64_t tiles = (p.length + kTile - 1) / kTile;
     const double full = static_cast<double>(kChannelWarpsPerSM) * std::max(sms, 1);
-    ChannelPlan best{1, 1};
+    Plan best{1, 1};
     double best_cost = 1e30;
     for (int parts = 1; parts <= 2; parts *= 2) {
         const int64_t warps = channel_warps(p, parts);
@@ -499,12 +499,11 @@ cudaError_t launch_channel(const KernelArgs &args, cudaStream_t stream) {
 }
 
 template <typename input_t>
-cudaError_t launch(const KernelArgs &args, cudaStream_t stream) {
+cudaError_t launch(const KernelArgs &args, int parts, cudaStream_t stream) {
     const int64_t rows = args.p.batch * args.p.dim;
     switch (args.p.dstate) {  // fast paths: Vim and VMamba v0 (N=16), VMamba v2 (N=1)
         case 16:
-            return args.channel_parts == 2 ? launch_channel<input_t, 2>(args, stream)
-                                           : launch_channel<input_t, 1>(args, stream);
+            return parts == 2 ? launch_channel<input_t, 2>(args, stream) : launch_channel<input_t, 1>(args, stream);
         case 1:
             return launch_passes(scan_kernel<input_t, 1, true>, scan_kernel<input_t, 1, false>, rows, kThreads, args,
                                  stream);
@@ -520,7 +519,7 @@ cudaError_t launch(const KernelArgs &args, cudaStream_t stream) {
 extern "C" size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim, int64_t length, int64_t dstate,
                                                       int num_multiprocessors) {
     // One bound for a whole shape range, above rows * segments for every shape up to these:
-    // channel path: segments <= 1 + kChannelWarpsPerSM * SMs / warps and rows <= 32 * warps;
+    // channel path: segments <= 1 + kChannelWarpsPerSM * SMs / warps and rows <= 32 * warps (either layout);
     // block-scan path: rows * segments < rows + kSegmentFill * SMs.
     if (length < 2 * avssm::kTile) return 0;
     const int64_t spread = avssm::has_channel_path(dstate)
@@ -536,17 +535,14 @@ extern "C" cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params,
         p.groups < 1 || p.dim % p.groups != 0 || p.batch * p.dim > 0x7fffffffLL || !p.u || !p.delta || !p.A ||
         !p.B || !p.C || !p.y)
         return cudaErrorInvalidValue;
-    avssm::KernelArgs args{p, 1, 0, 1, nullptr};
+    avssm::KernelArgs args{p, 1, 0, nullptr};
     const int sms = avssm::multiprocessors();
-    int segments = avssm::block_scan_segments(p.batch * p.dim, p.length, sms);
-    if (avssm::has_channel_path(p.dstate)) {
-        const avssm::ChannelPlan plan = avssm::channel_plan(p, sms);
-        args.channel_parts = plan.parts;
-        segments = plan.segments;
-    }
-    const size_t needed = static_cast<size_t>(p.batch * p.dim) * segments * p.dstate * sizeof(float2);
-    if (segments > 1 && p.workspace && p.workspace_bytes >= needed) {
-        args.segments = segments;
+    const avssm::Plan plan = avssm::has_channel_path(p.dstate)
+                                 ? avssm::channel_plan(p, sms)
+                                 : avssm::Plan{1, avssm::block_scan_segments(p.batch * p.dim, p.length, sms)};
+    const size_t needed = static_cast<size_t>(p.batch * p.dim) * plan.segments * p.dstate * sizeof(float2);
+    if (plan.segments > 1 && p.workspace && p.workspace_bytes >= needed) {
+        args.segments = plan.segments;
         args.aggregates = static_cast<float2 *>(p.workspace);
     }
     // Segment boundaries on whole tiles (channel path) or chunks (block-scan path).
@@ -554,9 +550,9 @@ extern "C" cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params,
     const int64_t units = (p.length + unit - 1) / unit;
     args.segment_length = ((units + args.segments - 1) / args.segments) * unit;
     switch (p.input_type) {
-        case AVSSM_FLOAT32: return avssm::launch<float>(args, stream);
-        case AVSSM_FLOAT16: return avssm::launch<__half>(args, stream);
-        case AVSSM_BFLOAT16: return avssm::launch<__nv_bfloat16>(args, stream);
+        case AVSSM_FLOAT32: return avssm::launch<float>(args, plan.parts, stream);
+        case AVSSM_FLOAT16: return avssm::launch<__half>(args, plan.parts, stream);
+        case AVSSM_BFLOAT16: return avssm::launch<__nv_bfloat16>(args, plan.parts, stream);
     }
     return cudaErrorInvalidValue;
 }
