@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from avssm.native import build_plugins, check_plugin_library
+from avssm.native import PLUGIN_LIB, build_plugins, check_plugin_library
 from avssm.ops.cuda_kernel import ScanParams
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
@@ -59,6 +59,79 @@ def test_plugin_library_exports_loader_entry_points(build):
     exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "getPluginCreators", "setLoggerFinder", "avssmInitPlugins"}
+
+
+def tensorrt_include():
+    """TensorRT's include directory under $TensorRT_ROOT (the suffixes plugins/CMakeLists.txt searches)."""
+    for suffix in ("include", "include/x86_64-linux-gnu", "include/aarch64-linux-gnu", ""):
+        path = os.path.join(TRT_ROOT, suffix)
+        if os.path.isfile(os.path.join(path, "NvInferRuntime.h")):
+            return path
+    pytest.fail(f"no NvInferRuntime.h under TensorRT_ROOT={TRT_ROOT}")
+
+
+@needs_tools
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to check the plugin's API")
+@pytest.mark.skipif(shutil.which("c++") is None or cuda_include() is None, reason="needs a C++ compiler and CUDA headers")
+def test_plugin_api_without_an_engine(build, tmp_path):
+    """tests/native/plugin_api_check.cpp: the creator, fields, serialization, formats, shape checks and
+    workspace of the built plugin, called as a TensorRT process calls them (no TensorRT runtime, no GPU)."""
+    out, _ = build
+    exe = tmp_path / "plugin_api_check"
+    src = os.path.join(os.path.dirname(__file__), "native", "plugin_api_check.cpp")
+    subprocess.run(["c++", "-std=c++17", "-isystem", tensorrt_include(), "-isystem", cuda_include(), src, "-ldl",
+                    "-o", str(exe)], check=True)
+    r = subprocess.run([str(exe), str(out / PLUGIN_LIB), str(out / "libavssm_kernels.so")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith("0 failed") and int(r.stdout.split()[-4]) >= 40, r.stdout
+    # Before a logger finder is set (a program that linked the library), errors still reach stderr.
+    assert "createPlugin: no fields given" in r.stderr
+
+
+def scan_plan(lib, batch, dim, length, dstate, groups, sms, workspace_bytes):
+    """(rc, lanes per channel, segments) of avssm_selective_scan_plan; only pointers' presence matters to it."""
+    fn = lib.avssm_selective_scan_plan
+    fn.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+    params = ScanParams(batch, dim, length, dstate, groups, 0, 1, 1, 1, 1, 1, None, None, None, 0, 1,
+                        1 if workspace_bytes else None, workspace_bytes)
+    lanes, segments = ctypes.c_int(), ctypes.c_int()
+    rc = fn(ctypes.byref(params), sms, ctypes.byref(lanes), ctypes.byref(segments))
+    return rc, lanes.value, segments.value
+
+
+@needs_tools
+def test_scan_plan_stays_within_its_workspace(build):
+    """The split plan is host code, so it runs here: whatever the GPU, a call never uses more workspace
+    than it is given (a TensorRT engine sizes its workspace on the GPU it is built on, then may run on a
+    larger one), and the workspace for a profile's largest shape covers every smaller one."""
+    out, _ = build
+    lib = ctypes.CDLL(str(out / "libavssm_kernels.so"))
+    size = lib.avssm_selective_scan_workspace_size
+    size.restype, size.argtypes = ctypes.c_size_t, [ctypes.c_int64] * 4 + [ctypes.c_int]
+    split = 0
+    for batch, dim, length, dstate, groups in [(1, 768, 130_560, 16, 1), (1, 192, 129_600, 16, 4),
+                                               (8, 3072, 130_560, 16, 1), (1, 48, 129_600, 1, 4),
+                                               (1, 768, 130_560, 1, 1), (2, 384, 8100, 16, 2), (1, 64, 100_003, 64, 1),
+                                               (1, 16, 63, 16, 1), (4, 96, 2048, 1, 1)]:
+        row_bytes = batch * dim * dstate * 8
+        for sms in (1, 16, 108, 132, 148):
+            given = size(batch, dim, length, dstate, sms)
+            for smaller in [(batch // 2, dim, length), (batch, dim // 2, length), (batch, dim, length // 2)]:
+                assert size(*smaller, dstate, sms) <= given
+            for run_sms in (sms, 2 * sms, 4 * sms):
+                rc, lanes, segments = scan_plan(lib, batch, dim, length, dstate, groups, run_sms, given)
+                assert rc == 0 and lanes in ((1, 2) if dstate == 16 else (1,))
+                assert segments == 1 or segments * row_bytes <= given, (batch, dim, length, dstate, sms, run_sms)
+                split += segments > 1
+            assert scan_plan(lib, batch, dim, length, dstate, groups, sms, 0)[2] == 1  # no workspace: no split
+    assert split > 0  # batch-1 sequences do get split when the workspace allows
+    # VMamba-T stage 1 at 1080p, N = 16 on an H100: split (the first pass runs); fewer segments in half the workspace.
+    full = size(1, 768, 130_560, 16, 132)
+    _, _, segments = scan_plan(lib, 1, 768, 130_560, 16, 1, 132, full)
+    _, _, fewer = scan_plan(lib, 1, 768, 130_560, 16, 1, 132, full // 4)
+    assert segments > fewer > 1 and fewer * 768 * 16 * 8 <= full // 4
+    assert scan_plan(lib, 1, 768, 130_560, 16, 5, 132, full)[0] == 1  # dim % groups != 0: cudaErrorInvalidValue
 
 
 def test_check_plugin_library_rejects_other_libraries():

@@ -3,6 +3,7 @@
 
 #include "avssm/selective_scan.h"
 
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -22,10 +23,31 @@ void logError(std::string const& message) noexcept {
     std::string const text = std::string("avssm SelectiveScan plugin: ") + message;
     if (logger) {
         logger->log(ILogger::Severity::kERROR, text.c_str());
+    } else {
+        std::fprintf(stderr, "%s\n", text.c_str());  // a program that linked the library set no logger finder
     }
 }
 
-char const* const kFieldNames[] = {"has_D", "has_z", "has_delta_bias", "delta_softplus"};
+// The node's attributes (the creator's field names), then the serialized-only field.
+char const* const kFieldNames[] = {"has_D", "has_z", "has_delta_bias", "delta_softplus", "workspace_multiprocessors"};
+constexpr int kNodeFields = 4;
+constexpr int kAllFields = 5;
+
+std::string dimsText(Dims const& dims) {
+    std::string text = "(";
+    for (int32_t i = 0; i < dims.nbDims; ++i) {
+        text += (i ? ", " : "") + std::to_string(dims.d[i]);
+    }
+    return text + ")";
+}
+
+bool sameDims(Dims const& a, Dims const& b) noexcept {
+    if (a.nbDims != b.nbDims) return false;
+    for (int32_t i = 0; i < a.nbDims; ++i) {
+        if (a.d[i] != b.d[i]) return false;
+    }
+    return true;
+}
 
 bool isInputType(DataType t) noexcept {
     return t == DataType::kFLOAT || t == DataType::kHALF || t == DataType::kBF16;
@@ -48,8 +70,9 @@ SelectiveScanPlugin::SelectiveScanPlugin(ScanAttributes attrs) : mAttrs(attrs) {
     mTimingCacheId = std::string("avssm_SelectiveScan_v1_D") + std::to_string(mAttrs.hasD) + "_z" +
                      std::to_string(mAttrs.hasZ) + "_bias" + std::to_string(mAttrs.hasDeltaBias) + "_softplus" +
                      std::to_string(mAttrs.deltaSoftplus);
-    int32_t const* values[] = {&mAttrs.hasD, &mAttrs.hasZ, &mAttrs.hasDeltaBias, &mAttrs.deltaSoftplus};
-    for (int i = 0; i < 4; ++i) {
+    int32_t const* values[] = {&mAttrs.hasD, &mAttrs.hasZ, &mAttrs.hasDeltaBias, &mAttrs.deltaSoftplus,
+                               &mAttrs.workspaceMultiprocessors};
+    for (int i = 0; i < kAllFields; ++i) {
         mFields.emplace_back(kFieldNames[i], values[i], PluginFieldType::kINT32, 1);
     }
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
@@ -133,23 +156,56 @@ size_t SelectiveScanPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inpu
     Dims const& u = inputs[0].max;
     Dims const& A = inputs[2].max;
     if (u.nbDims != 3 || A.nbDims != 2) return 0;
-    return avssm_selective_scan_workspace_size(u.d[0], u.d[1], u.d[2], A.d[1], multiprocessorCount());
+    return avssm_selective_scan_workspace_size(u.d[0], u.d[1], u.d[2], A.d[1], mAttrs.workspaceMultiprocessors);
 }
 
 char const* SelectiveScanPlugin::getTimingCacheID() noexcept { return mTimingCacheId.c_str(); }
 
+std::string SelectiveScanPlugin::shapeProblem(PluginTensorDesc const* in) const {
+    Dims const& u = in[index(Role::kU)].dims;
+    Dims const& A = in[index(Role::kA)].dims;
+    Dims const& B = in[index(Role::kB)].dims;
+    if (u.nbDims != 3) return "u must be (batch, dim, L), got " + dimsText(u);
+    if (A.nbDims != 2 || A.d[0] != u.d[1] || A.d[1] < 1 || A.d[1] > AVSSM_SCAN_MAX_STATE) {
+        return "A must be (dim, N) with dim " + std::to_string(u.d[1]) + " (u's) and 1 <= N <= " +
+               std::to_string(AVSSM_SCAN_MAX_STATE) + ", got " + dimsText(A);
+    }
+    if (B.nbDims != 4 || B.d[0] != u.d[0] || B.d[1] < 1 || u.d[1] % B.d[1] != 0 || B.d[2] != A.d[1] || B.d[3] != u.d[2]) {
+        return "B must be (batch, groups, N, L) = (" + std::to_string(u.d[0]) + ", a divisor of " +
+               std::to_string(u.d[1]) + ", " + std::to_string(A.d[1]) + ", " + std::to_string(u.d[2]) + "), got " +
+               dimsText(B);
+    }
+    Dims vector;  // (dim,): D and delta_bias
+    vector.nbDims = 1;
+    vector.d[0] = u.d[1];
+    struct Expected {
+        Role role;
+        char const* name;
+        Dims const& dims;
+    };
+    for (Expected const& e : {Expected{Role::kDelta, "delta", u}, Expected{Role::kC, "C", B}, Expected{Role::kD, "D", vector},
+                              Expected{Role::kZ, "z", u}, Expected{Role::kDeltaBias, "delta_bias", vector}}) {
+        int32_t const i = index(e.role);
+        if (i >= 0 && !sameDims(in[i].dims, e.dims)) {
+            return std::string(e.name) + " must be " + dimsText(e.dims) + ", got " + dimsText(in[i].dims);
+        }
+    }
+    return {};
+}
+
+// Runtime shapes are checked here, once per shape, so that a malformed network fails with a message
+// instead of the kernel reading past a tensor.
 int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/,
                                            int32_t nbOutputs) noexcept {
     if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
-    Dims const& u = in[0].dims;
-    Dims const& A = in[index(Role::kA)].dims;
-    Dims const& B = in[index(Role::kB)].dims;
-    if (u.nbDims != 3 || A.nbDims != 2 || B.nbDims != 4 || A.d[0] != u.d[1] || B.d[0] != u.d[0] || B.d[2] != A.d[1] ||
-        B.d[3] != u.d[2] || B.d[1] < 1 || u.d[1] % B.d[1] != 0 || A.d[1] < 1 || A.d[1] > AVSSM_SCAN_MAX_STATE) {
-        logError("inconsistent shapes: u (batch, dim, L), A (dim, N <= 256), B/C (batch, groups, N, L), dim % groups == 0");
-        return -1;
+    try {
+        std::string const problem = shapeProblem(in);
+        if (problem.empty()) return 0;
+        logError("inconsistent input shapes: " + problem);
+    } catch (std::exception const& e) {
+        logError(std::string("onShapeChange failed: ") + e.what());
     }
-    return 0;
+    return -1;
 }
 
 int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
@@ -159,6 +215,7 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     Dims const& A = inputDesc[index(Role::kA)].dims;
     Dims const& B = inputDesc[index(Role::kB)].dims;
     avssm_scan_params p{};
+    if (u.d[0] == 0 || u.d[1] == 0 || u.d[2] == 0) return 0;  // an empty y: nothing to compute
     p.batch = u.d[0];
     p.dim = u.d[1];
     p.length = u.d[2];
@@ -176,8 +233,11 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     p.delta_softplus = mAttrs.deltaSoftplus;
     p.y = outputs[0];
     p.workspace = workspace;
-    // TensorRT allocated getWorkspaceSize() for the profile's max shapes, which covers these shapes.
-    p.workspace_bytes = workspace ? avssm_selective_scan_workspace_size(p.batch, p.dim, p.length, p.dstate, multiprocessorCount()) : 0;
+    // TensorRT allocated getWorkspaceSize() for the profile's max shapes on the build GPU, which covers
+    // these shapes; the kernel splits no further than that, whatever this GPU's size.
+    p.workspace_bytes = workspace ? avssm_selective_scan_workspace_size(p.batch, p.dim, p.length, p.dstate,
+                                                                        mAttrs.workspaceMultiprocessors)
+                                  : 0;
     cudaError_t const err = avssm_selective_scan_fwd(&p, stream);
     if (err != cudaSuccess) {
         logError(std::string("kernel launch failed: ") + avssm_cuda_error_string(err));
@@ -193,8 +253,9 @@ PluginFieldCollection const* SelectiveScanPlugin::getFieldsToSerialize() noexcep
 // ------------------------------------------------------------------------------------------ creator
 
 SelectiveScanPluginCreator::SelectiveScanPluginCreator() {
-    for (char const* name : kFieldNames) {
-        mFields.emplace_back(name, nullptr, PluginFieldType::kINT32, 1);
+    // Only the node's attributes: the ONNX parser warns about every listed field a node lacks.
+    for (int k = 0; k < kNodeFields; ++k) {
+        mFields.emplace_back(kFieldNames[k], nullptr, PluginFieldType::kINT32, 1);
     }
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
     mFieldCollection.fields = mFields.data();
@@ -208,32 +269,37 @@ IPluginV3* SelectiveScanPluginCreator::createPlugin(char const* /*name*/, Plugin
             return nullptr;
         }
         ScanAttributes attrs;
-        int32_t* targets[] = {&attrs.hasD, &attrs.hasZ, &attrs.hasDeltaBias, &attrs.deltaSoftplus};
-        bool seen[4] = {false, false, false, false};
+        int32_t* targets[] = {&attrs.hasD, &attrs.hasZ, &attrs.hasDeltaBias, &attrs.deltaSoftplus,
+                              &attrs.workspaceMultiprocessors};
+        bool seen[kAllFields] = {};
         for (int32_t i = 0; i < fc->nbFields; ++i) {
             PluginField const& f = fc->fields[i];
             if (f.name == nullptr) continue;
-            for (int k = 0; k < 4; ++k) {
+            for (int k = 0; k < kAllFields; ++k) {
                 if (std::strcmp(f.name, kFieldNames[k]) != 0) continue;
                 if (f.type != PluginFieldType::kINT32 || f.length != 1 || f.data == nullptr) {
                     logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be one INT32");
                     return nullptr;
                 }
                 int32_t const value = *static_cast<int32_t const*>(f.data);
-                if (value != 0 && value != 1) {
-                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be 0 or 1, got " + std::to_string(value));
+                bool const flag = k < kNodeFields;
+                if (flag ? (value != 0 && value != 1) : value < 0) {
+                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be " +
+                             (flag ? "0 or 1" : ">= 0") + ", got " + std::to_string(value));
                     return nullptr;
                 }
                 *targets[k] = value;
                 seen[k] = true;
             }
         }
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < kNodeFields; ++k) {
             if (!seen[k]) {
                 logError(std::string("createPlugin: missing field '") + kFieldNames[k] + "'");
                 return nullptr;
             }
         }
+        // From the ONNX node (building): this GPU; from an engine (running): the GPU it was built on.
+        if (!seen[kNodeFields]) attrs.workspaceMultiprocessors = multiprocessorCount();
         return new SelectiveScanPlugin(attrs);
     } catch (std::exception const& e) {
         logError(std::string("createPlugin failed: ") + e.what());

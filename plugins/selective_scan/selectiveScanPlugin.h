@@ -15,12 +15,15 @@ constexpr char const* kPluginName = "SelectiveScan";
 constexpr char const* kPluginVersion = "1";
 constexpr char const* kPluginNamespace = "avssm";
 
-// The node's attributes; all four are serialized and required by createPlugin.
+// The node's attributes, required by createPlugin, and what the engine serializes besides them.
 struct ScanAttributes {
     int32_t hasD{0};
     int32_t hasZ{0};
     int32_t hasDeltaBias{0};
     int32_t deltaSoftplus{0};
+    // Multiprocessors the workspace is sized for: the build GPU's. Not a node attribute: serialized, so
+    // that an engine run on a larger GPU still tells the kernel the workspace TensorRT allocated.
+    int32_t workspaceMultiprocessors{0};
 };
 
 // What each plugin input is, in node order: u, delta, A, B, C, then D, z, delta_bias as present.
@@ -67,6 +70,7 @@ public:
 
 private:
     int32_t index(Role role) const noexcept;  // input index of a role, -1 if absent
+    std::string shapeProblem(nvinfer1::PluginTensorDesc const* in) const;  // empty if the inputs' shapes agree
     int32_t nbInputs() const noexcept { return static_cast<int32_t>(mRoles.size()); }
 
     ScanAttributes mAttrs;

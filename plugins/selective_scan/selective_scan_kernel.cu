@@ -513,6 +513,26 @@ cudaError_t launch(const KernelArgs &args, int parts, cudaStream_t stream) {
     }
 }
 
+bool valid_params(const avssm_scan_params *params) {
+    if (!params) return false;
+    const avssm_scan_params &p = *params;
+    return p.batch >= 1 && p.dim >= 1 && p.length >= 1 && p.dstate >= 1 && p.dstate <= AVSSM_SCAN_MAX_STATE &&
+           p.groups >= 1 && p.dim % p.groups == 0 && p.batch * p.dim <= 0x7fffffffLL && p.u && p.delta && p.A &&
+           p.B && p.C && p.y &&
+           (p.input_type == AVSSM_FLOAT32 || p.input_type == AVSSM_FLOAT16 || p.input_type == AVSSM_BFLOAT16);
+}
+
+// The plan for `sms` multiprocessors, with no more segments than the workspace holds: a caller may hand
+// less than the plan wants (a TensorRT engine sized its workspace on the GPU it was built on).
+Plan plan_call(const avssm_scan_params &p, int sms) {
+    Plan plan = has_channel_path(p.dstate) ? channel_plan(p, sms)
+                                           : Plan{1, block_scan_segments(p.batch * p.dim, p.length, sms)};
+    const size_t per_segment = static_cast<size_t>(p.batch * p.dim) * p.dstate * sizeof(float2);
+    const size_t fit = p.workspace ? p.workspace_bytes / per_segment : 0;
+    if (static_cast<size_t>(plan.segments) > fit) plan.segments = fit > 1 ? static_cast<int>(fit) : 1;
+    return plan;
+}
+
 }  // namespace
 }  // namespace avssm
 
@@ -528,23 +548,20 @@ extern "C" size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim
     return static_cast<size_t>(batch * dim + spread * num_multiprocessors) * dstate * sizeof(float2);
 }
 
+extern "C" cudaError_t avssm_selective_scan_plan(const avssm_scan_params *params, int num_multiprocessors,
+                                                 int *lanes_per_channel, int *segments) {
+    if (!avssm::valid_params(params) || !lanes_per_channel || !segments) return cudaErrorInvalidValue;
+    const avssm::Plan plan = avssm::plan_call(*params, num_multiprocessors);
+    *lanes_per_channel = plan.parts;
+    *segments = plan.segments;
+    return cudaSuccess;
+}
+
 extern "C" cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream_t stream) {
-    if (!params) return cudaErrorInvalidValue;
+    if (!avssm::valid_params(params)) return cudaErrorInvalidValue;
     const avssm_scan_params &p = *params;
-    if (p.batch < 1 || p.dim < 1 || p.length < 1 || p.dstate < 1 || p.dstate > AVSSM_SCAN_MAX_STATE ||
-        p.groups < 1 || p.dim % p.groups != 0 || p.batch * p.dim > 0x7fffffffLL || !p.u || !p.delta || !p.A ||
-        !p.B || !p.C || !p.y)
-        return cudaErrorInvalidValue;
-    avssm::KernelArgs args{p, 1, 0, nullptr};
-    const int sms = avssm::multiprocessors();
-    const avssm::Plan plan = avssm::has_channel_path(p.dstate)
-                                 ? avssm::channel_plan(p, sms)
-                                 : avssm::Plan{1, avssm::block_scan_segments(p.batch * p.dim, p.length, sms)};
-    const size_t needed = static_cast<size_t>(p.batch * p.dim) * plan.segments * p.dstate * sizeof(float2);
-    if (plan.segments > 1 && p.workspace && p.workspace_bytes >= needed) {
-        args.segments = plan.segments;
-        args.aggregates = static_cast<float2 *>(p.workspace);
-    }
+    const avssm::Plan plan = avssm::plan_call(p, avssm::multiprocessors());
+    avssm::KernelArgs args{p, plan.segments, 0, plan.segments > 1 ? static_cast<float2 *>(p.workspace) : nullptr};
     // Segment boundaries on whole tiles (channel path) or chunks (block-scan path).
     const int64_t unit = avssm::has_channel_path(p.dstate) ? avssm::kTile : avssm::kChunk;
     const int64_t units = (p.length + unit - 1) / unit;

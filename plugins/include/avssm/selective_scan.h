@@ -37,7 +37,8 @@ typedef struct {
     int delta_softplus;      /* nonzero: softplus(delta + delta_bias) */
     void *y;                 /* (batch, dim, L)           input_type, written once */
     /* scratch for splitting long sequences across blocks: see avssm_selective_scan_workspace_size.
-     * NULL/0 is allowed: long sequences then run one block per (batch, channel). */
+     * The call uses at most workspace_bytes of it, splitting less when it is smaller than the shape
+     * wants; NULL/0 is allowed: long sequences then run one block per (batch, channel). */
     void *workspace;
     size_t workspace_bytes;
 } avssm_scan_params;
@@ -50,6 +51,13 @@ size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim, int64_t l
 /* Enqueue the forward scan on `stream`. Returns cudaErrorInvalidValue for bad shapes or pointers
  * (nothing is launched then), or the launch error. */
 cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream_t stream);
+
+/* How the call would run on a device with `num_multiprocessors` multiprocessors, within
+ * params->workspace_bytes (pointers need only be non-NULL; nothing is launched, no GPU is needed):
+ * lanes per channel (2 or 1 on the N = 16 path, 1 elsewhere) and segments per sequence (1: not split).
+ * avssm_selective_scan_fwd runs this plan for the current device. cudaErrorInvalidValue for bad params. */
+cudaError_t avssm_selective_scan_plan(const avssm_scan_params *params, int num_multiprocessors,
+                                      int *lanes_per_channel, int *segments);
 
 /* Multiprocessors of the current device (0 if there is none): the last argument of
  * avssm_selective_scan_workspace_size. */
