@@ -2,7 +2,7 @@
 
     python benchmarks/soak_runtime.py [--frames 2100] [--warmup 100] [--size 96x160] [--model vim_tiny_det]
 
-Exports the model (portable, dynamic) into a temporary folder, writes a synthetic clip of --frames
+Exports the model (portable, dynamic) into a temporary folder, writes a road-scene clip of --frames
 frames, runs the full pipeline (source thread, preprocess, ONNX Runtime, NMS, JSONL sink) and prints
 the RSS after warm-up, at the end, and the growth. Target: <= 2% growth.
 """
@@ -13,9 +13,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from avssm.datasets.roads import write_clip
 from avssm.export import export_onnx
 from avssm.runtime import run
-from avssm.runtime.synthetic import write_road_clip
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         model = Path(tmp) / "model.onnx"
         export_onnx(args.model, model, input_size=(h, w), dynamic=True, scan_op="portable")
         clip = Path(tmp) / "clip.mp4"
-        write_road_clip(str(clip), frames=args.frames, height=h, width=w)
+        write_clip(str(clip), frames=args.frames, height=h, width=w)
         report = run(str(model), str(clip), warmup=args.warmup, score_threshold=0.0, jsonl=str(Path(tmp) / "d.jsonl"))
     mem = report["memory"]
     growth = (mem["rss_mib"] - mem["rss_after_warmup_mib"]) / mem["rss_after_warmup_mib"]

@@ -72,8 +72,8 @@ def test_wrong_config_checkpoint_names_key_and_shapes(tmp_path, frame_png):
 
 def test_runtime_and_calib_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import avssm, avssm.runtime, avssm.calib, avssm.runtime.preprocess, avssm.runtime.synthetic\n"
-            "f = avssm.runtime.synthetic.synthetic_road_frame(64, 96)\n"
+            "import avssm, avssm.runtime, avssm.calib, avssm.runtime.preprocess, avssm.datasets.roads\n"
+            "f, _ = avssm.datasets.roads.render_scene(0, 64, 96)\n"
             "assert avssm.runtime.preprocess.preprocess(f).shape == (1, 3, 64, 96)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

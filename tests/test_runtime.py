@@ -11,13 +11,13 @@ import pytest
 from avssm.errors import AvssmError
 from avssm.runtime import FrameSource, load_backend, postprocess, run
 from avssm.runtime.report import SCHEMA, STAGES
-from avssm.runtime.synthetic import synthetic_road_frame, write_road_clip
+from avssm.datasets.roads import render_scene, write_clip
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip") / "road.mp4"
-    write_road_clip(str(path), frames=5, height=96, width=160)
+    write_clip(str(path), frames=5, height=96, width=160)
     return path
 
 
@@ -44,7 +44,7 @@ def test_video_file_every_frame(clip):
 
 def test_image_folder_and_resize(tmp_path):
     for i in range(3):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), synthetic_road_frame(64, 96, t=i))
+        cv2.imwrite(str(tmp_path / f"{i}.png"), render_scene(i, 64, 96)[0])
     with FrameSource(str(tmp_path), resize=(48, 32)) as src:
         shapes = []
         while (f := src.next()) is not None:
@@ -186,7 +186,7 @@ def test_tensorrt_paths_say_tensorrt_is_missing(tmp_path, onnx_model):
 
 def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
     clip = tmp_path / "fast.mp4"
-    write_road_clip(str(clip), frames=60, height=96, width=160, fps=60.0)
+    write_clip(str(clip), frames=60, height=96, width=160, fps=60.0)
     report = run(str(onnx_model), str(clip), drop="oldest", realtime=True, warmup=1, max_frames=5)
     assert report["frames"]["processed"] == 5 and report["source"]["realtime"]
     lat = report["latency_ms"]
@@ -196,7 +196,7 @@ def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
 
 def test_capture_thread_failure_is_reported(tmp_path, onnx_model):
     for i in range(3):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), synthetic_road_frame(96, 160, t=i))
+        cv2.imwrite(str(tmp_path / f"{i}.png"), render_scene(i, 96, 160)[0])
     src = FrameSource(str(tmp_path), resize=(0, 0))  # cv2.resize rejects a 0x0 size inside the thread
     with src:
         assert src.next() is None

@@ -9,6 +9,7 @@ colour and noise vary per frame.
 
     frame, boxes = render_scene(seed=3)           # uint8 BGR (1080, 1920, 3), list of Box
     write_dataset("out/", count=200, seed=0)      # out/images/*.jpg + out/annotations.json (COCO)
+    write_clip("clip.mp4", frames=30)             # consecutive seeds as a video, for the runtime
 """
 from __future__ import annotations
 
@@ -216,3 +217,15 @@ def write_dataset(out_dir: str | Path, count: int, seed: int = 0, height: int = 
     path = out / "annotations.json"
     path.write_text(json.dumps(coco_dataset(frames)))
     return path
+
+
+def write_clip(path: str | Path, frames: int = 6, height: int = 1080, width: int = 1920, fps: float = 10.0,
+               seed: int = 0) -> None:
+    """A video of ``frames`` scenes (seeds ``seed``, ``seed + 1``, ...) in MPEG-4 part 2, which any OpenCV
+    build reads: test and benchmark input for the runtime."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise OSError(f"cannot write video {path}")
+    for t in range(frames):
+        writer.write(render_scene(seed + t, height, width)[0])
+    writer.release()
