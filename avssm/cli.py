@@ -399,7 +399,8 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     console.print(f"CUDA kernel library: {k['path'] or 'not built (avssm build-plugins)'}"
                   + (f" ({'loads' if k['loadable'] else 'does not load'})" if k['path'] else ""), markup=False)
     p = report["trt_plugin_library"]
-    console.print(f"TensorRT plugin library: {p['path'] or '-'} {'ok' if p['ok'] else p['problem']}", markup=False)
+    state = "loads, exports the loader entry points" if p["ok"] else p["problem"]
+    console.print(f"TensorRT plugin library: {p['path'] + ' (' + state + ')' if p['path'] else state}", markup=False)
     console.print(f"CPU scan kernel: {'built' if report['cpu_scan_kernel'] else 'unavailable (no C compiler)'}", markup=False)
 
 

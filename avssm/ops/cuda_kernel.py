@@ -108,7 +108,9 @@ def selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     params = ScanParams(batch, dim, length, nstate, groups, _DTYPES[dtype], ptr(u_c), ptr(delta_c), ptr(A_c),
                         ptr(B_c), ptr(C_c), ptr(D_c), ptr(z_c), ptr(bias_c), int(bool(delta_softplus)), ptr(y),
                         ptr(workspace), ws_bytes)
-    rc = lib.avssm_selective_scan_fwd(ctypes.byref(params), ctypes.c_void_p(torch.cuda.current_stream(u.device).cuda_stream))
+    with torch.cuda.device(u.device):  # the kernel launches on the current device: make it u's
+        rc = lib.avssm_selective_scan_fwd(ctypes.byref(params),
+                                          ctypes.c_void_p(torch.cuda.current_stream(u.device).cuda_stream))
     if rc != 0:
         raise RuntimeError(f"avssm_selective_scan_fwd failed with CUDA error {rc}")
     return y.to(u.dtype)
