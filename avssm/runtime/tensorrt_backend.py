@@ -51,6 +51,13 @@ def gpu_name() -> str:
     return name.decode(errors="replace").rstrip("\x00") if isinstance(name, bytes) else str(name)
 
 
+def engine_device_memory_mib(engine) -> float:
+    """The engine's activation memory: ``device_memory_size_v2`` (TensorRT >= 10.3; the only one in 11.x, which
+    removed ``device_memory_size``), else ``device_memory_size`` (10.0-10.2)."""
+    size = getattr(engine, "device_memory_size_v2", None)
+    return (engine.device_memory_size if size is None else size) / 2**20
+
+
 def _load_plugin(trt, plugin_lib: str | None) -> str | None:
     from avssm.native import check_plugin_library, find_plugin_library
 
@@ -84,9 +91,8 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         raise AvssmError("the plugin-form model needs the avssm plugin library: pass --plugin-lib or run avssm build-plugins")
     builder = trt.Builder(logger)
     flags = 0
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if strongly_typed is not None:  # TensorRT 10.x; 11.x is always strongly typed
-        flags |= 1 << int(strongly_typed)
+    if int(trt.__version__.split(".")[0]) < 11:  # 11.x is always strongly typed and deprecates the flag
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -158,7 +164,7 @@ class TensorRTBackend(Backend):
         super().__init__("tensorrt", "cuda", sidecar["avssm"], self.inputs[0],
                          trt.nptype(self.engine.get_tensor_dtype(self.inputs[0])), fixed, reason,
                          {"tensorrt": here_trt, "gpu": here_gpu, "engine": str(engine_path), "plugin_lib": plugin,
-                          "engine_device_memory_mib": self.engine.device_memory_size / 2**20})
+                          "engine_device_memory_mib": engine_device_memory_mib(self.engine)})
 
     def _buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self.buffers.get(name, (0, 0))
@@ -193,6 +199,6 @@ class TensorRTBackend(Backend):
 
     def memory(self) -> dict:
         free, total = _check(self.cudart.cudaMemGetInfo(), "cudaMemGetInfo")
-        return {"engine_device_memory_mib": self.engine.device_memory_size / 2**20,
+        return {"engine_device_memory_mib": engine_device_memory_mib(self.engine),
                 "io_buffers_mib": sum(size for _, size in self.buffers.values()) / 2**20,
                 "gpu_used_mib": (total - free) / 2**20}
