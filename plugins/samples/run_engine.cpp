@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -44,6 +45,14 @@ size_t elementSize(nvinfer1::DataType t) {
     }
 }
 
+bool parseSize(char const* text, int64_t& value) {
+    char* end = nullptr;
+    long long const parsed = std::strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || parsed < 1) return false;
+    value = parsed;
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,8 +60,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s model.engine [height width]\n", argv[0]);
         return 2;
     }
-    int64_t const height = argc > 3 ? std::stoll(argv[2]) : 1080;
-    int64_t const width = argc > 3 ? std::stoll(argv[3]) : 1920;
+    int64_t height = 1080, width = 1920;
+    if (argc > 3 && !(parseSize(argv[2], height) && parseSize(argv[3], width))) {
+        std::fprintf(stderr, "height and width must be positive integers, got '%s' '%s'\n", argv[2], argv[3]);
+        return 2;
+    }
     std::ifstream file(argv[1], std::ios::binary);
     if (!file) {
         std::fprintf(stderr, "engine %s: cannot be read\n", argv[1]);
