@@ -74,7 +74,7 @@ def run_cmd(
     source: Optional[str] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or image."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="ONNX file from `avssm export`, or a registered model name (PyTorch). "
-                                             "Default: vmamba_tiny_det, exported once into ~/.cache/avssm."),
+                                             "Default: the shipped trained vmamba_nano_det, exported once into ~/.cache/avssm."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, torch."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for the torch backend."),
     device: str = typer.Option("cpu", "--device", help="Device for the torch backend (cpu, cuda)."),

@@ -1,5 +1,6 @@
 """The command line as a user runs it: output, exit codes, one-line errors without tracebacks."""
 import json
+import os
 import subprocess
 import sys
 
@@ -15,6 +16,15 @@ def test_models_json_lists_counts():
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert rows["vmamba_tiny"]["params"] == 30249064 and rows["vim_tiny_det"]["task"] == "detection"
+
+
+def test_run_help_names_the_default_detector():
+    from avssm.runtime.pipeline import DEFAULT_MODEL
+
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--help"], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert f"Default: the shipped trained {DEFAULT_MODEL}" in r.stdout
 
 
 @pytest.fixture(scope="module")
