@@ -301,7 +301,7 @@ def calib_cmd(
     method: str = typer.Option("entropy", "--method", help="entropy, minmax or percentile."),
     op_types: Optional[str] = typer.Option(None, "--op-types", help="Comma-separated op types to quantize "
                                            "(default Conv,MatMul,Gemm)."),
-    keep: Optional[list[str]] = typer.Option(None, "--keep", help="Regex of node names kept in higher precision; "
+    keep: Optional[list[str]] = typer.Option(None, "--keep", help="Regex of node (or weight) names kept in higher precision; "
                                              "repeat; replaces the default list (scan, x_proj/dt_proj, head decode)."),
     resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WxH first (for fixed-size models)."),
     report: Optional[str] = typer.Option(None, "--report", help="Write the fidelity report (JSON) here."),

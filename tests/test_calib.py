@@ -48,17 +48,24 @@ def consumers_of_dq(model):
             and any(i in dq for i in n.input)]
 
 
-def test_qdq_on_convs_and_never_on_the_scan_or_sensitive_nodes(quantized):
+def test_qdq_on_convs_and_never_on_the_scan_or_sensitive_nodes(quantized, exported):
     tmp, reports = quantized
     portable = onnx.load(reports["portable"]["output"])
     consumers = consumers_of_dq(portable)
     assert sum(n.op_type == "Conv" for n in consumers) >= 20
     # ONNX Runtime hands the dequantized tensor to every consumer (Add, Reshape, ...); none is a sensitive op.
     assert not {n.op_type for n in consumers} & {"Scan", "Softplus", "Exp", "Einsum", "LayerNormalization"}
+    weights = {t.name for t in portable.graph.initializer}
     for node in consumers:
-        assert not any(re.search(p, node.name) for p in DEFAULT_KEEP), node.name
+        names = [node.name] + [i for i in node.input if i in weights]
+        assert not any(re.search(p, name) for p in DEFAULT_KEEP for name in names), node.name
     kept = reports["portable"]["kept_nodes"]
     assert any("cls_logits" in k for k in kept) and any("box_pred" in k for k in kept)
+    # VMamba's x_proj / dt_proj are MatMuls named after their module; their weights name them. 5 blocks, 2 each.
+    fp32 = onnx.load(exported[1]["portable"])
+    projections = [n.name for n in fp32.graph.node if n.op_type == "MatMul"
+                   and any(re.search(r"(x_proj|dt_projs)_weight", i) for i in n.input)]
+    assert len(projections) == 10 and set(projections) <= set(kept)
     plugin = onnx.load(reports["plugin"]["output"])
     scans = [n for n in plugin.graph.node if n.op_type == "SelectiveScan"]
     assert len(scans) == 5 and all(n.domain == "trt.plugins" for n in scans)  # depths 1+1+2+1

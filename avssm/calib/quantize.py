@@ -10,7 +10,7 @@ lowered, the lowered graph quantized with the scan excluded, and each lowering i
 original node again. Outside the scans both INT8 files carry the same Q/DQ pairs with the same scales.
 
 What is quantized (overridable): the ops in ``op_types`` (Conv, MatMul, Gemm: the compute) except nodes
-whose name matches a pattern in ``keep``: the scan and its lowering, the projections that produce delta,
+whose name, or the name of one of whose weights, matches a pattern in ``keep``: the scan and its lowering, the projections that produce delta,
 B and C (their outputs go through softplus and exp), and the head's final decode layers. Norms, softplus,
 exp and the rest are never in ``op_types``, so they stay in the model's precision.
 """
@@ -52,6 +52,14 @@ class QuantizeResult:
     quantized_nodes: list[str] = field(default_factory=list)   # nodes whose inputs got Q/DQ
     kept_nodes: list[str] = field(default_factory=list)        # candidates kept in higher precision
     portable_twin: str | None = None                            # the INT8 portable file (plugin input only)
+
+
+def keeps(node: onnx.NodeProto, patterns: list[re.Pattern], weights: set[str]) -> bool:
+    """True if a keep pattern matches the node's name or one of its weights' names: VMamba's per-direction
+    projections are MatMuls named after their module (``.../op/MatMul``), their weights after the parameter
+    (``...op.x_proj_weight``)."""
+    names = [node.name] + [i for i in node.input if i in weights]
+    return any(p.search(name) for p in patterns for name in names)
 
 
 def scan_node_names(model: onnx.ModelProto) -> list[str]:
@@ -171,9 +179,11 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     plugin_form = bool(scan_node_names(model))
     lowered = lower_selective_scan(model) if plugin_form else model
     patterns = [re.compile(p) for p in keep]
-    candidates = [n.name for n in lowered.graph.node if n.op_type in tuple(op_types)]
-    kept = [name for name in candidates if any(p.search(name) for p in patterns)]
-    to_quantize = [name for name in candidates if name not in set(kept)]
+    weights = {init.name for init in lowered.graph.initializer}
+    kept, to_quantize = [], []
+    for node in lowered.graph.node:
+        if node.op_type in tuple(op_types):
+            (kept if keeps(node, patterns, weights) else to_quantize).append(node.name)
     calibrate = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                  "percentile": CalibrationMethod.Percentile}[method]
     input_name = model.graph.input[0].name
