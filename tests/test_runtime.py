@@ -201,3 +201,16 @@ def test_capture_thread_failure_is_reported(tmp_path, onnx_model):
     with src:
         assert src.next() is None
     assert src.error and "capture failed" in src.error
+
+
+def test_default_model_is_exported_once_and_whole(tmp_path, monkeypatch):
+    from avssm.export import read_metadata
+    from avssm.runtime import default_model_file
+    from avssm.runtime.pipeline import DEFAULT_MODEL
+
+    monkeypatch.setenv("AVSSM_CACHE_DIR", str(tmp_path))
+    first = default_model_file()
+    stamp = first.stat().st_mtime_ns
+    assert default_model_file() == first and first.stat().st_mtime_ns == stamp  # reused, not exported again
+    assert read_metadata(first)["model"] == DEFAULT_MODEL
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [first.name]  # no partial export left behind

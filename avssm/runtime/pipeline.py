@@ -222,16 +222,19 @@ def default_model_file(progress=None) -> Path:
     ONNX file, exported once into the cache.
 
     Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
-    file is named by the checkpoint's content, so a new checkpoint is exported again.
+    file is named by the checkpoint and by the code that writes the graph (avssm/models, ops, export), so a
+    new checkpoint or a changed exporter is exported again instead of an old file being reused.
     """
     import hashlib
     import os
+    import tempfile
 
-    import avssm
-
-    weights = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()[:12]
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes())
+    for source in sorted(p for sub in ("models", "ops", "export") for p in (package / sub).rglob("*.py")):
+        digest.update(source.read_bytes())
     cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm")) / "models"
-    path = cache / f"{DEFAULT_MODEL}_{weights}_portable_dynamic_{avssm.__version__}.onnx"
+    path = cache / f"{DEFAULT_MODEL}_{digest.hexdigest()[:12]}_portable_dynamic.onnx"
     if path.is_file():
         return path
     try:
@@ -241,6 +244,9 @@ def default_model_file(progress=None) -> Path:
         raise AvssmError("no --model given and PyTorch is not installed to build the default detector; "
                          "pass --model FILE.onnx (from `avssm export`)") from None
     cache.mkdir(parents=True, exist_ok=True)
-    export_onnx(DEFAULT_MODEL, path, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920), dynamic=True,
-                scan_op="portable", progress=progress)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:  # an interrupted export leaves no file to reuse
+        partial = Path(tmp) / path.name
+        export_onnx(DEFAULT_MODEL, partial, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920),
+                    dynamic=True, scan_op="portable", progress=progress)
+        os.replace(partial, path)
     return path
