@@ -214,8 +214,8 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     Dims const& u = inputDesc[0].dims;
     Dims const& A = inputDesc[index(Role::kA)].dims;
     Dims const& B = inputDesc[index(Role::kB)].dims;
-    avssm_scan_params p{};
     if (u.d[0] == 0 || u.d[1] == 0 || u.d[2] == 0) return 0;  // an empty y: nothing to compute
+    avssm_scan_params p{};
     p.batch = u.d[0];
     p.dim = u.d[1];
     p.length = u.d[2];
