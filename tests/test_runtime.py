@@ -214,3 +214,25 @@ def test_default_model_is_exported_once_and_whole(tmp_path, monkeypatch):
     assert default_model_file() == first and first.stat().st_mtime_ns == stamp  # reused, not exported again
     assert read_metadata(first)["model"] == DEFAULT_MODEL
     assert [p.name for p in (tmp_path / "models").iterdir()] == [first.name]  # no partial export left behind
+
+
+def test_preprocess_normalizes_every_level_exactly():
+    from avssm.runtime.preprocess import DEFAULT_INPUT, preprocess
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    frame[0, :3] = [[0, 0, 0], [255, 255, 255], [10, 20, 30]]  # both ends of the range, and a known BGR pixel
+    rgb = frame[:, :, ::-1].astype(np.float32) * np.float32(1 / 255)
+    mean, std = (np.asarray(DEFAULT_INPUT[k], np.float32) for k in ("mean", "std"))
+    expected = ((rgb - mean) / std).transpose(2, 0, 1)[None]
+    for dtype in (np.float32, np.float16):
+        x = preprocess(frame, DEFAULT_INPUT, dtype)
+        assert x.dtype == dtype and x.shape == (1, 3, 37, 53) and x.flags["C_CONTIGUOUS"]
+        assert np.array_equal(x, expected.astype(dtype))
+    assert np.isclose(preprocess(frame)[0, 0, 0, 2], (30 / 255 - mean[0]) / std[0])  # channel 0 is red (BGR's last)
+    bgr_meta = {**DEFAULT_INPUT, "color": "BGR"}
+    assert np.isclose(preprocess(frame, bgr_meta)[0, 0, 0, 2], (10 / 255 - mean[0]) / std[0])
+    with pytest.raises(ValueError, match="expected uint8 pixels, got float32"):
+        preprocess(frame.astype(np.float32))
+    with pytest.raises(ValueError, match=r"expected \(H, W, 3\) BGR"):
+        preprocess(frame[:, :, 0])
