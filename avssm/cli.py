@@ -397,11 +397,14 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     console.print(f"ONNX Runtime: {o['version'] + ' ' + ', '.join(o['providers']) if o else 'not installed'}", markup=False)
     k = report["kernel_library"]
     console.print(f"CUDA kernel library: {k['path'] or 'not built (avssm build-plugins)'}"
-                  + (f" ({'loads' if k['loadable'] else 'does not load'})" if k['path'] else ""), markup=False)
+                  + (f" ({'loads' if k['loadable'] else 'does not load, or is an older build: avssm build-plugins'})"
+                     if k['path'] else ""), markup=False)
     p = report["trt_plugin_library"]
     state = "loads, exports the loader entry points" if p["ok"] else p["problem"]
     console.print(f"TensorRT plugin library: {p['path'] + ' (' + state + ')' if p['path'] else state}", markup=False)
-    console.print(f"CPU scan kernel: {'built' if report['cpu_scan_kernel'] else 'unavailable (no C compiler)'}", markup=False)
+    cpu = report["cpu_scan_kernel"]
+    console.print(f"CPU scan kernel: {'built' if cpu else 'no PyTorch (not needed to run engines)' if cpu is None else 'unavailable (no C compiler)'}",
+                  markup=False)
 
 
 def main() -> None:

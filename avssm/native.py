@@ -1,16 +1,25 @@
-"""Building and finding avssm's native libraries (plugins/): the CUDA kernels and the TensorRT plugin."""
+"""Building, finding and binding avssm's native libraries (plugins/): the CUDA kernels and the TensorRT plugin.
+
+Torch-free (ctypes only), so `avssm doctor` and the runtime work on a machine that only runs engines; the
+PyTorch op over the kernel library is avssm.ops.cuda_kernel.
+"""
 from __future__ import annotations
 
 import ctypes
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from avssm.errors import AvssmError
 
 PLUGIN_LIB = "libavssm_trt_plugin.so"
+KERNEL_LIB = "libavssm_kernels.so"
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "plugins"
+_kernel_lock = threading.Lock()
+_kernel_lib = None
+_kernel_searched = False
 
 
 def plugin_candidates() -> list[Path]:
@@ -35,6 +44,90 @@ def check_plugin_library(path: Path) -> str | None:
         return f"cannot be loaded: {e}"
     missing = [name for name in ("getCreators", "getPluginCreators", "setLoggerFinder") if not hasattr(lib, name)]
     return f"not an avssm TensorRT plugin (missing {', '.join(missing)})" if missing else None
+
+
+class ScanParams(ctypes.Structure):
+    """Mirror of avssm_scan_params in plugins/include/avssm/selective_scan.h."""
+
+    _fields_ = [
+        ("batch", ctypes.c_int64), ("dim", ctypes.c_int64), ("length", ctypes.c_int64),
+        ("dstate", ctypes.c_int64), ("groups", ctypes.c_int64), ("input_type", ctypes.c_int),
+        ("u", ctypes.c_void_p), ("delta", ctypes.c_void_p), ("A", ctypes.c_void_p), ("B", ctypes.c_void_p),
+        ("C", ctypes.c_void_p), ("D", ctypes.c_void_p), ("z", ctypes.c_void_p), ("delta_bias", ctypes.c_void_p),
+        ("delta_softplus", ctypes.c_int), ("y", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
+def kernel_candidates() -> list[Path]:
+    """Where the kernel library is looked for, in order."""
+    paths = []
+    if os.environ.get("AVSSM_KERNEL_LIB"):
+        paths.append(Path(os.environ["AVSSM_KERNEL_LIB"]))
+    if os.environ.get("AVSSM_PLUGIN_LIB"):
+        paths.append(Path(os.environ["AVSSM_PLUGIN_LIB"]).with_name(KERNEL_LIB))
+    package = Path(__file__).resolve().parent
+    return paths + [package / "lib" / KERNEL_LIB, SOURCE_DIR / "build" / KERNEL_LIB]
+
+
+def find_kernel_library() -> Path | None:
+    return next((p for p in kernel_candidates() if p.is_file()), None)
+
+
+def kernel_library() -> ctypes.CDLL | None:
+    """The found kernel library, loaded once (None if there is none, or it does not load)."""
+    global _kernel_lib, _kernel_searched
+    with _kernel_lock:
+        if not _kernel_searched:
+            _kernel_searched = True
+            path = find_kernel_library()
+            try:
+                _kernel_lib = load_kernel_library(path) if path else None
+            except (OSError, AttributeError):  # not loadable, or an older build without the whole C API
+                _kernel_lib = None
+        return _kernel_lib
+
+
+def load_kernel_library(path) -> ctypes.CDLL:
+    """Load a libavssm_kernels.so and declare the signatures of its C API."""
+    lib = ctypes.CDLL(str(path))
+    lib.avssm_selective_scan_fwd.restype = ctypes.c_int
+    lib.avssm_selective_scan_fwd.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_void_p]
+    lib.avssm_selective_scan_workspace_size.restype = ctypes.c_size_t
+    lib.avssm_selective_scan_workspace_size.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_int]
+    lib.avssm_selective_scan_plan.restype = ctypes.c_int
+    lib.avssm_selective_scan_plan.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                                              ctypes.POINTER(ctypes.c_int)]
+    return lib
+
+
+def _library_or_error(lib=None):
+    lib = lib or kernel_library()
+    if lib is None:
+        raise AvssmError(f"{KERNEL_LIB} not found or not loadable (avssm build-plugins)")
+    return lib
+
+
+def workspace_size(batch: int, dim: int, length: int, dstate: int, num_multiprocessors: int, lib=None) -> int:
+    """Bytes of workspace that let a call of this shape split long sequences on a GPU of that many
+    multiprocessors (avssm_selective_scan_workspace_size); ``lib`` as in scan_plan."""
+    return _library_or_error(lib).avssm_selective_scan_workspace_size(batch, dim, length, dstate, num_multiprocessors)
+
+
+def scan_plan(batch: int, dim: int, length: int, dstate: int, groups: int, num_multiprocessors: int,
+              workspace_bytes: int, lib=None) -> tuple[int, int]:
+    """(lanes per channel, segments per sequence) the kernel runs such a call with on a GPU of that many
+    multiprocessors, given that much workspace (avssm_selective_scan_plan: host code, no GPU needed).
+    ``lib``: a library from load_kernel_library (default: the one found)."""
+    # Only the pointers' presence matters to the plan: 1 stands for every required tensor.
+    params = ScanParams(batch, dim, length, dstate, groups, 0, 1, 1, 1, 1, 1, None, None, None, 0, 1,
+                        1 if workspace_bytes else None, workspace_bytes)
+    lanes, segments = ctypes.c_int(), ctypes.c_int()
+    plan = _library_or_error(lib).avssm_selective_scan_plan
+    if plan(ctypes.byref(params), num_multiprocessors, ctypes.byref(lanes), ctypes.byref(segments)) != 0:
+        raise ValueError(f"selective_scan plan: invalid shape batch {batch} dim {dim} L {length} N {dstate} "
+                         f"groups {groups}")
+    return lanes.value, segments.value
 
 
 def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None = None,
@@ -87,22 +180,25 @@ def doctor() -> dict:
         report["onnxruntime"] = {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
     except ImportError:
         report["onnxruntime"] = None
-    from avssm.ops import cpu_kernel
-    from avssm.ops.cuda_kernel import find_library
-
-    kernels = find_library()
+    kernels = find_kernel_library()
     report["kernel_library"] = {"path": str(kernels) if kernels else None,
                                 "loadable": _loads(kernels) if kernels else False}
     plugin = find_plugin_library()
     problem = check_plugin_library(plugin) if plugin else "not found (avssm build-plugins, or set AVSSM_PLUGIN_LIB)"
     report["trt_plugin_library"] = {"path": str(plugin) if plugin else None, "ok": problem is None, "problem": problem}
-    report["cpu_scan_kernel"] = cpu_kernel.available()
+    if report["torch"] is not None:  # the CPU kernel serves PyTorch's scan
+        from avssm.ops import cpu_kernel
+
+        report["cpu_scan_kernel"] = cpu_kernel.available()
+    else:
+        report["cpu_scan_kernel"] = None
     return report
 
 
 def _loads(path: Path) -> bool:
+    """The library loads and has this version's whole C API (an older build lacks functions)."""
     try:
-        ctypes.CDLL(str(path))
+        load_kernel_library(path)
         return True
-    except OSError:
+    except (OSError, AttributeError):
         return False

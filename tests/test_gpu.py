@@ -58,6 +58,7 @@ def test_tiny_detector_cuda_matches_cpu_at_1080p(name):
 
 # ------------------------------------------------------------------------------ the CUDA kernel (plugins/)
 
+from avssm import native  # noqa: E402
 from avssm.ops import cuda_kernel  # noqa: E402
 
 needs_kernel = pytest.mark.skipif(not cuda_kernel.available(),
@@ -147,3 +148,27 @@ def test_detector_through_kernel_matches_pytorch_path(name, monkeypatch):
         monkeypatch.setenv("AVSSM_CUDA_KERNEL", "0")
         boxes_p, scores_p = model(x)
     assert rel_err(scores_k.cpu(), scores_p.cpu()) < 1e-4 and rel_err(boxes_k.cpu(), boxes_p.cpu()) < 1e-4
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [1, 16])
+def test_cuda_kernel_split_within_a_smaller_workspace(n):
+    # A workspace sized for a smaller GPU (a TensorRT engine built elsewhere): fewer segments, same result.
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    batch, dim, length = 1, 8, 100_000
+    full = native.workspace_size(batch, dim, length, n, sms)
+    _, segments = native.scan_plan(batch, dim, length, n, 1, sms, full)
+    small = segments // 2 * batch * dim * n * 8  # room for half the segments' (decay, state) pairs
+    _, fewer = native.scan_plan(batch, dim, length, n, 1, sms, small)
+    assert segments >= 4 and fewer == segments // 2
+    g = torch.Generator().manual_seed(4)
+    u, delta = torch.randn(batch, dim, length, generator=g), torch.randn(batch, dim, length, generator=g)
+    A = -torch.exp(torch.randn(dim, n, generator=g))
+    B, C = torch.randn(batch, 1, n, length, generator=g), torch.randn(batch, 1, n, length, generator=g)
+    ref = selective_scan_ref(u, delta, A, B, C, delta_softplus=True)
+    # Guard bytes past the given size must stay untouched.
+    scratch = torch.full((small + 4096,), 0xA5, dtype=torch.uint8, device="cuda")
+    out = cuda_kernel.selective_scan_cuda(u.cuda(), delta.cuda(), A.cuda(), B.cuda(), C.cuda(), delta_softplus=True,
+                                          workspace=scratch[:small])
+    assert rel_err(out.cpu(), ref) < 1e-5
+    assert bool((scratch[small:] == 0xA5).all())

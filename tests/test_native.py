@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from avssm.native import PLUGIN_LIB, build_plugins, check_plugin_library
-from avssm.ops.cuda_kernel import ScanParams
+from avssm.native import (PLUGIN_LIB, ScanParams, build_plugins, check_plugin_library, load_kernel_library,
+                          scan_plan, workspace_size)
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
 needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs nvcc and cmake")
@@ -89,26 +89,17 @@ def test_plugin_api_without_an_engine(build, tmp_path):
     assert "createPlugin: no fields given" in r.stderr
 
 
-def scan_plan(lib, batch, dim, length, dstate, groups, sms, workspace_bytes):
-    """(rc, lanes per channel, segments) of avssm_selective_scan_plan; only pointers' presence matters to it."""
-    fn = lib.avssm_selective_scan_plan
-    fn.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
-    params = ScanParams(batch, dim, length, dstate, groups, 0, 1, 1, 1, 1, 1, None, None, None, 0, 1,
-                        1 if workspace_bytes else None, workspace_bytes)
-    lanes, segments = ctypes.c_int(), ctypes.c_int()
-    rc = fn(ctypes.byref(params), sms, ctypes.byref(lanes), ctypes.byref(segments))
-    return rc, lanes.value, segments.value
-
-
 @needs_tools
 def test_scan_plan_stays_within_its_workspace(build):
     """The split plan is host code, so it runs here: whatever the GPU, a call never uses more workspace
     than it is given (a TensorRT engine sizes its workspace on the GPU it is built on, then may run on a
     larger one), and the workspace for a profile's largest shape covers every smaller one."""
     out, _ = build
-    lib = ctypes.CDLL(str(out / "libavssm_kernels.so"))
-    size = lib.avssm_selective_scan_workspace_size
-    size.restype, size.argtypes = ctypes.c_size_t, [ctypes.c_int64] * 4 + [ctypes.c_int]
+    lib = load_kernel_library(out / "libavssm_kernels.so")
+
+    def size(*shape_and_sms):
+        return workspace_size(*shape_and_sms, lib=lib)
+
     split = 0
     for batch, dim, length, dstate, groups in [(1, 768, 130_560, 16, 1), (1, 192, 129_600, 16, 4),
                                                (8, 3072, 130_560, 16, 1), (1, 48, 129_600, 1, 4),
@@ -120,18 +111,19 @@ def test_scan_plan_stays_within_its_workspace(build):
             for smaller in [(batch // 2, dim, length), (batch, dim // 2, length), (batch, dim, length // 2)]:
                 assert size(*smaller, dstate, sms) <= given
             for run_sms in (sms, 2 * sms, 4 * sms):
-                rc, lanes, segments = scan_plan(lib, batch, dim, length, dstate, groups, run_sms, given)
-                assert rc == 0 and lanes in ((1, 2) if dstate == 16 else (1,))
+                lanes, segments = scan_plan(batch, dim, length, dstate, groups, run_sms, given, lib)
+                assert lanes in ((1, 2) if dstate == 16 else (1,))
                 assert segments == 1 or segments * row_bytes <= given, (batch, dim, length, dstate, sms, run_sms)
                 split += segments > 1
-            assert scan_plan(lib, batch, dim, length, dstate, groups, sms, 0)[2] == 1  # no workspace: no split
+            assert scan_plan(batch, dim, length, dstate, groups, sms, 0, lib)[1] == 1  # no workspace: no split
     assert split > 0  # batch-1 sequences do get split when the workspace allows
-    # VMamba-T stage 1 at 1080p, N = 16 on an H100: split (the first pass runs); fewer segments in half the workspace.
+    # VMamba-T stage 1 at 1080p, N = 16 on an H100: split (the first pass runs); fewer segments in a quarter of the workspace.
     full = size(1, 768, 130_560, 16, 132)
-    _, _, segments = scan_plan(lib, 1, 768, 130_560, 16, 1, 132, full)
-    _, _, fewer = scan_plan(lib, 1, 768, 130_560, 16, 1, 132, full // 4)
+    _, segments = scan_plan(1, 768, 130_560, 16, 1, 132, full, lib)
+    _, fewer = scan_plan(1, 768, 130_560, 16, 1, 132, full // 4, lib)
     assert segments > fewer > 1 and fewer * 768 * 16 * 8 <= full // 4
-    assert scan_plan(lib, 1, 768, 130_560, 16, 5, 132, full)[0] == 1  # dim % groups != 0: cudaErrorInvalidValue
+    with pytest.raises(ValueError, match="invalid shape"):  # dim % groups != 0
+        scan_plan(1, 768, 130_560, 16, 5, 132, full, lib)
 
 
 def test_check_plugin_library_rejects_other_libraries():
@@ -163,3 +155,15 @@ def test_doctor_reports_without_gpu():
 
     report = json.loads(r.stdout)
     assert {"torch", "tensorrt", "onnxruntime", "kernel_library", "trt_plugin_library", "cpu_scan_kernel"} <= set(report)
+
+
+def test_doctor_runs_without_torch():
+    # A Jetson that only runs engines has no PyTorch; doctor is what it runs first.
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['avssm', 'doctor', '--json']\n"
+            "from avssm.cli import main; main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    report = json.loads(r.stdout)
+    assert report["torch"] is None and report["cpu_scan_kernel"] is None and "kernel_library" in report
