@@ -413,6 +413,12 @@ def main() -> None:
     except AvssmError as e:
         print(f"avssm: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        print("avssm: error: this command needs PyTorch (pip install torch); running exported files does not "
+              "(avssm run --model FILE.onnx, avssm calib, avssm build, avssm doctor)", file=sys.stderr)
+        sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):

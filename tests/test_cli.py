@@ -94,3 +94,27 @@ def test_build_path_imports_without_torch():
             "import avssm.runtime.tensorrt_backend, avssm.runtime.metadata, avssm.runtime.backends\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def without_torch(*args):
+    code = "import sys; sys.modules['torch'] = None; sys.argv = ['avssm'] + sys.argv[1:]\nfrom avssm.cli import main; main()\n"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_exported_model_runs_without_torch(tmp_path, frame_png):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
+    model.model_name = "vim_tiny_det"
+    export_onnx(model, tmp_path / "det.onnx", input_size=(64, 64), scan_op="portable")
+    r = without_torch("run", "--model", str(tmp_path / "det.onnx"), "--source", frame_png, "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["frames"]["processed"] == 1 and "torch" not in report["environment"]
+
+
+def test_commands_that_need_torch_say_so_in_one_line():
+    r = without_torch("models")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "needs PyTorch" in r.stderr

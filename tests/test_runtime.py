@@ -236,3 +236,13 @@ def test_preprocess_normalizes_every_level_exactly():
         preprocess(frame.astype(np.float32))
     with pytest.raises(ValueError, match=r"expected \(H, W, 3\) BGR"):
         preprocess(frame[:, :, 0])
+
+
+@pytest.mark.parametrize("warmup", [1, 3])
+def test_single_image_is_timed_after_its_warm_up(tmp_path, onnx_model, warmup):
+    image, jsonl = tmp_path / "frame.png", tmp_path / "dets.jsonl"
+    cv2.imwrite(str(image), render_scene(1, 96, 160)[0])
+    report = run(str(onnx_model), str(image), warmup=warmup, score_threshold=0.0, jsonl=str(jsonl))
+    assert report["frames"] == {"processed": 1, "warmup": warmup, "captured": 1, "dropped": 0}
+    assert report["error"] is None and report["latency_ms"]["inference"]["p50"] > 0
+    assert len(jsonl.read_text().splitlines()) == 1  # the frame's detections once, not once per pass

@@ -141,40 +141,54 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
     error = None
     rss_after_warmup = None
     t_start = None
+
+    def step(frame, t_wait: float, captured_at: float, sink: bool = True) -> None:
+        """One frame through preprocess, inference, postprocess and the sinks; timed after the warm-up."""
+        nonlocal processed, warmed, t_start, rss_after_warmup
+        t0 = time.perf_counter()
+        _check_frame_fits(be, frame.image, source)
+        x = preprocess(frame.image, meta["input"], be.input_dtype)
+        t1 = time.perf_counter()
+        out = be.infer(x)
+        t2 = time.perf_counter()
+        dets = postprocess(out["boxes"][0], out["scores"][0], class_names, score_threshold, iou_threshold)
+        t3 = time.perf_counter()
+        if warmed < warmup:
+            warmed += 1
+        else:
+            if t_start is None:
+                t_start = t_wait
+                rss_after_warmup = rep.rss_mib()
+            processed += 1
+            times.add("capture_wait", t0 - t_wait)
+            times.add("preprocess", t1 - t0)
+            times.add("inference", t2 - t1)
+            times.add("postprocess", t3 - t2)
+            times.add("end_to_end", t3 - captured_at)
+        if sink:
+            fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
+            sinks.write(frame, dets, fps)
+            if on_frame is not None:
+                on_frame(frame, dets)
+
+    last = None
     try:
         with src:
             while True:
                 t_wait = time.perf_counter()
                 frame = src.next()
-                t0 = time.perf_counter()
                 if frame is None:
                     error = src.error
                     break
-                _check_frame_fits(be, frame.image, source)
-                x = preprocess(frame.image, meta["input"], be.input_dtype)
-                t1 = time.perf_counter()
-                out = be.infer(x)
-                t2 = time.perf_counter()
-                dets = postprocess(out["boxes"][0], out["scores"][0], class_names, score_threshold, iou_threshold)
-                t3 = time.perf_counter()
-                if warmed < warmup:
-                    warmed += 1
-                else:
-                    if t_start is None:
-                        t_start = t_wait
-                        rss_after_warmup = rep.rss_mib()
-                    processed += 1
-                    times.add("capture_wait", t0 - t_wait)
-                    times.add("preprocess", t1 - t0)
-                    times.add("inference", t2 - t1)
-                    times.add("postprocess", t3 - t2)
-                    times.add("end_to_end", t3 - frame.captured_at)
-                fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
-                sinks.write(frame, dets, fps)
-                if on_frame is not None:
-                    on_frame(frame, dets)
+                last = frame
+                step(frame, t_wait, frame.captured_at)
                 if max_frames and processed >= max_frames:
                     break
+        # A source no longer than the warm-up (one image): its last frame again, until one run is timed;
+        # the sinks have it already.
+        while processed == 0 and last is not None and error is None:
+            t_again = time.perf_counter()
+            step(last, t_again, t_again, sink=False)
     except KeyboardInterrupt:
         error = "interrupted (Ctrl-C)"
     except AvssmError as e:

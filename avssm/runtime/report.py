@@ -104,8 +104,8 @@ def environment(backend_info: dict | None = None) -> dict:
         env["tensorrt"] = tensorrt.__version__
     except ImportError:
         pass
-    if "torch" in sys.modules:  # only report torch when the backend already loaded it
-        torch = sys.modules["torch"]
+    torch = sys.modules.get("torch")  # only report torch when the backend already loaded it
+    if torch is not None:
         env["torch"] = torch.__version__
         if torch.cuda.is_available():
             env["gpu"] = torch.cuda.get_device_name()
