@@ -10,6 +10,7 @@ L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
   both measured here: a device-to-device copy for the bandwidth, a jiterator kernel doing 256 exp2 per
   element for the exponential rate; efficiency = roofline / time (target >= 0.7 on large sizes);
 * speed-up over the chunked PyTorch path on the same shape (target >= 10x);
+* the plan the kernel ran (lanes per channel, segments per sequence: avssm.native.scan_plan);
 then the tiny detectors' forward at 1920x1080 with and without the kernel.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ import os
 
 import torch
 
+from avssm import native
 from avssm.models import create_model
 from avssm.ops import cuda_kernel, selective_scan_chunked
 
@@ -99,16 +101,19 @@ def main() -> None:
                                                                               delta_softplus=True), 3)
                 except torch.OutOfMemoryError:  # the PyTorch path's chunk intermediates; the kernel needs none
                     torch.cuda.empty_cache()
+            sms = torch.cuda.get_device_properties(0).multi_processor_count
+            lanes, segments = native.scan_plan(b, d, L, n, 1, sms, native.workspace_size(b, d, L, n, sms))
             nbytes = (3 * b * d * L + 2 * b * n * L) * dtype.itemsize
             roofline = max(nbytes / bw, b * d * L * n / exps)
             rows.append({"dtype": str(dtype).split(".")[-1], "batch": b, "dim": d, "L": L, "N": n,
                          "kernel_ms": kernel * 1e3, "GBps": nbytes / kernel / 1e9, "roofline_ms": roofline * 1e3,
-                         "efficiency": roofline / kernel, "pytorch_ms": torch_path * 1e3, "speedup": torch_path / kernel})
+                         "efficiency": roofline / kernel, "pytorch_ms": torch_path * 1e3, "speedup": torch_path / kernel,
+                         "lanes_per_channel": lanes, "segments": segments})
             r = rows[-1]
             if not args.json:
                 print(f"{r['dtype']:<8} b{b} d{d} L{L} N{n}: kernel {r['kernel_ms']:8.3f} ms {r['GBps']:7.0f} GB/s, roofline "
                       f"{r['roofline_ms']:8.3f} ms (efficiency {r['efficiency']:.2f}), PyTorch {r['pytorch_ms']:8.1f} ms "
-                      f"(x{r['speedup']:.0f})", flush=True)
+                      f"(x{r['speedup']:.0f}), plan {lanes} lane(s)/channel x {segments} segment(s)", flush=True)
     detectors = {}
     for name in () if args.kernel_only else ("vmamba_tiny_det", "vim_tiny_det"):
         model = create_model(name).eval().cuda()
