@@ -41,10 +41,13 @@ std::string dimsText(Dims const& dims) {
     return text + ")";
 }
 
+// Extents agree unless both are known and differ: at build time -1 stands for a dynamic dimension.
+bool agree(int64_t a, int64_t b) noexcept { return a < 0 || b < 0 || a == b; }
+
 bool sameDims(Dims const& a, Dims const& b) noexcept {
     if (a.nbDims != b.nbDims) return false;
     for (int32_t i = 0; i < a.nbDims; ++i) {
-        if (a.d[i] != b.d[i]) return false;
+        if (!agree(a.d[i], b.d[i])) return false;
     }
     return true;
 }
@@ -111,12 +114,17 @@ int32_t SelectiveScanPlugin::configurePlugin(DynamicPluginTensorDesc const* in, 
                  std::to_string(nbInputs) + " and " + std::to_string(nbOutputs));
         return -1;
     }
-    if (in[index(Role::kU)].desc.dims.nbDims != 3 || in[index(Role::kA)].desc.dims.nbDims != 2 ||
-        in[index(Role::kB)].desc.dims.nbDims != 4 || in[index(Role::kC)].desc.dims.nbDims != 4) {
-        logError("u must be 3-D (batch, dim, L), A 2-D (dim, N), B and C 4-D (batch, groups, N, L)");
-        return -1;
+    // The network's shapes, dynamic dimensions as -1: a mismatch fails the build with its message.
+    try {
+        std::vector<Dims> dims;
+        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(in[i].desc.dims);
+        std::string const problem = shapeProblem(dims.data());
+        if (problem.empty()) return 0;
+        logError("inconsistent input shapes: " + problem);
+    } catch (std::exception const& e) {
+        logError(std::string("configurePlugin failed: ") + e.what());
     }
-    return 0;
+    return -1;
 }
 
 int32_t SelectiveScanPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
@@ -161,23 +169,26 @@ size_t SelectiveScanPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inpu
 
 char const* SelectiveScanPlugin::getTimingCacheID() noexcept { return mTimingCacheId.c_str(); }
 
-std::string SelectiveScanPlugin::shapeProblem(PluginTensorDesc const* in) const {
-    Dims const& u = in[index(Role::kU)].dims;
-    Dims const& A = in[index(Role::kA)].dims;
-    Dims const& B = in[index(Role::kB)].dims;
+std::string SelectiveScanPlugin::shapeProblem(Dims const* dims) const {
+    Dims const& u = dims[index(Role::kU)];
+    Dims const& A = dims[index(Role::kA)];
+    Dims const& B = dims[index(Role::kB)];
     if (u.nbDims != 3) return "u must be (batch, dim, L), got " + dimsText(u);
-    if (A.nbDims != 2 || A.d[0] != u.d[1] || A.d[1] < 1 || A.d[1] > AVSSM_SCAN_MAX_STATE) {
-        return "A must be (dim, N) with dim " + std::to_string(u.d[1]) + " (u's) and 1 <= N <= " +
+    int64_t const dim = u.d[1], N = A.nbDims == 2 ? A.d[1] : -1;
+    if (A.nbDims != 2 || !agree(A.d[0], dim) || (N >= 0 && (N < 1 || N > AVSSM_SCAN_MAX_STATE))) {
+        return "A must be (dim, N) with dim " + std::to_string(dim) + " (u's) and 1 <= N <= " +
                std::to_string(AVSSM_SCAN_MAX_STATE) + ", got " + dimsText(A);
     }
-    if (B.nbDims != 4 || B.d[0] != u.d[0] || B.d[1] < 1 || u.d[1] % B.d[1] != 0 || B.d[2] != A.d[1] || B.d[3] != u.d[2]) {
+    int64_t const groups = B.nbDims == 4 ? B.d[1] : -1;
+    bool const divides = groups < 0 || dim < 0 || (groups >= 1 && dim % groups == 0);
+    if (B.nbDims != 4 || !agree(B.d[0], u.d[0]) || !divides || !agree(B.d[2], N) || !agree(B.d[3], u.d[2])) {
         return "B must be (batch, groups, N, L) = (" + std::to_string(u.d[0]) + ", a divisor of " +
-               std::to_string(u.d[1]) + ", " + std::to_string(A.d[1]) + ", " + std::to_string(u.d[2]) + "), got " +
+               std::to_string(dim) + ", " + std::to_string(N) + ", " + std::to_string(u.d[2]) + "), got " +
                dimsText(B);
     }
     Dims vector;  // (dim,): D and delta_bias
     vector.nbDims = 1;
-    vector.d[0] = u.d[1];
+    vector.d[0] = dim;
     struct Expected {
         Role role;
         char const* name;
@@ -186,8 +197,8 @@ std::string SelectiveScanPlugin::shapeProblem(PluginTensorDesc const* in) const 
     for (Expected const& e : {Expected{Role::kDelta, "delta", u}, Expected{Role::kC, "C", B}, Expected{Role::kD, "D", vector},
                               Expected{Role::kZ, "z", u}, Expected{Role::kDeltaBias, "delta_bias", vector}}) {
         int32_t const i = index(e.role);
-        if (i >= 0 && !sameDims(in[i].dims, e.dims)) {
-            return std::string(e.name) + " must be " + dimsText(e.dims) + ", got " + dimsText(in[i].dims);
+        if (i >= 0 && !sameDims(dims[i], e.dims)) {
+            return std::string(e.name) + " must be " + dimsText(e.dims) + ", got " + dimsText(dims[i]);
         }
     }
     return {};
@@ -199,7 +210,9 @@ int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t n
                                            int32_t nbOutputs) noexcept {
     if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
     try {
-        std::string const problem = shapeProblem(in);
+        std::vector<Dims> dims;
+        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(in[i].dims);
+        std::string const problem = shapeProblem(dims.data());
         if (problem.empty()) return 0;
         logError("inconsistent input shapes: " + problem);
     } catch (std::exception const& e) {

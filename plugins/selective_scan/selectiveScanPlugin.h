@@ -70,7 +70,8 @@ public:
 
 private:
     int32_t index(Role role) const noexcept;  // input index of a role, -1 if absent
-    std::string shapeProblem(nvinfer1::PluginTensorDesc const* in) const;  // empty if the inputs' shapes agree
+    // Empty if the inputs' shapes (input order; -1 for a dynamic extent at build time) agree, else what is wrong.
+    std::string shapeProblem(nvinfer1::Dims const* dims) const;
     int32_t nbInputs() const noexcept { return static_cast<int32_t>(mRoles.size()); }
 
     ScanAttributes mAttrs;

@@ -245,6 +245,22 @@ int main(int argc, char** argv) {
                                  DataType::kBF16, DataType::kFLOAT, DataType::kBF16, DataType::kFLOAT};
     check(build->getOutputDataTypes(&outType, 1, inTypes, 8) == 0 && outType == DataType::kBF16, "y has u's dtype");
 
+    // Build-time shapes (configurePlugin), dynamic extents as -1: consistent ones pass, a mismatch of known
+    // extents fails the build with a message naming the tensor.
+    check(build->configurePlugin(dyn.data(), 8, &dynOut, 1) == 0, "configurePlugin: static consistent shapes");
+    std::vector<DynamicPluginTensorDesc> dynamicShapes = dyn;
+    for (int pos : {0, 1, 6}) dynamicShapes[pos].desc.dims = dims({-1, d, -1});
+    for (int pos : {3, 4}) dynamicShapes[pos].desc.dims = dims({-1, g, N, -1});
+    dynamicShapes[1].desc.dims = dims({1, d, -1});  // one tensor more static than the others is not a mismatch
+    check(build->configurePlugin(dynamicShapes.data(), 8, &dynOut, 1) == 0, "configurePlugin: dynamic batch and L");
+    dynamicShapes[5].desc.dims = dims({d + 1});
+    check(build->configurePlugin(dynamicShapes.data(), 8, &dynOut, 1) == -1 && log.lastMentions("D must be"),
+          "configurePlugin: a D of the wrong length fails the build, naming D");
+    dynamicShapes[5].desc.dims = dims({d});
+    for (int pos : {3, 4}) dynamicShapes[pos].desc.dims = dims({-1, 5, N, -1});
+    check(build->configurePlugin(dynamicShapes.data(), 8, &dynOut, 1) == -1 && log.lastMentions("B must be"),
+          "configurePlugin: groups that do not divide dim fail the build, naming B");
+
     // Runtime shapes: consistent ones pass; each inconsistency fails with a message naming the tensor.
     check(runtime->onShapeChange(in.data(), 8, &out, 1) == 0, "consistent shapes accepted");
     struct Bad {
