@@ -115,16 +115,9 @@ int32_t SelectiveScanPlugin::configurePlugin(DynamicPluginTensorDesc const* in, 
         return -1;
     }
     // The network's shapes, dynamic dimensions as -1: a mismatch fails the build with its message.
-    try {
-        std::vector<Dims> dims;
-        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(in[i].desc.dims);
-        std::string const problem = shapeProblem(dims.data());
-        if (problem.empty()) return 0;
-        logError("inconsistent input shapes: " + problem);
-    } catch (std::exception const& e) {
-        logError(std::string("configurePlugin failed: ") + e.what());
-    }
-    return -1;
+    Dims dims[kMaxInputs];
+    for (int32_t i = 0; i < nbInputs; ++i) dims[i] = in[i].desc.dims;
+    return checkShapes(dims);
 }
 
 int32_t SelectiveScanPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
@@ -204,21 +197,25 @@ std::string SelectiveScanPlugin::shapeProblem(Dims const* dims) const {
     return {};
 }
 
+int32_t SelectiveScanPlugin::checkShapes(Dims const* dims) const noexcept {
+    try {
+        std::string const problem = shapeProblem(dims);
+        if (problem.empty()) return 0;
+        logError("inconsistent input shapes: " + problem);
+    } catch (std::exception const& e) {
+        logError(std::string("shape check failed: ") + e.what());
+    }
+    return -1;
+}
+
 // Runtime shapes are checked here, once per shape, so that a malformed network fails with a message
 // instead of the kernel reading past a tensor.
 int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/,
                                            int32_t nbOutputs) noexcept {
     if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
-    try {
-        std::vector<Dims> dims;
-        for (int32_t i = 0; i < nbInputs; ++i) dims.push_back(in[i].dims);
-        std::string const problem = shapeProblem(dims.data());
-        if (problem.empty()) return 0;
-        logError("inconsistent input shapes: " + problem);
-    } catch (std::exception const& e) {
-        logError(std::string("onShapeChange failed: ") + e.what());
-    }
-    return -1;
+    Dims dims[kMaxInputs];
+    for (int32_t i = 0; i < nbInputs; ++i) dims[i] = in[i].dims;
+    return checkShapes(dims);
 }
 
 int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,

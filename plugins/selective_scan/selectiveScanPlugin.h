@@ -28,6 +28,7 @@ struct ScanAttributes {
 
 // What each plugin input is, in node order: u, delta, A, B, C, then D, z, delta_bias as present.
 enum class Role { kU, kDelta, kA, kB, kC, kD, kZ, kDeltaBias };
+constexpr int32_t kMaxInputs = 8;
 
 class SelectiveScanPlugin : public nvinfer1::IPluginV3,
                             public nvinfer1::IPluginV3OneCore,
@@ -72,6 +73,7 @@ private:
     int32_t index(Role role) const noexcept;  // input index of a role, -1 if absent
     // Empty if the inputs' shapes (input order; -1 for a dynamic extent at build time) agree, else what is wrong.
     std::string shapeProblem(nvinfer1::Dims const* dims) const;
+    int32_t checkShapes(nvinfer1::Dims const* dims) const noexcept;  // 0, or -1 with shapeProblem logged
     int32_t nbInputs() const noexcept { return static_cast<int32_t>(mRoles.size()); }
 
     ScanAttributes mAttrs;
