@@ -10,9 +10,10 @@ lowered, the lowered graph quantized with the scan excluded, and each lowering i
 original node again. Outside the scans both INT8 files carry the same Q/DQ pairs with the same scales.
 
 What is quantized (overridable): the ops in ``op_types`` (Conv, MatMul, Gemm: the compute) except nodes
-whose name, or the name of one of whose weights, matches a pattern in ``keep``: the scan and its lowering, the projections that produce delta,
-B and C (their outputs go through softplus and exp), and the head's final decode layers. Norms, softplus,
-exp and the rest are never in ``op_types``, so they stay in the model's precision.
+whose name, or the name of one of whose weights, matches a pattern in ``keep``: the scan and its lowering,
+the projections that produce delta, B and C (their outputs go through softplus and exp), and the head's
+final decode layers. Norms, softplus, exp and the rest are never in ``op_types``, so they stay in the
+model's precision.
 """
 from __future__ import annotations
 
