@@ -74,6 +74,7 @@ def main() -> None:
     if not cuda_kernel.available():
         raise SystemExit("needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins)")
     bw, exps = peak_bandwidth(), exp_rate()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     shapes = [(b, d, L, n) for b in (1, 8) for d in (768, 3072) for L in (4096, 130_560) for n in (1, 16)]
     if args.quick:
@@ -101,7 +102,6 @@ def main() -> None:
                                                                               delta_softplus=True), 3)
                 except torch.OutOfMemoryError:  # the PyTorch path's chunk intermediates; the kernel needs none
                     torch.cuda.empty_cache()
-            sms = torch.cuda.get_device_properties(0).multi_processor_count
             lanes, segments = native.scan_plan(b, d, L, n, 1, sms, native.workspace_size(b, d, L, n, sms))
             nbytes = (3 * b * d * L + 2 * b * n * L) * dtype.itemsize
             roofline = max(nbytes / bw, b * d * L * n / exps)

@@ -118,3 +118,11 @@ def test_commands_that_need_torch_say_so_in_one_line():
     r = without_torch("models")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "needs PyTorch" in r.stderr
+
+
+def test_doctor_runs_without_torch():
+    # A Jetson that only runs engines has no PyTorch; doctor is what it runs first.
+    r = without_torch("doctor", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["torch"] is None and report["cpu_scan_kernel"] is None and "kernel_library" in report
