@@ -125,6 +125,39 @@ def test_portable_scan_is_safe_on_long_sequences(tmp_path):
     assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-4
 
 
+@pytest.mark.parametrize("nstate,groups,gated,chunk", [(1, 4, False, 16), (1, 1, True, 8), (16, 2, True, 16),
+                                                        (16, 1, False, 256)])
+def test_portable_lowering_matches_the_reference(tmp_path, nstate, groups, gated, chunk):
+    """Each form of the lowering (N = 1 with precomputed decays, N > 1 computing them per step), with L
+    not a multiple of the chunk (padding), several chunks (the carry), one chunk, grouped B/C and the gate."""
+    class Scan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.A = torch.nn.Parameter(-torch.exp(torch.randn(8, nstate)))
+            self.D = torch.nn.Parameter(torch.randn(8))
+            self.bias = torch.nn.Parameter(torch.randn(8))
+
+        def forward(self, u, delta, B, C, z):
+            return selective_scan(u, delta, self.A, B, C, D=self.D, z=z if gated else None, delta_bias=self.bias,
+                                  delta_softplus=True)
+
+    m = Scan()
+    L = 203
+    args = (torch.randn(2, 8, L), torch.randn(2, 8, L), torch.randn(2, groups, nstate, L),
+            torch.randn(2, groups, nstate, L), torch.randn(2, 8, L))
+    names = ["u", "delta", "B", "C", "z"]
+    path = str(tmp_path / "s.onnx")
+    torch.onnx.export(m, args, path, dynamo=False, opset_version=17, input_names=names)
+    lowered = lower_selective_scan(onnx.load(path), chunk=chunk)
+    assert not [n for n in lowered.graph.node if n.op_type == "SelectiveScan"]
+    sess = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {k: v.numpy() for k, v in zip(names, args) if k in {i.name for i in sess.get_inputs()}}
+    out = sess.run(None, feeds)[0]
+    ref = selective_scan_ref(*args[:2], m.A.detach(), *args[2:4], D=m.D.detach(), z=args[4] if gated else None,
+                             delta_bias=m.bias.detach(), delta_softplus=True).numpy()
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 1e-5
+
+
 def test_real_tiny_detector_portable(tmp_path):
     result = export_onnx("vmamba_tiny_det", tmp_path / "t.onnx", input_size=(128, 192), scan_op="portable", verify=True)
     assert_verified(result, 1e-4)

@@ -1,18 +1,24 @@
 """Lower every ``SelectiveScan`` node to standard ONNX ops (the portable form).
 
-The lowering is the chunked scan of avssm/ops/selective_scan.py written as an ONNX graph:
+The lowering is a chunked scan written as an ONNX graph:
 
 1. the sequence is padded to a multiple of ``chunk`` tokens (padding has delta 0, so it changes nothing)
    and cut into chunks;
 2. a ``Scan`` over the ``chunk`` steps runs every chunk from a zero state at once, giving each chunk's
-   local output and end state;
+   end state;
 3. a ``Scan`` over the chunks carries the state across chunk boundaries (decay = exp(A * sum of the
-   chunk's deltas));
-4. a ``Scan`` over the steps adds each chunk's incoming state, decayed by exp(A * cumulative delta).
+   chunk's deltas)), giving the state that enters each chunk;
+4. a second ``Scan`` over the steps runs every chunk again from the state that enters it, now writing
+   the output.
+
+Step 4 repeats step 2's recurrence rather than correcting a zero-state output afterwards: the correction
+(exp(A * cumulative delta) applied to the incoming state, then read out) costs as many ops per step,
+and the rerun needs no final addition. With N = 1 (VMamba v2) the per-step decays and inputs are as
+small as delta itself, so both passes read them precomputed and each step is a multiply and an add.
 
 Every exponent is A times a sum of non-negative deltas, so nothing overflows for any L; softplus is
-thresholded at 20 as in mamba_ssm. Math and state are fp32 whatever the node's dtype; the output is
-cast back to u's dtype.
+log(1 + exp(x)) in a form that cannot overflow. Math and state are fp32 whatever the node's dtype; the
+output is cast back to u's dtype.
 """
 from __future__ import annotations
 
@@ -130,20 +136,10 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     # States are (b, g, p, N, c); with N == 1 the N axis is dropped: states are (b, g, p, c) and
     # B/C slices (b, g, 1, c) broadcast over p as they are (no Unsqueeze/ReduceSum passes).
     has_n = nstate > 1
-    A5 = b.op("Reshape", [A_f, b.const([1, groups, per_group, nstate, 1] if has_n else [1, groups, per_group, 1])], "A5")
     A4 = b.op("Reshape", [A_f, b.const([1, 1, groups, per_group, nstate] if has_n else [1, 1, groups, per_group])], "A4")
-
-    def per_state(body: _Builder, t: str) -> str:  # (b, g, p, c) -> broadcastable against a state
-        return body.op("Unsqueeze", [t, body.const([3])]) if has_n else t
 
     def per_channel(body: _Builder, t: str) -> str:  # (b, g, N, c) -> broadcastable against a state
         return body.op("Unsqueeze", [t, body.const([2])]) if has_n else t
-
-    def readout(body: _Builder, states: str, C_t: str, out: str) -> str:  # sum over N of states * C, into `out`
-        if has_n:
-            return body.op("ReduceSum", [body.op("Mul", [states, per_channel(body, C_t)]), body.const([3])],
-                           keepdims=0, out=out)
-        return body.op("Mul", [states, C_t], out=out)
 
     # Zero states shaped by broadcasting: zeros (b, g, p, c) and h0 (state-shaped).
     zeros_bgpc = b.op("Mul", [b.op("Gather", [dt_s, b.const(0)], axis=0), b.const(0.0, "zero", np.float32)], "zeros_bgpc")
@@ -151,17 +147,48 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     if has_n:
         h0 = b.op("Mul", [b.op("Unsqueeze", [zeros_bgpc, b.const([3])]), b.const(np.zeros((1, groups, per_group, nstate, 1)), "zeros", np.float32)], "h0")
 
-    # Step 2: scan over the T steps of every chunk at once, from a zero state.
-    s = _Builder(prefix + "/local")
-    h, dt_t, x_t, B_t, C_t, h_out, y_out = (f"{prefix}/local/{n}" for n in ("h", "dt_t", "x_t", "B_t", "C_t", "h_out", "y_out"))
-    # The bodies' last ops write their declared outputs directly: an Identity there copies the whole state
-    # every step (4% of a 1080p vim_tiny_det frame on ONNX Runtime CPU).
-    dA = s.op("Exp", [s.op("Mul", [per_state(s, dt_t), A5])], "dA")
-    h_new = s.op("Add", [s.op("Mul", [dA, h]), s.op("Mul", [per_state(s, x_t), per_channel(s, B_t)])], out=h_out)
-    readout(s, h_new, C_t, y_out)
-    body = _body_graph("local_scan", s.nodes, [h, dt_t, x_t, B_t, C_t], [h_out, y_out])
-    body.initializer.extend(s.initializers)
-    h_end, y_local = b.op("Scan", [h0, dt_s, x_s, B_s, C_s], "local", n_out=2, body=body, num_scan_inputs=4)
+    # The step inputs of both passes, and how a body turns one step's slices into (decay, input) for the
+    # state. N == 1: exp(delta * A) and x * B are state-sized, so they are computed once for all steps
+    # here and each step only multiplies and adds. N > 1: they are N times larger than delta and x, so
+    # each step computes its own from (delta, x, B).
+    if has_n:
+        A5 = b.op("Reshape", [A_f, b.const([1, groups, per_group, nstate, 1])], "A5")
+        step_inputs = [dt_s, x_s, B_s]
+
+        def decay_and_input(body: _Builder, dt_t: str, x_t: str, B_t: str) -> tuple[str, str]:
+            dA = body.op("Exp", [body.op("Mul", [body.op("Unsqueeze", [dt_t, body.const([3])]), A5])], "dA")
+            return dA, body.op("Mul", [body.op("Unsqueeze", [x_t, body.const([3])]), per_channel(body, B_t)], "xB")
+    else:
+        A_steps = b.op("Reshape", [A_f, b.const([1, 1, groups, per_group, 1])], "A_steps")
+        step_inputs = [b.op("Exp", [b.op("Mul", [dt_s, A_steps])], "dA_steps"), b.op("Mul", [x_s, B_s], "xB_steps")]
+
+        def decay_and_input(body: _Builder, dA_t: str, xB_t: str) -> tuple[str, str]:
+            return dA_t, xB_t
+
+    def scan_pass(hint: str, h_init: str, with_output: bool) -> str | list[str]:
+        """A Scan over the T steps of every chunk at once: h = exp(delta * A) * h + x * B from ``h_init``;
+        returns the end states and, ``with_output``, y (T, b, g, p, c)."""
+        s = _Builder(f"{prefix}/{hint}")
+        h, h_out, y_out = (f"{prefix}/{hint}/{n}" for n in ("h", "h_out", "y_out"))
+        step = [f"{prefix}/{hint}/in{i}" for i in range(len(step_inputs))]
+        dA, xB = decay_and_input(s, *step)
+        # The bodies' last ops write their declared outputs directly: an Identity there copies the whole
+        # state every step (4% of a 1080p vim_tiny_det frame on ONNX Runtime CPU).
+        h_new = s.op("Add", [s.op("Mul", [dA, h]), xB], out=h_out)
+        inputs, outputs, scanned = [h] + step, [h_out], list(step_inputs)
+        if with_output:
+            C_t = f"{prefix}/{hint}/C_t"
+            if has_n:  # sum over N of states * C
+                s.op("ReduceSum", [s.op("Mul", [h_new, per_channel(s, C_t)]), s.const([3])], keepdims=0, out=y_out)
+            else:
+                s.op("Mul", [h_new, C_t], out=y_out)
+            inputs, outputs, scanned = inputs + [C_t], outputs + [y_out], scanned + [C_s]
+        body = _body_graph(f"{hint}_scan", s.nodes, inputs, outputs)
+        body.initializer.extend(s.initializers)
+        return b.op("Scan", [h_init] + scanned, hint, n_out=len(outputs), body=body, num_scan_inputs=len(scanned))
+
+    # Step 2: every chunk's end state from a zero state.
+    h_end = scan_pass("ends", h0, with_output=False)
 
     # Step 3: carry the state across chunk boundaries, chunk-major: (c, b, g, p[, N]).
     total = b.op("ReduceSum", [dt_s, b.const([0])], "total", keepdims=0)  # (b, g, p, c)
@@ -180,17 +207,9 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     _, h_in_c = b.op("Scan", [carry0, chunk_decay, h_end_c], "carry", n_out=2, body=body, num_scan_inputs=2)
     h_in = b.op("Transpose", [h_in_c], "h_in", perm=list(range(1, last + 1)) + [0])  # state entering each chunk
 
-    # Step 4: add each chunk's incoming state, decayed to every step by exp(A * cumulative delta).
-    s = _Builder(prefix + "/correct")
-    cum, cum_out, dtc_t, Cc_t, yc_out = (f"{prefix}/correct/{n}" for n in ("cum", "cum_out", "dt_t", "C_t", "yc_out"))
-    cum_new = s.op("Add", [cum, dtc_t], out=cum_out)
-    decay = s.op("Exp", [s.op("Mul", [per_state(s, cum_new), A5])], "decay")
-    readout(s, s.op("Mul", [decay, h_in]), Cc_t, yc_out)
-    body = _body_graph("correct_scan", s.nodes, [cum, dtc_t, Cc_t], [cum_out, yc_out])
-    body.initializer.extend(s.initializers)
-    _, y_corr = b.op("Scan", [zeros_bgpc, dt_s, C_s], "correct", n_out=2, body=body, num_scan_inputs=2)
+    # Step 4: every chunk again, from the state that enters it, now with its output.
+    _, y = scan_pass("outputs", h_in, with_output=True)  # (T, b, g, p, c)
 
-    y = b.op("Add", [y_local, y_corr], "y_steps")  # (T, b, g, p, c)
     y = b.op("Transpose", [y], "y_chunks", perm=[1, 2, 3, 4, 0])  # (b, g, p, c, T)
     y = b.op("Reshape", [y, b.const([0, dim, -1])], "y_padded")
     y = b.op("Slice", [y, b.const([0]), b.op("Unsqueeze", [length, b.const([0])]), b.const([2])], "y")
