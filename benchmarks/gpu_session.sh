@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one command, for a short lease on a GPU machine:
+#
+#     bash benchmarks/gpu_session.sh [OUT_DIR]        (default: $OUT if set, else ./gpu_session)
+#
+# 1. builds libavssm_kernels.so for this GPU's architecture only (a minute instead of five);
+# 2. runs the GPU tests (tests/test_gpu.py, and tests/test_selective_scan.py on the GPU);
+# 3. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).
+# Each step's output goes to OUT_DIR (gpu.txt, build.log, tests.log, bench.log) as it runs, line by line,
+# so a run cut short still leaves what it measured. Uses the machine's python3 as it is (PyTorch with
+# CUDA, numpy, onnx, onnxruntime, typer, rich, opencv): nothing is installed. Exit status: the first
+# step that failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-gpu_session}}"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+status=0
+step() {  # step NAME LOG COMMAND...: run, log, remember the first failure
+    local name=$1 log=$2; shift 2
+    local t0=$SECONDS
+    "$@" > "$out/$log" 2>&1
+    local rc=$?
+    echo "$name: exit $rc in $((SECONDS - t0)) s ($out/$log)"
+    [ $rc -ne 0 ] && [ $status -eq 0 ] && status=$rc
+    return $rc
+}
+
+arch=$(python3 -c "import torch; assert torch.cuda.is_available(); m, n = torch.cuda.get_device_capability(); print(f'{m}{n}')" 2>/dev/null) || {
+    echo "no CUDA GPU visible to PyTorch: nothing to check here"; exit 1; }
+{ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
+  python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(), 'sm_$arch')"
+} > "$out/gpu.txt" 2>&1
+cat "$out/gpu.txt"
+
+step build build.log python3 -m avssm.cli build-plugins --arch "$arch" || exit $status
+export AVSSM_KERNEL_LIB="$PWD/plugins/build/libavssm_kernels.so"
+step tests tests.log python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_selective_scan.py
+tail -n 3 "$out/tests.log"
+bench_args=()
+[ "${QUICK:-0}" = 1 ] && bench_args+=(--quick)
+step bench bench.log python3 benchmarks/bench_scan_gpu.py "${bench_args[@]}"
+exit $status
