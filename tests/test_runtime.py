@@ -246,3 +246,19 @@ def test_single_image_is_timed_after_its_warm_up(tmp_path, onnx_model, warmup):
     assert report["frames"] == {"processed": 1, "warmup": warmup, "captured": 1, "dropped": 0}
     assert report["error"] is None and report["latency_ms"]["inference"]["p50"] > 0
     assert len(jsonl.read_text().splitlines()) == 1  # the frame's detections once, not once per pass
+
+
+def test_onnxruntime_backend_is_at_steady_state_after_one_frame(onnx_model):
+    """`avssm run` times from the second frame: by then the backend must have all the memory it uses (ONNX
+    Runtime's memory pattern would allocate a second block on the second run, and page-fault it in)."""
+    import resource
+
+    backend = load_backend(str(onnx_model), "onnxruntime")
+    images = np.random.default_rng(0).standard_normal((1, 3, 480, 640)).astype(np.float32)
+    faults = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        backend.infer(images)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    assert faults[0] > 1000, faults  # the first run does take its memory
+    assert max(faults[1:]) < faults[0] / 10, faults
