@@ -132,6 +132,23 @@ def test_every_calibration_frame_counts(exported, tmp_path, method):
     assert scale * 127 > 2 * float(max(np.abs(f).max() for i, f in enumerate(frames) if i != 4))
 
 
+def test_calibration_sessions_run_without_the_memory_pattern(exported, tmp_path):
+    """The calibrator's session is made without ONNX Runtime's memory pattern (which doubles the peak memory
+    of frame-by-frame calibration at full resolution), and ONNX Runtime's own method is back afterwards."""
+    from onnxruntime.quantization.calibrate import CalibraterBase, create_calibrator
+
+    from avssm.calib.quantize import _calibration_sessions_without_memory_pattern
+
+    _, files, _ = exported
+    original = CalibraterBase.create_inference_session
+    with _calibration_sessions_without_memory_pattern():
+        calibrator = create_calibrator(files["portable"], augmented_model_path=str(tmp_path / "augmented.onnx"))
+    options = calibrator.infer_session.get_session_options()
+    assert options.enable_mem_pattern is False
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert CalibraterBase.create_inference_session is original
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "avssm.cli", "calib", *args], capture_output=True, text=True,
                           timeout=300)
