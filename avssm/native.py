@@ -46,8 +46,11 @@ def check_plugin_library(path: Path) -> str | None:
     return f"not an avssm TensorRT plugin (missing {', '.join(missing)})" if missing else None
 
 
+SCAN_API_VERSION = 2  # AVSSM_SCAN_API_VERSION of plugins/include/avssm/selective_scan.h
+
+
 class ScanParams(ctypes.Structure):
-    """Mirror of avssm_scan_params in plugins/include/avssm/selective_scan.h."""
+    """Mirror of avssm_scan_params in plugins/include/avssm/selective_scan.h (SCAN_API_VERSION)."""
 
     _fields_ = [
         ("batch", ctypes.c_int64), ("dim", ctypes.c_int64), ("length", ctypes.c_int64),
@@ -55,7 +58,7 @@ class ScanParams(ctypes.Structure):
         ("u", ctypes.c_void_p), ("delta", ctypes.c_void_p), ("A", ctypes.c_void_p), ("B", ctypes.c_void_p),
         ("C", ctypes.c_void_p), ("D", ctypes.c_void_p), ("z", ctypes.c_void_p), ("delta_bias", ctypes.c_void_p),
         ("delta_softplus", ctypes.c_int), ("y", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
-        ("workspace_bytes", ctypes.c_size_t),
+        ("workspace_bytes", ctypes.c_size_t), ("lanes_per_channel", ctypes.c_int),
     ]
 
 
@@ -89,8 +92,12 @@ def kernel_library() -> ctypes.CDLL | None:
 
 
 def load_kernel_library(path) -> ctypes.CDLL:
-    """Load a libavssm_kernels.so and declare the signatures of its C API."""
+    """Load a libavssm_kernels.so and declare the signatures of its C API. OSError for a build of another
+    API version (its avssm_scan_params is laid out differently from ScanParams)."""
     lib = ctypes.CDLL(str(path))
+    version = lib.avssm_selective_scan_api_version()
+    if version != SCAN_API_VERSION:
+        raise OSError(f"{path}: C API version {version}, this avssm needs {SCAN_API_VERSION} (avssm build-plugins)")
     lib.avssm_selective_scan_fwd.restype = ctypes.c_int
     lib.avssm_selective_scan_fwd.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_void_p]
     lib.avssm_selective_scan_workspace_size.restype = ctypes.c_size_t
@@ -115,18 +122,19 @@ def workspace_size(batch: int, dim: int, length: int, dstate: int, num_multiproc
 
 
 def scan_plan(batch: int, dim: int, length: int, dstate: int, groups: int, num_multiprocessors: int,
-              workspace_bytes: int, lib=None) -> tuple[int, int]:
+              workspace_bytes: int, lib=None, lanes_per_channel: int = 0) -> tuple[int, int]:
     """(lanes per channel, segments per sequence) the kernel runs such a call with on a GPU of that many
     multiprocessors, given that much workspace (avssm_selective_scan_plan: host code, no GPU needed).
-    ``lib``: a library from load_kernel_library (default: the one found)."""
+    ``lib``: a library from load_kernel_library (default: the one found). ``lanes_per_channel``: 0 lets
+    the plan choose; 1, 2, 4 or 8 force the N = 16 layout (avssm_scan_params.lanes_per_channel)."""
     # Only the pointers' presence matters to the plan: 1 stands for every required tensor.
     params = ScanParams(batch, dim, length, dstate, groups, 0, 1, 1, 1, 1, 1, None, None, None, 0, 1,
-                        1 if workspace_bytes else None, workspace_bytes)
+                        1 if workspace_bytes else None, workspace_bytes, lanes_per_channel)
     lanes, segments = ctypes.c_int(), ctypes.c_int()
     plan = _library_or_error(lib).avssm_selective_scan_plan
     if plan(ctypes.byref(params), num_multiprocessors, ctypes.byref(lanes), ctypes.byref(segments)) != 0:
         raise ValueError(f"selective_scan plan: invalid shape batch {batch} dim {dim} L {length} N {dstate} "
-                         f"groups {groups}")
+                         f"groups {groups} (or lanes_per_channel {lanes_per_channel})")
     return lanes.value, segments.value
 
 
@@ -196,7 +204,7 @@ def doctor() -> dict:
 
 
 def _loads(path: Path) -> bool:
-    """The library loads and has this version's whole C API (an older build lacks functions)."""
+    """The library loads and has this version's C API (an older build lacks functions or has another version)."""
     try:
         load_kernel_library(path)
         return True

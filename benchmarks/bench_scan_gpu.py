@@ -1,6 +1,6 @@
 """GPU selective-scan benchmark: the CUDA kernel against its roofline and the PyTorch path.
 
-    python benchmarks/bench_scan_gpu.py [--quick] [--shape BxDxLxN ...] [--json]
+    python benchmarks/bench_scan_gpu.py [--quick] [--shape BxDxLxN ...] [--lanes] [--json]
 
 Needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins). For each shape (batch 1-8, dim 768-3072,
 L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
@@ -11,6 +11,8 @@ L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
   element for the exponential rate; efficiency = roofline / time (target >= 0.7 on large sizes);
 * speed-up over the chunked PyTorch path on the same shape (target >= 10x);
 * the plan the kernel ran (lanes per channel, segments per sequence: avssm.native.scan_plan);
+* with --lanes, each N = 16 row again with 1, 2, 4 and 8 lanes per channel forced, each split as the plan
+  splits it and not split at all (the measurements the plan's choice of layout needs: plugins/README.md);
 then the tiny detectors' forward at 1920x1080 with and without the kernel.
 """
 from __future__ import annotations
@@ -68,6 +70,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kernel-only", action="store_true", help="skip the PyTorch path and the detectors")
+    ap.add_argument("--lanes", action="store_true",
+                    help="also time N=16 rows with 1/2/4/8 lanes per channel, split as planned and unsplit")
     ap.add_argument("--shape", action="append", default=[], type=parse_shape, metavar="BxDxLxN",
                     help="only this shape (batch x dim x length x dstate, e.g. 1x768x130560x16); repeatable")
     args = ap.parse_args()
@@ -110,10 +114,22 @@ def main() -> None:
                          "efficiency": roofline / kernel, "pytorch_ms": torch_path * 1e3, "speedup": torch_path / kernel,
                          "lanes_per_channel": lanes, "segments": segments})
             r = rows[-1]
+            r["layouts"] = []
+            for forced in (1, 2, 4, 8) if args.lanes and n == 16 else ():
+                planned = native.scan_plan(b, d, L, n, 1, sms, native.workspace_size(b, d, L, n, sms), lanes_per_channel=forced)[1]
+                for workspace in (None, torch.empty(1, dtype=torch.uint8, device="cuda")):  # one byte: no split
+                    t = cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
+                                                                          delta_softplus=True, workspace=workspace,
+                                                                          lanes_per_channel=forced), 20)
+                    r["layouts"].append({"lanes_per_channel": forced, "segments": planned if workspace is None else 1,
+                                         "kernel_ms": t * 1e3, "efficiency": roofline / t})
             if not args.json:
                 print(f"{r['dtype']:<8} b{b} d{d} L{L} N{n}: kernel {r['kernel_ms']:8.3f} ms {r['GBps']:7.0f} GB/s, roofline "
                       f"{r['roofline_ms']:8.3f} ms (efficiency {r['efficiency']:.2f}), PyTorch {r['pytorch_ms']:8.1f} ms "
                       f"(x{r['speedup']:.0f}), plan {lanes} lane(s)/channel x {segments} segment(s)", flush=True)
+                for lay in r["layouts"]:
+                    print(f"    {lay['lanes_per_channel']} lane(s)/channel x {lay['segments']:2d} segment(s): "
+                          f"{lay['kernel_ms']:8.3f} ms (efficiency {lay['efficiency']:.2f})", flush=True)
     detectors = {}
     for name in () if args.kernel_only else ("vmamba_tiny_det", "vim_tiny_det"):
         model = create_model(name).eval().cuda()

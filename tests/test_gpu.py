@@ -121,6 +121,30 @@ def test_cuda_kernel_n16_partial_channel_warps_and_split(dtype, tol):
 
 
 @needs_kernel
+@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)])
+def test_cuda_kernel_n16_every_layout_the_caller_can_ask_for(lanes, dtype, tol):
+    # lanes_per_channel forces a layout (to measure it): 4 and 8 lanes run only when asked for. 20 channels
+    # per group leave the last warp part-filled for every layout; L = 5000 at batch 1 splits; the gate is on.
+    g = torch.Generator().manual_seed(5)
+    u, delta, z = (torch.randn(1, 40, 5000, generator=g) for _ in range(3))
+    A = -torch.exp(torch.randn(40, 16, generator=g))
+    B, C = torch.randn(1, 2, 16, 5000, generator=g), torch.randn(1, 2, 16, 5000, generator=g)
+    D, bias = torch.randn(40, generator=g), torch.randn(40, generator=g)
+    u, delta, z, B, C = (t.to(dtype) for t in (u, delta, z, B, C))
+    ref = selective_scan_ref(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    planned, segments = native.scan_plan(1, 40, 5000, 16, 2, sms, native.workspace_size(1, 40, 5000, 16, sms),
+                                         lanes_per_channel=lanes)
+    assert planned == lanes and segments > 1
+    for workspace in (None, torch.empty(1, dtype=torch.uint8, device="cuda")):  # split, then one segment
+        out = cuda_kernel.selective_scan_cuda(*(t.cuda() for t in (u, delta, A, B, C)), D=D.cuda(), z=z.cuda(),
+                                              delta_bias=bias.cuda(), delta_softplus=True, workspace=workspace,
+                                              lanes_per_channel=lanes)
+        assert rel_err(out.float().cpu(), ref.float()) < tol
+
+
+@needs_kernel
 def test_cuda_kernel_n16_one_lane_per_channel():
     # Enough channels to fill every multiprocessor with 32-channel warps: the plan then gives each lane a
     # whole channel (16 states) instead of sharing it between two lanes.

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from avssm.native import (KERNEL_LIB, PLUGIN_LIB, ScanParams, build_plugins, check_plugin_library, load_kernel_library,
-                          scan_plan, workspace_size)
+from avssm.native import (KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins, check_plugin_library,
+                          load_kernel_library, scan_plan, workspace_size)
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
 needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs nvcc and cmake")
@@ -45,7 +45,7 @@ def test_kernel_library_builds_for_orin_and_hopper(build):
     sass = subprocess.run(["cuobjdump", "--list-elf", str(lib)], capture_output=True, text=True).stdout \
         if shutil.which("cuobjdump") else "sm_87 sm_90"
     assert "sm_87" in sass and "sm_90" in sass
-    assert ctypes.CDLL(str(lib)).avssm_selective_scan_api_version() == 1  # loads without a GPU
+    assert ctypes.CDLL(str(lib)).avssm_selective_scan_api_version() == SCAN_API_VERSION  # loads without a GPU
     if not TRT_ROOT:
         assert any("skipping avssm_trt_plugin" in line for line in lines)
 
@@ -115,6 +115,10 @@ def test_scan_plan_stays_within_its_workspace(build):
                 assert lanes in ((1, 2) if dstate == 16 else (1,))
                 assert segments == 1 or segments * row_bytes <= given, (batch, dim, length, dstate, sms, run_sms)
                 split += segments > 1
+                for forced in (1, 2, 4, 8):  # a layout asked for (to measure it) stays within the workspace too
+                    lanes, segments = scan_plan(batch, dim, length, dstate, groups, run_sms, given, lib, forced)
+                    assert lanes == (forced if dstate == 16 else 1)
+                    assert segments == 1 or segments * row_bytes <= given, (batch, dim, length, dstate, sms, forced)
             assert scan_plan(batch, dim, length, dstate, groups, sms, 0, lib)[1] == 1  # no workspace: no split
     assert split > 0  # batch-1 sequences do get split when the workspace allows
     # VMamba-T stage 1 at 1080p, N = 16 on an H100: split (the first pass runs); fewer segments in a quarter of the workspace.
@@ -124,6 +128,11 @@ def test_scan_plan_stays_within_its_workspace(build):
     assert segments > fewer > 1 and fewer * 768 * 16 * 8 <= full // 4
     with pytest.raises(ValueError, match="invalid shape"):  # dim % groups != 0
         scan_plan(1, 768, 130_560, 16, 5, 132, full, lib)
+    # More lanes per channel means more warps, so fewer segments for the same GPU; 3 lanes is no layout.
+    by_lanes = [scan_plan(1, 3072, 130_560, 16, 1, 132, size(1, 3072, 130_560, 16, 132), lib, k)[1] for k in (1, 4, 8)]
+    assert by_lanes[0] > by_lanes[1] > by_lanes[2] >= 1, by_lanes
+    with pytest.raises(ValueError, match="lanes_per_channel 3"):
+        scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, 3)
 
 
 def test_check_plugin_library_rejects_other_libraries():

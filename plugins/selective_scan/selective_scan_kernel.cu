@@ -323,7 +323,8 @@ __device__ __forceinline__ void load_tiles(const input_t *u, const input_t *delt
 }
 
 // kParts lanes share a channel, each with kNState / kParts of its states (1: 32 channels per warp; 2: 16
-// channels per warp, twice the warps for the same shape, so fewer sequences need splitting).
+// channels per warp, twice the warps for the same shape, so fewer sequences need splitting; 4 and 8 only
+// when the caller asks for them). Their partial sums of y meet through log2(kParts) shuffles per token.
 // kAggregateOnly: the first pass of a split sequence. kGate: z is given (never in the first pass).
 template <typename input_t, int kNState, int kParts, bool kAggregateOnly, bool kGate>
 __global__ void __launch_bounds__(kLanes, kChannelWarpsPerSM) channel_scan_kernel(KernelArgs args) {
@@ -448,13 +449,15 @@ struct Plan {
 // kChannelWarpsPerSM warps per multiprocessor): two lanes per channel doubles the warps at about 10%
 // more time per token (measured on an H100); segments add the first pass over segments - 1 of them,
 // which costs about as much as the second (the exponentials). Take the plan that minimizes
-// work / min(1, warps / capacity).
+// work / min(1, warps / capacity). 4 and 8 lanes per channel are unmeasured: they run only when
+// p.lanes_per_channel asks for them (plugins/README.md says what they may gain).
 Plan channel_plan(const avssm_scan_params &p, int sms) {
     const int64_t tiles = (p.length + kTile - 1) / kTile;
     const double full = static_cast<double>(kChannelWarpsPerSM) * std::max(sms, 1);
-    Plan best{1, 1};
+    const int first = p.lanes_per_channel ? p.lanes_per_channel : 1, last = p.lanes_per_channel ? p.lanes_per_channel : 2;
+    Plan best{first, 1};
     double best_cost = 1e30;
-    for (int parts = 1; parts <= 2; parts *= 2) {
+    for (int parts = first; parts <= last; parts *= 2) {
         const int64_t warps = channel_warps(p, parts);
         const int64_t most = sms <= 0 ? 1 : std::min<int64_t>({64, std::max<int64_t>(1, tiles / 2),
                                                                 static_cast<int64_t>((full + warps - 1) / warps)});
@@ -503,7 +506,12 @@ cudaError_t launch(const KernelArgs &args, int parts, cudaStream_t stream) {
     const int64_t rows = args.p.batch * args.p.dim;
     switch (args.p.dstate) {  // fast paths: Vim and VMamba v0 (N=16), VMamba v2 (N=1)
         case 16:
-            return parts == 2 ? launch_channel<input_t, 2>(args, stream) : launch_channel<input_t, 1>(args, stream);
+            switch (parts) {
+                case 8: return launch_channel<input_t, 8>(args, stream);
+                case 4: return launch_channel<input_t, 4>(args, stream);
+                case 2: return launch_channel<input_t, 2>(args, stream);
+                default: return launch_channel<input_t, 1>(args, stream);
+            }
         case 1:
             return launch_passes(scan_kernel<input_t, 1, true>, scan_kernel<input_t, 1, false>, rows, kThreads, args,
                                  stream);
@@ -519,7 +527,9 @@ bool valid_params(const avssm_scan_params *params) {
     return p.batch >= 1 && p.dim >= 1 && p.length >= 1 && p.dstate >= 1 && p.dstate <= AVSSM_SCAN_MAX_STATE &&
            p.groups >= 1 && p.dim % p.groups == 0 && p.batch * p.dim <= 0x7fffffffLL && p.u && p.delta && p.A &&
            p.B && p.C && p.y &&
-           (p.input_type == AVSSM_FLOAT32 || p.input_type == AVSSM_FLOAT16 || p.input_type == AVSSM_BFLOAT16);
+           (p.input_type == AVSSM_FLOAT32 || p.input_type == AVSSM_FLOAT16 || p.input_type == AVSSM_BFLOAT16) &&
+           (p.lanes_per_channel == 0 || p.lanes_per_channel == 1 || p.lanes_per_channel == 2 ||
+            p.lanes_per_channel == 4 || p.lanes_per_channel == 8);
 }
 
 // The plan for `sms` multiprocessors, with no more segments than the workspace holds: a caller may hand

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define AVSSM_SCAN_MAX_STATE 256
-#define AVSSM_SCAN_API_VERSION 1
+#define AVSSM_SCAN_API_VERSION 2 /* 2: lanes_per_channel */
 
 /* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
 typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
@@ -41,6 +41,10 @@ typedef struct {
      * wants; NULL/0 is allowed: long sequences then run one block per (batch, channel). */
     void *workspace;
     size_t workspace_bytes;
+    /* N = 16 path: lanes per channel, each holding 16 / lanes of its states. 0 (zero-initialized params):
+     * the plan chooses 1 or 2. 1, 2, 4 or 8 force that layout, to measure it (ignored on other paths);
+     * any other value is invalid. */
+    int lanes_per_channel;
 } avssm_scan_params;
 
 /* Bytes of workspace that let the call split long sequences across blocks. The value for the
@@ -54,7 +58,8 @@ cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream
 
 /* How the call would run on a device with `num_multiprocessors` multiprocessors, within
  * params->workspace_bytes (pointers need only be non-NULL; nothing is launched, no GPU is needed):
- * lanes per channel (2 or 1 on the N = 16 path, 1 elsewhere) and segments per sequence (1: not split).
+ * lanes per channel (on the N = 16 path 1 or 2, or params->lanes_per_channel when set; 1 elsewhere) and
+ * segments per sequence (1: not split).
  * avssm_selective_scan_fwd runs this plan for the current device. cudaErrorInvalidValue for bad params. */
 cudaError_t avssm_selective_scan_plan(const avssm_scan_params *params, int num_multiprocessors,
                                       int *lanes_per_channel, int *segments);
