@@ -215,18 +215,19 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
 @contextlib.contextmanager
 def _calibration_sessions_without_memory_pattern():
     """ONNX Runtime's calibrator runs its session once per frame with the memory pattern on (quantize_static
-    has no option for it), and from the second run the pattern allocates a block for every intermediate
-    beside the arena's: 4 frames of vmamba_nano_det at 1920x1080 peaked at 6277 MiB with it, 3650 MiB
-    without (35 -> 28 s). Its session is made as ONNX Runtime makes it, less the memory pattern."""
+    has no option for it; avssm.runtime.backends.session_options says why avssm's sessions run without it):
+    4 frames of vmamba_nano_det at 1920x1080 peaked at 6277 MiB with it, 3650 MiB without (35 -> 28 s).
+    Its session is made as ONNX Runtime makes it (no graph optimization), with avssm's options."""
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibraterBase
+
+    from avssm.runtime.backends import session_options
 
     original = CalibraterBase.create_inference_session
 
     def create_inference_session(self):
-        options = ort.SessionOptions()
+        options = session_options()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        options.enable_mem_pattern = False
         self.infer_session = ort.InferenceSession(self.augmented_model_path, sess_options=options,
                                                   providers=self.execution_providers)
 

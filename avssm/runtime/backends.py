@@ -65,6 +65,19 @@ def read_onnx_input(path: Path) -> tuple[dict, str, tuple | None, type]:
     return meta, inp.name, fixed, dtype
 
 
+def session_options():
+    """Options for every ONNX Runtime session avssm makes: no memory pattern. The pattern allocates a second
+    block for a run's intermediates, on the second run of a shape, beside what the arena kept from the first:
+    peak RSS nearly doubles (vmamba_nano_det 1920x1080: 3307 -> 1778 MiB exported static, 1476 -> 822 MiB
+    dynamic) and the frame after a one-frame warm-up pays ~1 s of page faults; steady-state time is the same
+    without it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_mem_pattern = False
+    return options
+
+
 class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, provider: str = "cpu", plugin_lib: str | None = None, reason: str = ""):
         import onnxruntime as ort
@@ -80,14 +93,8 @@ class OnnxRuntimeBackend(Backend):
         if meta.get("scan_op") == "plugin" and provider != "tensorrt":
             raise BackendError(f"model {path}: plugin-form file (SelectiveScan nodes) runs on TensorRT; "
                                "export with --scan-op portable for ONNX Runtime")
-        options = ort.SessionOptions()
-        # ONNX Runtime's memory pattern allocates a second block for a run's intermediates, on the second
-        # run of a shape, beside what the arena kept from the first: peak RSS nearly doubles (vmamba_nano_det
-        # 1920x1080: 3307 -> 1778 MiB exported static, 1476 -> 822 MiB dynamic) and the first frame after a
-        # one-frame warm-up pays ~1 s of page faults; steady-state time is the same without it.
-        options.enable_mem_pattern = False
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(str(path), session_options(), providers=providers)
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"model {path}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
         name = "onnxruntime" if provider == "cpu" else f"onnxruntime-{provider}"
