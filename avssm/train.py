@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from avssm.errors import AvssmError
+from avssm.malloc import keep_freed_memory
 
 LEVEL_RANGES = {8: (0.0, 64.0), 16: (64.0, 128.0), 32: (128.0, float("inf"))}
 OBJECT_CROP_PROB = 0.75  # share of training crops placed around an object (the rest anywhere)
@@ -214,6 +215,8 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
 
     dataset = CocoDataset(annotations, images)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        keep_freed_memory()  # a CPU step re-faulted its activations in every time (avssm/malloc.py)
     config_overrides = dict(overrides or {})
     config_overrides["class_names"] = tuple(dataset.class_names)
     model = create_model(model_name, **config_overrides)

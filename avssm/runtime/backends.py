@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avssm.errors import AvssmError
+from avssm.malloc import keep_freed_memory
 from avssm.runtime.metadata import read_metadata
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
@@ -118,6 +119,8 @@ class TorchBackend(Backend):
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError(f"device {device}: PyTorch sees no CUDA GPU")
+        if device == "cpu":
+            keep_freed_memory()  # every frame re-faulted its activations in, ~1 s per 1080p frame (avssm/malloc.py)
         self.torch = torch
         self.model = create_model(model_name, checkpoint=checkpoint).eval().to(device)
         if not hasattr(self.model, "class_names"):
