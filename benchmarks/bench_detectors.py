@@ -1,6 +1,8 @@
 """Latency of the tiny detectors at 640x384 and 1920x1080 (default scan path for the device).
 
     python benchmarks/bench_detectors.py [--device cpu|cuda] [--fp16] [--models ...] [--repeats 3] [--json]
+
+On the CPU freed memory is kept for reuse (avssm.malloc), as avssm's torch backend runs.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import time
 
 import torch
 
+from avssm.malloc import keep_freed_memory
 from avssm.models import create_model
 
 
@@ -23,6 +26,8 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     cuda = args.device.startswith("cuda")
+    if not cuda:
+        keep_freed_memory()
 
     def sync():
         if cuda:

@@ -5,7 +5,8 @@
 
 Each model is exported in the portable form at each size (static shape), verified once, then both are
 timed (median of --repeats after one warm-up) in the same process with the same thread count.
-Target: ONNX Runtime latency <= 1.0x PyTorch's.
+Target: ONNX Runtime latency <= 1.0x PyTorch's. PyTorch runs as avssm's torch backend does on the CPU
+(compiled scan kernel, freed memory kept for reuse: avssm.malloc); ONNX Runtime with avssm's session options.
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ import onnxruntime as ort
 import torch
 
 from avssm.export import export_onnx
+from avssm.malloc import keep_freed_memory
 from avssm.models import create_model
+from avssm.runtime.backends import session_options
 
 
 def median_time(fn, repeats: int) -> float:
@@ -41,6 +44,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     threads = torch.get_num_threads()
+    keep_freed_memory()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -50,7 +54,7 @@ def main() -> None:
                 h, w = (int(v) for v in size.split("x"))
                 path = Path(tmp) / f"{name}_{h}x{w}.onnx"
                 result = export_onnx(model, path, input_size=(h, w), scan_op="portable")
-                so = ort.SessionOptions()
+                so = session_options()
                 so.intra_op_num_threads = threads
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
                 x = np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)
