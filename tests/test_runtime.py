@@ -10,7 +10,7 @@ import pytest
 
 from avssm.errors import AvssmError
 from avssm.runtime import FrameSource, load_backend, postprocess, run
-from avssm.runtime.report import SCHEMA, STAGES
+from avssm.runtime.report import SCHEMA, STAGES, format_table
 from avssm.datasets.roads import render_scene, write_clip
 
 
@@ -104,6 +104,7 @@ def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
     assert len(lines) == 5 and lines[0]["detections"] and set(lines[0]["detections"][0]) == {"box", "score", "label", "class"}
     cap = cv2.VideoCapture(str(video))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    assert "includes the wait behind earlier frames" in format_table(report)  # a file read ahead, every frame kept
 
 
 def test_run_torch_backend(clip):
@@ -192,6 +193,7 @@ def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
     lat = report["latency_ms"]
     # a frame waits at most about one inference in the queue before its own inference
     assert lat["end_to_end"]["p50"] < 3 * lat["inference"]["p50"] + 50
+    assert "includes the wait behind earlier frames" not in format_table(report)  # played like a camera
 
 
 def test_capture_thread_failure_is_reported(tmp_path, onnx_model):

@@ -130,6 +130,10 @@ def format_table(report: dict) -> str:
         s = report["latency_ms"].get(stage)
         if s:
             lines.append(f"{stage:<14}{s['p50']:>10.1f}{s['p90']:>10.1f}{s['p99']:>10.1f}{s['max']:>10.1f}")
+    source = report.get("source") or {}
+    if report["latency_ms"].get("end_to_end") and source.get("drop") == "none" and not source.get("realtime"):
+        lines.append("(end_to_end includes the wait behind earlier frames read ahead; --realtime plays a file "
+                     "like a camera)")
     mem = report["memory"]
     lines.append("memory: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items()))
     if report.get("error"):
