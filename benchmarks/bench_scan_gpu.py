@@ -96,8 +96,12 @@ def main() -> None:
             B = torch.randn(b, 1, n, L, device="cuda", dtype=dtype, generator=g)
             C = torch.randn(b, 1, n, L, device="cuda", dtype=dtype, generator=g)
             D, bias = torch.randn(d, device="cuda"), torch.randn(d, device="cuda")
-            kernel = cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
-                                                                       delta_softplus=True), 20)
+
+            def time_kernel(**layout) -> float:  # the plan's layout, or one forced by --lanes
+                return cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
+                                                                         delta_softplus=True, **layout), 20)
+
+            kernel = time_kernel()
             torch_path = float("nan")
             if not args.kernel_only:
                 try:
@@ -106,7 +110,8 @@ def main() -> None:
                                                                               delta_softplus=True), 3)
                 except torch.OutOfMemoryError:  # the PyTorch path's chunk intermediates; the kernel needs none
                     torch.cuda.empty_cache()
-            lanes, segments = native.scan_plan(b, d, L, n, 1, sms, native.workspace_size(b, d, L, n, sms))
+            full_workspace = native.workspace_size(b, d, L, n, sms)
+            lanes, segments = native.scan_plan(b, d, L, n, 1, sms, full_workspace)
             nbytes = (3 * b * d * L + 2 * b * n * L) * dtype.itemsize
             roofline = max(nbytes / bw, b * d * L * n / exps)
             rows.append({"dtype": str(dtype).split(".")[-1], "batch": b, "dim": d, "L": L, "N": n,
@@ -116,11 +121,9 @@ def main() -> None:
             r = rows[-1]
             r["layouts"] = []
             for forced in (1, 2, 4, 8) if args.lanes and n == 16 else ():
-                planned = native.scan_plan(b, d, L, n, 1, sms, native.workspace_size(b, d, L, n, sms), lanes_per_channel=forced)[1]
+                planned = native.scan_plan(b, d, L, n, 1, sms, full_workspace, lanes_per_channel=forced)[1]
                 for workspace in (None, torch.empty(1, dtype=torch.uint8, device="cuda")):  # one byte: no split
-                    t = cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
-                                                                          delta_softplus=True, workspace=workspace,
-                                                                          lanes_per_channel=forced), 20)
+                    t = time_kernel(workspace=workspace, lanes_per_channel=forced)
                     r["layouts"].append({"lanes_per_channel": forced, "segments": planned if workspace is None else 1,
                                          "kernel_ms": t * 1e3, "efficiency": roofline / t})
             if not args.json:
