@@ -405,6 +405,9 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     cpu = report["cpu_scan_kernel"]
     console.print(f"CPU scan kernel: {'built' if cpu else 'no PyTorch (not needed to run engines)' if cpu is None else 'unavailable (no C compiler)'}",
                   markup=False)
+    op = report["onnxruntime_scan_op"] or ("unavailable (no ONNX Runtime or C compiler): plugin-form files run "
+                                           "their scans as standard ops")
+    console.print(f"ONNX Runtime SelectiveScan op (plugin-form files on the CPU): {op}", markup=False)
 
 
 def main() -> None:

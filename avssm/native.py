@@ -1,14 +1,19 @@
-"""Building, finding and binding avssm's native libraries (plugins/): the CUDA kernels and the TensorRT plugin.
+"""Building, finding and binding avssm's native libraries: the CUDA kernels and the TensorRT plugin (plugins/,
+CMake), and the C libraries built on first use with the system compiler (avssm/ops/csrc/: the CPU scan kernel
+PyTorch calls, and the SelectiveScan op for ONNX Runtime on the CPU).
 
 Torch-free (ctypes only), so `avssm doctor` and the runtime work on a machine that only runs engines; the
-PyTorch op over the kernel library is avssm.ops.cuda_kernel.
+PyTorch ops over these libraries are avssm.ops.cuda_kernel and avssm.ops.cpu_kernel.
 """
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import platform
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -17,6 +22,8 @@ from avssm.errors import AvssmError
 PLUGIN_LIB = "libavssm_trt_plugin.so"
 KERNEL_LIB = "libavssm_kernels.so"
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "plugins"
+CSRC_DIR = Path(__file__).resolve().parent / "ops" / "csrc"
+C_FLAGS = ["-O3", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
 _kernel_lock = threading.Lock()
 _kernel_lib = None
 _kernel_searched = False
@@ -138,6 +145,73 @@ def scan_plan(batch: int, dim: int, length: int, dstate: int, groups: int, num_m
     return lanes.value, segments.value
 
 
+# ------------------------------------------------------------------------------ C libraries (ops/csrc)
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm"))
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _arch_flags(compiler: str) -> list[str]:
+    # -march=native lets the compiler vectorize expf over the state dimension (AVX2/AVX-512).
+    probe = subprocess.run([compiler, "-march=native", "-E", "-x", "c", "-"], input=b"", capture_output=True)
+    return ["-march=native"] if probe.returncode == 0 else []
+
+
+def build_c_library(name: str, sources: list[str]) -> Path:
+    """``sources`` (files in avssm/ops/csrc) compiled into ``<cache>/<name>_<key>.so`` with the system C compiler
+    (``$CC``, cc or gcc), once: the key covers every file in csrc, the flags, the compiler and this CPU, so an
+    edited source or another machine builds anew and an unchanged one is reused. RuntimeError without a
+    compiler, CalledProcessError when the compiler fails."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    digest = hashlib.sha256(" ".join(C_FLAGS + sources).encode() + compiler.encode() + _cpu_id().encode())
+    for file in sorted(CSRC_DIR.glob("*.[ch]")):
+        digest.update(file.read_bytes())
+    target = cache_dir() / f"{name}_{digest.hexdigest()[:16]}.so"
+    if not target.exists():  # the flags follow from compiler and CPU; probing them costs a compiler run
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            out = Path(tmp) / target.name
+            subprocess.run([compiler, *C_FLAGS, *_arch_flags(compiler), *(str(CSRC_DIR / s) for s in sources),
+                            "-o", str(out), "-lm"], check=True, capture_output=True)
+            os.replace(out, target)  # atomic: concurrent builders never see a partial file
+    return target
+
+
+_ort_op_lock = threading.Lock()
+_ort_op_path: Path | None = None
+_ort_op_tried = False
+
+
+def ort_scan_op_library() -> Path | None:
+    """avssm's SelectiveScan op for ONNX Runtime on the CPU (ops/csrc/ort_selective_scan.c with the CPU scan
+    kernel), built on first use, for ``SessionOptions.register_custom_ops_library``. None where no C compiler
+    is found, it does not compile, or ``AVSSM_CPU_KERNEL=0`` turns the compiled CPU kernel off."""
+    global _ort_op_path, _ort_op_tried
+    if os.environ.get("AVSSM_CPU_KERNEL", "1") == "0":
+        return None
+    with _ort_op_lock:
+        if not _ort_op_tried:
+            _ort_op_tried = True
+            try:
+                _ort_op_path = build_c_library("ort_selective_scan", ["selective_scan_cpu.c", "ort_selective_scan.c"])
+            except (OSError, RuntimeError, subprocess.CalledProcessError):
+                _ort_op_path = None
+        return _ort_op_path
+
+
+# ------------------------------------------------------------------------------ plugins/ (CMake)
+
 def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None = None,
                   architectures: str | None = None, jobs: int | None = None, log=print) -> Path:
     """Configure and build plugins/ with CMake; returns the build directory."""
@@ -194,6 +268,8 @@ def doctor() -> dict:
     plugin = find_plugin_library()
     problem = check_plugin_library(plugin) if plugin else "not found (avssm build-plugins, or set AVSSM_PLUGIN_LIB)"
     report["trt_plugin_library"] = {"path": str(plugin) if plugin else None, "ok": problem is None, "problem": problem}
+    ort_op = ort_scan_op_library() if report["onnxruntime"] is not None else None
+    report["onnxruntime_scan_op"] = str(ort_op) if ort_op else None
     if report["torch"] is not None:  # the CPU kernel serves PyTorch's scan
         from avssm.ops import cpu_kernel
 

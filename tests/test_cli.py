@@ -101,17 +101,22 @@ def without_torch(*args):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
 
 
-def test_exported_model_runs_without_torch(tmp_path, frame_png):
+@pytest.mark.parametrize("scan_op,scan", [("portable", "standard ops"), ("plugin", "avssm CPU op")])
+def test_exported_model_runs_without_torch(tmp_path, frame_png, scan_op, scan):
+    from avssm import native
     from avssm.export import export_onnx
     from avssm.models import create_model
 
+    if scan_op == "plugin" and native.ort_scan_op_library() is None:
+        pytest.skip("avssm's ONNX Runtime op not built (no C compiler, or AVSSM_CPU_KERNEL=0)")
     model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
     model.model_name = "vim_tiny_det"
-    export_onnx(model, tmp_path / "det.onnx", input_size=(64, 64), scan_op="portable")
+    export_onnx(model, tmp_path / "det.onnx", input_size=(64, 64), scan_op=scan_op)
     r = without_torch("run", "--model", str(tmp_path / "det.onnx"), "--source", frame_png, "--json", str(tmp_path / "r.json"))
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["frames"]["processed"] == 1 and "torch" not in report["environment"]
+    assert report["backend"]["scan"] == scan
 
 
 def test_commands_that_need_torch_say_so_in_one_line():
@@ -126,3 +131,4 @@ def test_doctor_runs_without_torch():
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["torch"] is None and report["cpu_scan_kernel"] is None and "kernel_library" in report
+    assert report["onnxruntime_scan_op"] is None or report["onnxruntime_scan_op"].endswith(".so")

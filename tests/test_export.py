@@ -46,6 +46,17 @@ def test_both_forms_match_pytorch(tmp_path, name, scan_op, size):
     assert result.outputs[0].shape[0] == 1 and result.outputs[0].shape[2] == 4
 
 
+@pytest.mark.parametrize("cpu_kernel", ["1", "0"])
+def test_plugin_form_verification_runtime(tmp_path, monkeypatch, cpu_kernel):
+    """Plugin files verify on ONNX Runtime with avssm's op, or on onnx.reference where the op is off."""
+    monkeypatch.setenv("AVSSM_CPU_KERNEL", cpu_kernel)
+    result = export_onnx(small_model("vim_tiny_det"), tmp_path / "p.onnx", input_size=(96, 160), verify=True)
+    assert_verified(result, 1e-4)
+    expected = ("onnxruntime CPU + avssm SelectiveScan op" if cpu_kernel == "1"
+                else "onnx.reference + Python SelectiveScan")
+    assert {v["runtime"] for v in result.verification} == {expected}
+
+
 @pytest.mark.parametrize("scan_op", ["plugin", "portable"])
 def test_dynamic_file_runs_at_two_sizes(tmp_path, scan_op):
     result = export_onnx(small_model("vmamba_tiny_det"), tmp_path / "d.onnx", input_size=(128, 192), dynamic=True,

@@ -142,16 +142,6 @@ def test_model_file_faults(tmp_path, clip):
         load_backend(str(tmp_path / "plain.onnx"))
 
 
-def test_plugin_form_needs_tensorrt(tmp_path):
-    from avssm.export import export_onnx
-    from avssm.models import create_model
-
-    path = tmp_path / "plugin.onnx"
-    export_onnx(create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1)), path, input_size=(64, 64))
-    with pytest.raises(AvssmError, match="plugin-form file"):
-        load_backend(str(path), "onnxruntime")
-
-
 def test_cli_run_json_report(tmp_path, clip, onnx_model):
     out = tmp_path / "report.json"
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(clip), "--model", str(onnx_model),

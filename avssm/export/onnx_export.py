@@ -139,22 +139,29 @@ def _verification_sizes(input_size, dynamic: bool) -> list[tuple[int, int]]:
 def verify_onnx(path: str, torch_model, input_size, batch: int, dynamic: bool, precision: str) -> list[dict]:
     """Run the file and PyTorch on the same inputs; max abs / max rel error per output and size.
 
-    Portable files run on ONNX Runtime CPU; plugin files on onnx.reference with avssm's Python
-    SelectiveScan. fp16 files are compared with the fp32 PyTorch model.
+    Files run on ONNX Runtime CPU, plugin files with avssm's SelectiveScan op; an fp16 plugin file, or any plugin
+    file where that op did not build (no C compiler), runs on onnx.reference with avssm's Python SelectiveScan
+    (slow: ~17 GB at 1080x1920). fp16 files are compared with the fp32 PyTorch model.
     """
+    import onnxruntime as ort
     import torch
 
+    from avssm import native
+
     model_proto = onnx.load(path)
-    if read_metadata(model_proto).get("scan_op") == "plugin":
+    plugin_form = read_metadata(model_proto).get("scan_op") == "plugin"
+    options = ort.SessionOptions()
+    runtime = "onnxruntime CPU"
+    if plugin_form and precision != "fp16" and (library := native.ort_scan_op_library()) is not None:
+        options.register_custom_ops_library(str(library))
+        runtime = "onnxruntime CPU + avssm SelectiveScan op"
+    if plugin_form and runtime == "onnxruntime CPU":
         from avssm.export.reference_op import reference_session
 
         session = reference_session(model_proto)
         runtime = "onnx.reference + Python SelectiveScan"
     else:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        runtime = "onnxruntime CPU"
+        session = ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def run(x):
         return session.run(None, {"images": x})

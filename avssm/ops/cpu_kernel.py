@@ -1,8 +1,8 @@
 """The compiled CPU selective scan (csrc/selective_scan_cpu.c), built on first use and called via ctypes.
 
 The C file has no dependency beyond libc and OpenMP, so building it takes about a second with the
-system C compiler. The library is cached under ``$AVSSM_CACHE_DIR`` (default ``~/.cache/avssm``),
-keyed by the source, the flags and this CPU. Where no compiler is found, or ``AVSSM_CPU_KERNEL=0``,
+system C compiler (avssm.native.build_c_library). The library is cached under ``$AVSSM_CACHE_DIR`` (default
+``~/.cache/avssm``), keyed by the sources, the flags and this CPU. Where no compiler is found, or ``AVSSM_CPU_KERNEL=0``,
 :func:`available` is False and the PyTorch path runs instead.
 
 :func:`selective_scan_cpu` is the fused forward for inference; :func:`selective_scan_cpu_train` is the
@@ -12,59 +12,21 @@ in PyTorch around it) that `avssm train` uses on the CPU.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
 import torch
 
-_SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.c"
-_FLAGS = ["-O3", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
+from avssm.native import build_c_library
+
 _lock = threading.Lock()
 _lib = None
 _failed = False
 
 
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    return platform.machine() + flags
-
-
-def _arch_flags(compiler: str) -> list[str]:
-    # -march=native lets the compiler vectorize expf over the state dimension (AVX2/AVX-512).
-    probe = subprocess.run([compiler, "-march=native", "-E", "-x", "c", "-"], input=b"",
-                           capture_output=True)
-    return ["-march=native"] if probe.returncode == 0 else []
-
-
 def _build() -> ctypes.CDLL:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise RuntimeError("no C compiler found")
-    source = _SOURCE.read_bytes()
-    # The flags follow from the compiler and this CPU, so those name the build; probing them (a compiler
-    # run) is only needed when the library is not in the cache yet.
-    key = hashlib.sha256(source + " ".join(_FLAGS).encode() + compiler.encode() + _cpu_id().encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm"))
-    target = cache / f"selective_scan_cpu_{key}.so"
-    if not target.exists():
-        flags = _FLAGS + _arch_flags(compiler)
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            out = Path(tmp) / target.name
-            subprocess.run([compiler, *flags, str(_SOURCE), "-o", str(out), "-lm"], check=True,
-                           capture_output=True)
-            os.replace(out, target)  # atomic: concurrent builders never see a partial file
-    lib = ctypes.CDLL(str(target))
+    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["selective_scan_cpu.c"])))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
                                        + [ctypes.c_int64] * 5 + [ctypes.c_int])

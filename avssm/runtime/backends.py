@@ -79,6 +79,26 @@ def session_options():
     return options
 
 
+def _plugin_form_session(path: Path, provider: str, dtype, options):
+    """(session options, model path or bytes, how the scan runs) for a plugin-form file (SelectiveScan nodes).
+    TensorRT runs the nodes with avssm's plugin; on the CPU avssm's SelectiveScan op runs them (fp32 files,
+    where a C compiler built it); anywhere else they are lowered to standard ops in memory, as
+    `--scan-op portable` would have written them."""
+    from avssm import native
+
+    if provider == "tensorrt":
+        return options, str(path), "avssm TensorRT plugin"
+    if provider == "cpu" and dtype == np.float32 and (library := native.ort_scan_op_library()) is not None:
+        options.register_custom_ops_library(str(library))
+        return options, str(path), "avssm CPU op"
+    import onnx
+
+    from avssm.export.portable import lower_selective_scan
+
+    lowered = lower_selective_scan(onnx.load(str(path)))
+    return options, lowered.SerializeToString(), "standard ops (lowered at load)"
+
+
 class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, provider: str = "cpu", plugin_lib: str | None = None, reason: str = ""):
         import onnxruntime as ort
@@ -91,16 +111,17 @@ class OnnxRuntimeBackend(Backend):
                      "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                      "tensorrt": [("TensorrtExecutionProvider", {"trt_extra_plugin_lib_paths": plugin_lib or ""}),
                                   "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
-        if meta.get("scan_op") == "plugin" and provider != "tensorrt":
-            raise BackendError(f"model {path}: plugin-form file (SelectiveScan nodes) runs on TensorRT; "
-                               "export with --scan-op portable for ONNX Runtime")
+        options, model, scan = session_options(), str(path), "standard ops"
+        if meta.get("scan_op") == "plugin":
+            options, model, scan = _plugin_form_session(path, provider, dtype, options)
         try:
-            self.session = ort.InferenceSession(str(path), session_options(), providers=providers)
+            self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as e:  # noqa: BLE001
             raise BackendError(f"model {path}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
         name = "onnxruntime" if provider == "cpu" else f"onnxruntime-{provider}"
         super().__init__(name, "cpu" if provider == "cpu" else "cuda", meta, input_name, dtype, fixed, reason,
-                         {"onnxruntime": ort.__version__, "providers": self.session.get_providers(), "model_file": str(path)})
+                         {"onnxruntime": ort.__version__, "providers": self.session.get_providers(),
+                          "model_file": str(path), "scan": scan})
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avssm import native
 from avssm.errors import AvssmError
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
@@ -232,8 +233,9 @@ def default_sample_clip() -> Path:
 
 
 def default_model_file(progress=None) -> Path:
-    """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a portable, dynamic-shape
-    ONNX file, exported once into the cache.
+    """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a plugin-form, dynamic-shape
+    ONNX file, exported once into the cache. The backends run its SelectiveScan nodes with avssm's op on the CPU
+    and TensorRT plugin, and lower them to standard ops elsewhere (backends._plugin_form_session).
 
     Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
     file is named by the checkpoint and by the code that writes the graph (avssm/models, ops, export), so a
@@ -247,8 +249,8 @@ def default_model_file(progress=None) -> Path:
     digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes())
     for source in sorted(p for sub in ("models", "ops", "export") for p in (package / sub).rglob("*.py")):
         digest.update(source.read_bytes())
-    cache = Path(os.environ.get("AVSSM_CACHE_DIR", Path.home() / ".cache" / "avssm")) / "models"
-    path = cache / f"{DEFAULT_MODEL}_{digest.hexdigest()[:12]}_portable_dynamic.onnx"
+    cache = native.cache_dir() / "models"
+    path = cache / f"{DEFAULT_MODEL}_{digest.hexdigest()[:12]}_plugin_dynamic.onnx"
     if path.is_file():
         return path
     try:
@@ -261,6 +263,6 @@ def default_model_file(progress=None) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:  # an interrupted export leaves no file to reuse
         partial = Path(tmp) / path.name
         export_onnx(DEFAULT_MODEL, partial, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920),
-                    dynamic=True, scan_op="portable", progress=progress)
+                    dynamic=True, scan_op="plugin", progress=progress)
         os.replace(partial, path)
     return path

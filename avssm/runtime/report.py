@@ -120,7 +120,8 @@ def format_table(report: dict) -> str:
     lines = []
     b = report["backend"]
     m = report["model"]
-    lines.append(f"model {m.get('model')} ({m.get('precision')}, {m.get('scan_op')}) on {b['name']} [{b['device']}]"
+    scan = f"{m.get('scan_op')} form" + (f", scan on {b['scan']}" if b.get("scan") else "")
+    lines.append(f"model {m.get('model')} ({m.get('precision')}, {scan}) on {b['name']} [{b['device']}]"
                  + (f" - {b['reason']}" if b.get("reason") else ""))
     fr = report["frames"]
     lines.append(f"frames: {fr['processed']} processed after {fr['warmup']} warm-up, {fr['dropped']} dropped, "
