@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 from avssm.calib.frames import fidelity, read_frames
-from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8, save_with_metadata
+from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8
 
 
 def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout: int = 16, min_frames: int = 8,
@@ -38,17 +37,7 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
               "portable_twin": result.portable_twin, "op_types": list(op_types), "keep": list(keep), "outputs": {}}
     if held_out:
         step(f"comparing with fp32 on {len(held_out)} held-out frames")
-        candidate = result.portable_twin or result.output
-        with tempfile.TemporaryDirectory() as tmp:
-            reference = model
-            if result.form == "plugin":  # ONNX Runtime runs the portable twin of the fp32 file
-                import onnx
-
-                from avssm.export.portable import lower_selective_scan
-
-                reference = Path(tmp) / "fp32.portable.onnx"
-                save_with_metadata(lower_selective_scan(onnx.load(model)), reference, meta, scan_op="portable")
-            report["outputs"] = fidelity(reference, candidate, held_out)
+        report["outputs"] = fidelity(model, result.output, held_out)  # plugin forms too (runtime backends)
     if report_path:
         Path(report_path).write_text(json.dumps(report, indent=2))
     return report

@@ -54,7 +54,7 @@ def read_frames(source: str, count: int, *, input_meta: dict, fixed: tuple[int, 
 
 def fidelity(reference: str, candidate: str, frames: list[np.ndarray]) -> dict:
     """Per output, over ``frames``: max abs error, SQNR (dB) and cosine similarity of ``candidate`` against
-    ``reference`` (both run on ONNX Runtime CPU, so both must be portable forms with avssm metadata)."""
+    ``reference`` (both files with avssm metadata, run on ONNX Runtime CPU as `avssm run` runs them)."""
     from avssm.runtime.backends import OnnxRuntimeBackend
 
     ref_be, cand_be = OnnxRuntimeBackend(reference), OnnxRuntimeBackend(candidate)
