@@ -79,24 +79,23 @@ def session_options():
     return options
 
 
-def _plugin_form_session(path: Path, provider: str, dtype, options):
-    """(session options, model path or bytes, how the scan runs) for a plugin-form file (SelectiveScan nodes).
-    TensorRT runs the nodes with avssm's plugin; on the CPU avssm's SelectiveScan op runs them (fp32 files,
-    where a C compiler built it); anywhere else they are lowered to standard ops in memory, as
+def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str | bytes, str]:
+    """(model path or bytes, how its scans run) for a plugin-form file (SelectiveScan nodes). TensorRT runs the
+    nodes with avssm's plugin; on the CPU avssm's SelectiveScan op runs them (fp32 files, where a C compiler
+    built it; registered in ``options``); anywhere else they are lowered to standard ops in memory, as
     `--scan-op portable` would have written them."""
     from avssm import native
 
     if provider == "tensorrt":
-        return options, str(path), "avssm TensorRT plugin"
+        return str(path), "avssm TensorRT plugin"
     if provider == "cpu" and dtype == np.float32 and (library := native.ort_scan_op_library()) is not None:
         options.register_custom_ops_library(str(library))
-        return options, str(path), "avssm CPU op"
+        return str(path), "avssm CPU op"
     import onnx
 
     from avssm.export.portable import lower_selective_scan
 
-    lowered = lower_selective_scan(onnx.load(str(path)))
-    return options, lowered.SerializeToString(), "standard ops (lowered at load)"
+    return lower_selective_scan(onnx.load(str(path))).SerializeToString(), "standard ops (lowered at load)"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -113,7 +112,7 @@ class OnnxRuntimeBackend(Backend):
                                   "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
         options, model, scan = session_options(), str(path), "standard ops"
         if meta.get("scan_op") == "plugin":
-            options, model, scan = _plugin_form_session(path, provider, dtype, options)
+            model, scan = _plugin_form_model(path, provider, dtype, options)
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as e:  # noqa: BLE001

@@ -235,7 +235,7 @@ def default_sample_clip() -> Path:
 def default_model_file(progress=None) -> Path:
     """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a plugin-form, dynamic-shape
     ONNX file, exported once into the cache. The backends run its SelectiveScan nodes with avssm's op on the CPU
-    and TensorRT plugin, and lower them to standard ops elsewhere (backends._plugin_form_session).
+    and TensorRT plugin, and lower them to standard ops elsewhere (backends._plugin_form_model).
 
     Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
     file is named by the checkpoint and by the code that writes the graph (avssm/models, ops, export), so a

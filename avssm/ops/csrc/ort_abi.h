@@ -23,7 +23,7 @@ typedef struct OrtCustomOpDomain OrtCustomOpDomain;
 typedef struct OrtSessionOptions OrtSessionOptions;
 typedef void OrtApi;  /* used only as a table of function pointers, through ORT_API_FN */
 
-enum { ORT_OK = 0, ORT_FAIL = 1, ORT_INVALID_ARGUMENT = 2 };          /* OrtErrorCode */
+enum { ORT_FAIL = 1, ORT_INVALID_ARGUMENT = 2 };                      /* OrtErrorCode */
 enum { ORT_TENSOR_FLOAT = 1 };                                        /* ONNXTensorElementDataType */
 enum { ORT_INPUT_OUTPUT_REQUIRED = 0, ORT_INPUT_OUTPUT_OPTIONAL = 1 }; /* OrtCustomOpInputOutputCharacteristic */
 
@@ -54,7 +54,8 @@ typedef struct OrtApiBase {
                                                 since API version 17 (ONNX Runtime 1.17) */
 
 /* The entry at `position` of `api`, as a function pointer of type `fn_type`. */
-#define ORT_API_FN(api, position, fn_type) ((fn_type)((void *const *)(api))[position])
+typedef void (*OrtApiEntry)(void);
+#define ORT_API_FN(api, position, fn_type) ((fn_type)((const OrtApiEntry *)(api))[position])
 
 typedef struct OrtCustomOp OrtCustomOp;
 struct OrtCustomOp {

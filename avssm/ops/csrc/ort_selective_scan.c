@@ -1,8 +1,8 @@
 /* SelectiveScan for ONNX Runtime on the CPU: a custom-op library that runs the SelectiveScan nodes of a
  * plugin-form file (`avssm export --scan-op plugin`) with avssm's CPU kernel (selective_scan_cpu.c, compiled
  * into the same library). The node contract is plugins/selective_scan/README.md: domain trt.plugins, inputs
- * u, delta, A, B, C, then D, z, delta_bias as the has_* attributes say. fp32 only (ONNX Runtime on the CPU
- * runs fp32 files); a file of another type fails when the session is created.
+ * u, delta, A, B, C, then D, z, delta_bias as the has_* attributes say. fp32 only: a session of a file of
+ * another type fails to load with it (avssm's runtime lowers such files' nodes to standard ops instead).
  *
  * Loaded by SessionOptions.register_custom_ops_library, which calls RegisterCustomOps. Built and found by
  * avssm/native.py (ort_scan_op_library); the runtime registers it for plugin-form files on the CPU.
