@@ -101,13 +101,15 @@ def without_torch(*args):
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("scan_op,scan", [("portable", "standard ops"), ("plugin", "avssm CPU op")])
-def test_exported_model_runs_without_torch(tmp_path, frame_png, scan_op, scan):
+@pytest.mark.parametrize("scan_op,cpu_kernel,scan", [("portable", "1", "standard ops"), ("plugin", "1", "avssm CPU op"),
+                                                     ("plugin", "0", "standard ops (lowered at load)")])
+def test_exported_model_runs_without_torch(tmp_path, frame_png, scan_op, cpu_kernel, scan, monkeypatch):
     from avssm import native
     from avssm.export import export_onnx
     from avssm.models import create_model
 
-    if scan_op == "plugin" and native.ort_scan_op_library() is None:
+    monkeypatch.setenv("AVSSM_CPU_KERNEL", cpu_kernel)
+    if scan == "avssm CPU op" and native.ort_scan_op_library() is None:
         pytest.skip("avssm's ONNX Runtime op not built (no C compiler, or AVSSM_CPU_KERNEL=0)")
     model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
     model.model_name = "vim_tiny_det"
