@@ -4,8 +4,10 @@
  * Every input element is read once and y written once: delta_bias, softplus, the D skip and the
  * SiLU(z) gate are fused. Tokens go in tiles of TILE so the element-wise parts (softplus, the gate,
  * and exp(delta*A) when N == 1) vectorize; the recurrence vectorizes over N. Called through ctypes by
- * avssm/ops/cpu_kernel.py with fp32 contiguous tensors, B/C transposed to (batch, groups, L, N) so
- * one token's N values are adjacent. The specification is selective_scan_ref in selective_scan.py.
+ * avssm/ops/cpu_kernel.py (avssm_scan_cpu_fwd, all rows with OpenMP) and by ONNX Runtime's SelectiveScan op
+ * (ort_selective_scan.c: avssm_scan_cpu_fwd_row on its thread pool), with fp32 contiguous tensors, B/C
+ * transposed to (batch, groups, L, N) so one token's N values are adjacent. The specification is
+ * selective_scan_ref in selective_scan.py.
  */
 #include <math.h>
 #include <stdlib.h>
