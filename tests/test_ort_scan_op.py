@@ -1,5 +1,7 @@
 """avssm's SelectiveScan op for ONNX Runtime on the CPU (avssm/ops/csrc/ort_selective_scan.c), run by the real
 ONNX Runtime: the node contract against the reference, its errors, and plugin-form detectors on the runtime."""
+import os
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -129,3 +131,21 @@ def test_fp16_plugin_form_is_lowered_on_the_cpu(tmp_path):
     assert backend.info["scan"] == "standard ops (lowered at load)"
     out = backend.infer(np.zeros((1, 3, 64, 64), np.float16))
     assert np.isfinite(out["scores"].astype(np.float32)).all()
+
+
+def test_unwritable_cache_falls_back_to_lowering(detector_files):
+    """Where the op cannot be built (here: a cache folder that cannot be created), plugin files still run."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, numpy as np\n"
+            "from avssm.runtime import load_backend\n"
+            "backend = load_backend(sys.argv[1], 'onnxruntime')\n"
+            "out = backend.infer(np.zeros((1, 3, 96, 160), np.float32))\n"
+            "print(json.dumps({'scan': backend.info['scan'], 'finite': bool(np.isfinite(out['scores']).all())}))\n")
+    env = {**os.environ, "AVSSM_CACHE_DIR": "/proc/avssm-cache"}  # not creatable, even as root
+    r = subprocess.run([sys.executable, "-c", code, str(detector_files["vim_tiny_det", "plugin"])], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1]) == {"scan": "standard ops (lowered at load)", "finite": True}
