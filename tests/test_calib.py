@@ -178,3 +178,22 @@ def test_calib_and_runtime_import_without_torch():
             "print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_int8_files_are_what_tensorrts_onnx_parser_takes(quantized):
+    """Every op on the list checked against TensorRT's parser, and zero points of zero (the parser's rule for
+    QuantizeLinear / DequantizeLinear: TensorRT's int8 is symmetric)."""
+    from onnx import numpy_helper
+
+    from test_export import tensorrt_parser_problems
+
+    tmp, reports = quantized
+    for form in ("plugin", "portable"):
+        model = onnx.load(reports[form]["output"])
+        assert tensorrt_parser_problems(model) == [], form
+        values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        values.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+                       for n in model.graph.node if n.op_type == "Constant"})
+        zero_points = [n.input[2] for n in model.graph.node
+                       if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+        assert zero_points and all(not values[z].any() for z in zero_points), form
