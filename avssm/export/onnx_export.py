@@ -150,17 +150,18 @@ def verify_onnx(path: str, torch_model, input_size, batch: int, dynamic: bool, p
 
     model_proto = onnx.load(path)
     plugin_form = read_metadata(model_proto).get("scan_op") == "plugin"
-    options = ort.SessionOptions()
-    runtime = "onnxruntime CPU"
-    if plugin_form and precision != "fp16" and (library := native.ort_scan_op_library()) is not None:
-        options.register_custom_ops_library(str(library))
-        runtime = "onnxruntime CPU + avssm SelectiveScan op"
-    if plugin_form and runtime == "onnxruntime CPU":
+    scan_op = native.ort_scan_op_library() if plugin_form and precision != "fp16" else None
+    if plugin_form and scan_op is None:
         from avssm.export.reference_op import reference_session
 
         session = reference_session(model_proto)
         runtime = "onnx.reference + Python SelectiveScan"
     else:
+        options = ort.SessionOptions()
+        runtime = "onnxruntime CPU"
+        if scan_op is not None:
+            options.register_custom_ops_library(str(scan_op))
+            runtime = "onnxruntime CPU + avssm SelectiveScan op"
         session = ort.InferenceSession(model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def run(x):
