@@ -1,5 +1,6 @@
 import os
 
+import onnx
 import pytest
 import torch
 
@@ -14,3 +15,64 @@ def _seed():
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|: the error relative to the reference's scale."""
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp(min=1e-30)).item()
+
+
+def make_inputs(batch, dim, length, n, groups, large_delta=False, dtype=torch.float32):
+    u = torch.randn(batch, dim, length, dtype=dtype)
+    delta = (torch.randn(batch, dim, length) * (4.0 if large_delta else 0.5)).to(dtype)
+    A = -torch.exp(torch.randn(dim, n))  # trained-model range: |A| ~ 0.05 .. 20
+    B = torch.randn(batch, groups, n, length, dtype=dtype)
+    C = torch.randn(batch, groups, n, length, dtype=dtype)
+    D = torch.randn(dim)
+    z = torch.randn(batch, dim, length, dtype=dtype)
+    delta_bias = torch.randn(dim) * 0.5
+    return u, delta, A, B, C, D, z, delta_bias
+
+
+# Standard ONNX ops avssm's exported graphs use, each one supported by TensorRT 10's ONNX parser (checked on
+# 2026-12-02 against onnx-tensorrt's docs/operators.md and onnxOpImporters.cpp, release 10.1). TensorRT cannot
+# run here, so this is the check that a change to the models or the export does not bring in an op the
+# parser rejects: a new op fails it until it has been checked there and added.
+TENSORRT_PARSER_OPS = {
+    "Abs", "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
+    "DequantizeLinear", "Div", "Equal", "Erf", "Exp", "Expand", "Gather", "Identity", "InstanceNormalization",
+    "LayerNormalization", "Log", "MatMul", "MaxPool", "Min", "Mod", "Mul", "Neg", "Pad", "Pow", "QuantizeLinear",
+    "Range", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Scan", "Shape", "Sigmoid", "Slice", "Split",
+    "Sqrt", "Sub", "Transpose", "Unsqueeze", "Where",
+}
+# Inputs the parser needs as initializers or constants (same document): op -> input index.
+TENSORRT_CONSTANT_INPUTS = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "Pad": 3, "ReduceSum": 1, "CumSum": 1, "TopK": 1}
+TENSORRT_RESIZE_MODES = {"nearest", "linear", "cubic"}
+TENSORRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+
+
+def tensorrt_parser_problems(model: onnx.ModelProto) -> list[str]:
+    problems = []
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    if not 9 <= opset <= 20:  # TensorRT 10 parses opsets 9 to 20
+        problems.append(f"opset {opset}")
+
+    def walk(graph, outer_constants):
+        constants = set(outer_constants) | {t.name for t in graph.initializer}
+        constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        for node in graph.node:
+            if node.domain not in ("", "ai.onnx"):
+                continue  # the plugin's SelectiveScan: tests/test_native.py checks the plugin itself
+            if node.op_type not in TENSORRT_PARSER_OPS:
+                problems.append(f"{node.op_type} ({node.name}) not among the ops checked against TensorRT's parser")
+            index = TENSORRT_CONSTANT_INPUTS.get(node.op_type)
+            if index is not None and len(node.input) > index and node.input[index] not in ("", *constants):
+                problems.append(f"{node.op_type} ({node.name}) input {index} is not a constant")
+            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "Resize":
+                mode = attributes.get("mode", b"nearest").decode()
+                coordinates = attributes.get("coordinate_transformation_mode", b"half_pixel").decode()
+                if mode not in TENSORRT_RESIZE_MODES or coordinates not in TENSORRT_RESIZE_COORDINATES:
+                    problems.append(f"Resize ({node.name}) mode {mode}, coordinates {coordinates}")
+            if node.op_type == "LayerNormalization" and any(node.output[1:]):
+                problems.append(f"LayerNormalization ({node.name}) uses more than its first output")
+            for graph_attribute in (a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH):
+                walk(graph_attribute, constants)
+
+    walk(model.graph, set())
+    return problems

@@ -185,7 +185,7 @@ def test_int8_files_are_what_tensorrts_onnx_parser_takes(quantized):
     QuantizeLinear / DequantizeLinear: TensorRT's int8 is symmetric)."""
     from onnx import numpy_helper
 
-    from test_export import tensorrt_parser_problems
+    from conftest import tensorrt_parser_problems
 
     tmp, reports = quantized
     for form in ("plugin", "portable"):

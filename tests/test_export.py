@@ -14,6 +14,7 @@ from avssm.errors import AvssmError, CheckpointError
 from avssm.export import export_onnx, lower_selective_scan, read_metadata
 from avssm.models import create_model
 from avssm.ops import selective_scan, selective_scan_ref
+from conftest import tensorrt_parser_problems
 
 SMALL = {
     "vmamba_tiny_det": dict(backbone_overrides=dict(depths=(1, 1, 2, 1), embed_dim=16)),
@@ -223,55 +224,6 @@ def test_classifier_export_with_dynamic_batch(tmp_path, scan_op):
     assert_verified(result, 1e-4)
     assert result.outputs[0].name == "logits" and result.outputs[0].shape == ["batch", 7]
     assert read_metadata(result.path)["task"] == "classification"
-
-
-# Standard ONNX ops avssm's exported graphs use, each one supported by TensorRT 10's ONNX parser (checked on
-# 2026-12-02 against onnx-tensorrt's docs/operators.md and onnxOpImporters.cpp, release 10.1). TensorRT cannot
-# run here, so this is the check that a change to the models or the export does not bring in an op the
-# parser rejects: a new op fails it until it has been checked there and added.
-TENSORRT_PARSER_OPS = {
-    "Abs", "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
-    "DequantizeLinear", "Div", "Equal", "Erf", "Exp", "Expand", "Gather", "Identity", "InstanceNormalization",
-    "LayerNormalization", "Log", "MatMul", "MaxPool", "Min", "Mod", "Mul", "Neg", "Pad", "Pow", "QuantizeLinear",
-    "Range", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Scan", "Shape", "Sigmoid", "Slice", "Split",
-    "Sqrt", "Sub", "Transpose", "Unsqueeze", "Where",
-}
-# Inputs the parser needs as initializers or constants (same document): op -> input index.
-TENSORRT_CONSTANT_INPUTS = {"Slice": 3, "Squeeze": 1, "Unsqueeze": 1, "Pad": 3, "ReduceSum": 1, "CumSum": 1, "TopK": 1}
-TENSORRT_RESIZE_MODES = {"nearest", "linear", "cubic"}
-TENSORRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
-
-
-def tensorrt_parser_problems(model: onnx.ModelProto) -> list[str]:
-    problems = []
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    if not 9 <= opset <= 20:  # TensorRT 10 parses opsets 9 to 20
-        problems.append(f"opset {opset}")
-
-    def walk(graph, outer_constants):
-        constants = set(outer_constants) | {t.name for t in graph.initializer}
-        constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-        for node in graph.node:
-            if node.domain not in ("", "ai.onnx"):
-                continue  # the plugin's SelectiveScan: tests/test_native.py checks the plugin itself
-            if node.op_type not in TENSORRT_PARSER_OPS:
-                problems.append(f"{node.op_type} ({node.name}) not among the ops checked against TensorRT's parser")
-            index = TENSORRT_CONSTANT_INPUTS.get(node.op_type)
-            if index is not None and len(node.input) > index and node.input[index] not in ("", *constants):
-                problems.append(f"{node.op_type} ({node.name}) input {index} is not a constant")
-            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-            if node.op_type == "Resize":
-                mode = attributes.get("mode", b"nearest").decode()
-                coordinates = attributes.get("coordinate_transformation_mode", b"half_pixel").decode()
-                if mode not in TENSORRT_RESIZE_MODES or coordinates not in TENSORRT_RESIZE_COORDINATES:
-                    problems.append(f"Resize ({node.name}) mode {mode}, coordinates {coordinates}")
-            if node.op_type == "LayerNormalization" and any(node.output[1:]):
-                problems.append(f"LayerNormalization ({node.name}) uses more than its first output")
-            for graph_attribute in (a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH):
-                walk(graph_attribute, constants)
-
-    walk(model.graph, set())
-    return problems
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))

@@ -11,8 +11,7 @@ from onnx import TensorProto, helper
 from avssm import native
 from avssm.export.scan_node import DOMAIN
 from avssm.ops import selective_scan_ref
-from conftest import rel_err
-from test_selective_scan import make_inputs
+from conftest import make_inputs, rel_err
 
 pytestmark = pytest.mark.skipif(native.ort_scan_op_library() is None,
                                 reason="avssm's ONNX Runtime op not built (no C compiler, or AVSSM_CPU_KERNEL=0)")

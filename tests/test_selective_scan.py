@@ -5,19 +5,7 @@ import torch.nn.functional as F
 
 from avssm.ops import selective_scan, selective_scan_chunked, selective_scan_parallel, selective_scan_ref
 from avssm.ops import cpu_kernel
-from conftest import rel_err
-
-
-def make_inputs(batch, dim, length, n, groups, large_delta=False, dtype=torch.float32):
-    u = torch.randn(batch, dim, length, dtype=dtype)
-    delta = (torch.randn(batch, dim, length) * (4.0 if large_delta else 0.5)).to(dtype)
-    A = -torch.exp(torch.randn(dim, n))  # trained-model range: |A| ~ 0.05 .. 20
-    B = torch.randn(batch, groups, n, length, dtype=dtype)
-    C = torch.randn(batch, groups, n, length, dtype=dtype)
-    D = torch.randn(dim)
-    z = torch.randn(batch, dim, length, dtype=dtype)
-    delta_bias = torch.randn(dim) * 0.5
-    return u, delta, A, B, C, D, z, delta_bias
+from conftest import make_inputs, rel_err
 
 
 CASES = [
