@@ -53,7 +53,7 @@ def check_plugin_library(path: Path) -> str | None:
     return f"not an avssm TensorRT plugin (missing {', '.join(missing)})" if missing else None
 
 
-SCAN_API_VERSION = 2  # AVSSM_SCAN_API_VERSION of plugins/include/avssm/selective_scan.h
+SCAN_API_VERSION = 3  # AVSSM_SCAN_API_VERSION of plugins/include/avssm/selective_scan.h
 
 
 class ScanParams(ctypes.Structure):
@@ -65,8 +65,12 @@ class ScanParams(ctypes.Structure):
         ("u", ctypes.c_void_p), ("delta", ctypes.c_void_p), ("A", ctypes.c_void_p), ("B", ctypes.c_void_p),
         ("C", ctypes.c_void_p), ("D", ctypes.c_void_p), ("z", ctypes.c_void_p), ("delta_bias", ctypes.c_void_p),
         ("delta_softplus", ctypes.c_int), ("y", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
-        ("workspace_bytes", ctypes.c_size_t), ("lanes_per_channel", ctypes.c_int),
+        ("workspace_bytes", ctypes.c_size_t), ("lanes_per_channel", ctypes.c_int), ("layout", ctypes.c_int),
     ]
+
+
+# avssm_scan_layout: the N = 16 kernel layouts (plugins/README.md, "Kernel design").
+SCAN_LAYOUTS = {"plan": 0, "channel": 1, "tokens": 2}
 
 
 def kernel_candidates() -> list[Path]:
@@ -129,19 +133,20 @@ def workspace_size(batch: int, dim: int, length: int, dstate: int, num_multiproc
 
 
 def scan_plan(batch: int, dim: int, length: int, dstate: int, groups: int, num_multiprocessors: int,
-              workspace_bytes: int, lib=None, lanes_per_channel: int = 0) -> tuple[int, int]:
+              workspace_bytes: int, lib=None, lanes_per_channel: int = 0, layout: str = "plan") -> tuple[int, int]:
     """(lanes per channel, segments per sequence) the kernel runs such a call with on a GPU of that many
     multiprocessors, given that much workspace (avssm_selective_scan_plan: host code, no GPU needed).
     ``lib``: a library from load_kernel_library (default: the one found). ``lanes_per_channel``: 0 lets
-    the plan choose; 1, 2, 4 or 8 force the N = 16 layout (avssm_scan_params.lanes_per_channel)."""
+    the plan choose; 1, 2, 4 or 8 force the N = 16 channel layout (avssm_scan_params.lanes_per_channel).
+    ``layout``: a key of SCAN_LAYOUTS ("tokens": one pass, 1 lane, never split)."""
     # Only the pointers' presence matters to the plan: 1 stands for every required tensor.
     params = ScanParams(batch, dim, length, dstate, groups, 0, 1, 1, 1, 1, 1, None, None, None, 0, 1,
-                        1 if workspace_bytes else None, workspace_bytes, lanes_per_channel)
+                        1 if workspace_bytes else None, workspace_bytes, lanes_per_channel, SCAN_LAYOUTS[layout])
     lanes, segments = ctypes.c_int(), ctypes.c_int()
     plan = _library_or_error(lib).avssm_selective_scan_plan
     if plan(ctypes.byref(params), num_multiprocessors, ctypes.byref(lanes), ctypes.byref(segments)) != 0:
         raise ValueError(f"selective_scan plan: invalid shape batch {batch} dim {dim} L {length} N {dstate} "
-                         f"groups {groups} (or lanes_per_channel {lanes_per_channel})")
+                         f"groups {groups} (or lanes_per_channel {lanes_per_channel} with layout {layout})")
     return lanes.value, segments.value
 
 

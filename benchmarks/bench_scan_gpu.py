@@ -1,6 +1,6 @@
 """GPU selective-scan benchmark: the CUDA kernel against its roofline and the PyTorch path.
 
-    python benchmarks/bench_scan_gpu.py [--quick] [--shape BxDxLxN ...] [--lanes] [--json]
+    python benchmarks/bench_scan_gpu.py [--quick] [--shape BxDxLxN ...] [--layouts] [--json]
 
 Needs a CUDA GPU and libavssm_kernels.so (avssm build-plugins). For each shape (batch 1-8, dim 768-3072,
 L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
@@ -11,8 +11,9 @@ L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
   element for the exponential rate; efficiency = roofline / time (target >= 0.7 on large sizes);
 * speed-up over the chunked PyTorch path on the same shape (target >= 10x);
 * the plan the kernel ran (lanes per channel, segments per sequence: avssm.native.scan_plan);
-* with --lanes, each N = 16 row again with 1, 2, 4 and 8 lanes per channel forced, each split as the plan
-  splits it and not split at all (the measurements the plan's choice of layout needs: plugins/README.md);
+* with --layouts, each N = 16 row again in every layout: the channel layout with 1, 2, 4 and 8 lanes per
+  channel forced, each split as the plan splits it and not split at all, and the token layout (never split;
+  the measurements the plan's choice of layout needs: plugins/README.md);
 then the tiny detectors' forward at 1920x1080 with and without the kernel.
 """
 from __future__ import annotations
@@ -70,8 +71,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--kernel-only", action="store_true", help="skip the PyTorch path and the detectors")
-    ap.add_argument("--lanes", action="store_true",
-                    help="also time N=16 rows with 1/2/4/8 lanes per channel, split as planned and unsplit")
+    ap.add_argument("--layouts", action="store_true",
+                    help="also time N=16 rows in every layout: the channel layout with 1/2/4/8 lanes per channel, "
+                         "split as planned and unsplit, and the token layout")
     ap.add_argument("--shape", action="append", default=[], type=parse_shape, metavar="BxDxLxN",
                     help="only this shape (batch x dim x length x dstate, e.g. 1x768x130560x16); repeatable")
     args = ap.parse_args()
@@ -97,7 +99,7 @@ def main() -> None:
             C = torch.randn(b, 1, n, L, device="cuda", dtype=dtype, generator=g)
             D, bias = torch.randn(d, device="cuda"), torch.randn(d, device="cuda")
 
-            def time_kernel(**layout) -> float:  # the plan's layout, or one forced by --lanes
+            def time_kernel(**layout) -> float:  # the plan's layout, or one forced by --layouts
                 return cuda_time(lambda: cuda_kernel.selective_scan_cuda(u, delta, A, B, C, D=D, delta_bias=bias,
                                                                          delta_softplus=True, **layout), 20)
 
@@ -120,19 +122,25 @@ def main() -> None:
                          "lanes_per_channel": lanes, "segments": segments})
             r = rows[-1]
             r["layouts"] = []
-            for forced in (1, 2, 4, 8) if args.lanes and n == 16 else ():
+            for forced in (1, 2, 4, 8) if args.layouts and n == 16 else ():
                 planned = native.scan_plan(b, d, L, n, 1, sms, full_workspace, lanes_per_channel=forced)[1]
                 for workspace in (None, torch.empty(1, dtype=torch.uint8, device="cuda")):  # one byte: no split
                     t = time_kernel(workspace=workspace, lanes_per_channel=forced)
-                    r["layouts"].append({"lanes_per_channel": forced, "segments": planned if workspace is None else 1,
-                                         "kernel_ms": t * 1e3, "efficiency": roofline / t})
+                    r["layouts"].append({"layout": "channel", "lanes_per_channel": forced,
+                                         "segments": planned if workspace is None else 1, "kernel_ms": t * 1e3,
+                                         "efficiency": roofline / t})
+            if args.layouts and n == 16:
+                t = time_kernel(layout="tokens")
+                r["layouts"].append({"layout": "tokens", "lanes_per_channel": 1, "segments": 1, "kernel_ms": t * 1e3,
+                                     "efficiency": roofline / t})
             if not args.json:
                 print(f"{r['dtype']:<8} b{b} d{d} L{L} N{n}: kernel {r['kernel_ms']:8.3f} ms {r['GBps']:7.0f} GB/s, roofline "
                       f"{r['roofline_ms']:8.3f} ms (efficiency {r['efficiency']:.2f}), PyTorch {r['pytorch_ms']:8.1f} ms "
                       f"(x{r['speedup']:.0f}), plan {lanes} lane(s)/channel x {segments} segment(s)", flush=True)
                 for lay in r["layouts"]:
-                    print(f"    {lay['lanes_per_channel']} lane(s)/channel x {lay['segments']:2d} segment(s): "
-                          f"{lay['kernel_ms']:8.3f} ms (efficiency {lay['efficiency']:.2f})", flush=True)
+                    what = ("token layout, 32 tokens/thread, 1 segment   " if lay["layout"] == "tokens" else
+                            f"{lay['lanes_per_channel']} lane(s)/channel x {lay['segments']:2d} segment(s)")
+                    print(f"    {what}: {lay['kernel_ms']:8.3f} ms (efficiency {lay['efficiency']:.2f})", flush=True)
     detectors = {}
     for name in () if args.kernel_only else ("vmamba_tiny_det", "vim_tiny_det"):
         model = create_model(name).eval().cuda()

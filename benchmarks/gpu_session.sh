@@ -5,9 +5,9 @@
 #
 # 1. builds libavssm_kernels.so for this GPU's architecture only (a minute instead of five);
 # 2. runs the GPU tests (tests/test_gpu.py, and tests/test_selective_scan.py on the GPU);
-# 3. times the N = 16 layouts the plan does not choose yet (bench_scan_gpu.py --lanes on the large rows);
+# 3. times the N = 16 layouts the plan does not choose yet (bench_scan_gpu.py --layouts on the large rows);
 # 4. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).
-# Each step's output goes to OUT_DIR (gpu.txt, build.log, tests.log, lanes.log, bench.log) as it runs, line by line,
+# Each step's output goes to OUT_DIR (gpu.txt, build.log, tests.log, layouts.log, bench.log) as it runs, line by line,
 # so a run cut short still leaves what it measured. Uses the machine's python3 as it is (PyTorch with
 # CUDA, numpy, onnx, onnxruntime, typer, rich, opencv): nothing is installed. Exit status: the first
 # step that failed.
@@ -38,7 +38,7 @@ step build build.log python3 -m avssm.cli build-plugins --arch "$arch" || exit $
 export AVSSM_KERNEL_LIB="$PWD/plugins/build/libavssm_kernels.so"
 step tests tests.log python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_selective_scan.py
 tail -n 3 "$out/tests.log"
-step lanes lanes.log python3 benchmarks/bench_scan_gpu.py --kernel-only --lanes \
+step layouts layouts.log python3 benchmarks/bench_scan_gpu.py --kernel-only --layouts \
     --shape 1x768x130560x16 --shape 1x3072x130560x16 --shape 8x768x130560x16 --shape 8x3072x130560x16
 bench_args=()
 [ "${QUICK:-0}" = 1 ] && bench_args+=(--quick)

@@ -129,6 +129,26 @@ def test_cuda_kernel_n16_layouts_partial_warps_and_split(lanes, dtype, tol):
 
 
 @needs_kernel
+@pytest.mark.parametrize("length", [1, 7, 4096 + 37, 2 * 4096 + 40, 100_003])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3), (torch.bfloat16, 5e-3)])
+def test_cuda_kernel_n16_token_layout(length, dtype, tol):
+    # The token layout (32 tokens per thread, 4096 per chunk) runs only when asked for: lengths inside one
+    # thread, unaligned and aligned rows over several chunks, and a long one; with and without z, D and bias.
+    g = torch.Generator().manual_seed(4)
+    u, delta, z = (torch.randn(2, 6, length, generator=g) for _ in range(3))
+    A = -torch.exp(torch.randn(6, 16, generator=g))
+    B, C = torch.randn(2, 3, 16, length, generator=g), torch.randn(2, 3, 16, length, generator=g)
+    D, bias = torch.randn(6, generator=g), torch.randn(6, generator=g)
+    u, delta, z, B, C = (t.to(dtype) for t in (u, delta, z, B, C))
+    assert native.scan_plan(2, 6, length, 16, 3, 132, 1 << 20, layout="tokens") == (1, 1)
+    for optional in ({"D": D, "z": z, "delta_bias": bias}, {}):
+        ref = selective_scan_ref(u, delta, A, B, C, delta_softplus=True, **optional)
+        out = cuda_kernel.selective_scan_cuda(*(t.cuda() for t in (u, delta, A, B, C)), delta_softplus=True,
+                                              layout="tokens", **{k: v.cuda() for k, v in optional.items()})
+        assert rel_err(out.float().cpu(), ref.float()) < tol
+
+
+@needs_kernel
 def test_cuda_kernel_n16_one_lane_per_channel():
     # Enough channels to fill every multiprocessor with 32-channel warps: the plan then gives each lane a
     # whole channel (16 states) instead of sharing it between two lanes.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from avssm.native import (KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins, check_plugin_library,
                           load_kernel_library, scan_plan, workspace_size)
@@ -123,7 +124,8 @@ def test_scan_plan_stays_within_its_workspace(build):
     assert split > 0  # batch-1 sequences do get split when the workspace allows
     # VMamba-T stage 1 at 1080p, N = 16 on an H100: split (the first pass runs); fewer segments in a quarter of the workspace.
     full = size(1, 768, 130_560, 16, 132)
-    _, segments = scan_plan(1, 768, 130_560, 16, 1, 132, full, lib)
+    planned = scan_plan(1, 768, 130_560, 16, 1, 132, full, lib)
+    segments = planned[1]
     _, fewer = scan_plan(1, 768, 130_560, 16, 1, 132, full // 4, lib)
     assert segments > fewer > 1 and fewer * 768 * 16 * 8 <= full // 4
     with pytest.raises(ValueError, match="invalid shape"):  # dim % groups != 0
@@ -133,6 +135,72 @@ def test_scan_plan_stays_within_its_workspace(build):
     assert by_lanes[0] > by_lanes[1] > by_lanes[2] >= 1, by_lanes
     with pytest.raises(ValueError, match="lanes_per_channel 3"):
         scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, 3)
+    # The token layout never splits, so it needs no workspace; it is an N = 16 layout, so N = 1 ignores it.
+    assert scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, layout="tokens") == (1, 1)
+    assert scan_plan(1, 768, 130_560, 1, 1, 132, full, lib, layout="tokens") == \
+        scan_plan(1, 768, 130_560, 1, 1, 132, full, lib)
+    assert scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, layout="channel") == planned
+    with pytest.raises(ValueError, match="lanes_per_channel 2 with layout tokens"):  # lanes are a channel-layout knob
+        scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, 2, layout="tokens")
+
+
+@pytest.fixture(scope="module")
+def scan_on_cpu(tmp_path_factory):
+    """tests/native/scan_on_cpu.cpp: the N = 16 kernels' own source, run on the CPU by
+    tests/native/cuda_on_cpu.h (one thread per CUDA thread)."""
+    if shutil.which("c++") is None or cuda_include() is None:
+        pytest.skip("needs a C++20 compiler and CUDA headers")
+    exe = tmp_path_factory.mktemp("scan-on-cpu") / "scan_on_cpu"
+    here = os.path.dirname(__file__)
+    r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
+                        os.path.join(here, "..", "plugins", "include"), "-isystem", cuda_include(),
+                        os.path.join(here, "native", "scan_on_cpu.cpp"), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    return exe
+
+
+@pytest.mark.parametrize("layout,batch,dim,length,groups,dtype,softplus,given,tol", [
+    # Channel layout, every lanes-per-channel count, whole and split into 3 segments (the first pass, then the
+    # carried-in state); 5 channels per group leave part-filled warps; 300 tokens end in a part-filled tile.
+    *[(f"channel:{lanes}:{segments}", 1, 10, 300, 2, torch.float32, True, "D z delta_bias", 1e-5)
+      for lanes in (1, 2, 4, 8) for segments in (1, 3)],
+    ("channel:4:2", 2, 6, 100, 1, torch.float16, True, "z", 5e-3),
+    ("channel:8:1", 1, 5, 45, 1, torch.bfloat16, False, "D", 5e-3),
+    # Token layout: whole 16-byte-loaded chunks and a tail; z without D with groups; rows not 16-byte aligned;
+    # shorter than one thread's 32 tokens; one token.
+    ("tokens", 1, 2, 2 * 4096 + 40, 1, torch.float32, True, "D z delta_bias", 1e-5),
+    ("tokens", 2, 4, 4096 + 24, 2, torch.float16, True, "z", 5e-3),
+    ("tokens", 1, 4, 4096 + 37, 4, torch.bfloat16, False, "D", 5e-3),
+    ("tokens", 2, 2, 7, 1, torch.float16, True, "D delta_bias", 5e-3),
+    ("tokens", 1, 1, 1, 1, torch.float32, False, "", 1e-5),
+])
+def test_n16_kernels_on_the_cpu(scan_on_cpu, tmp_path, layout, batch, dim, length, groups, dtype, softplus, given,
+                                tol):
+    """The N = 16 kernels against the reference, run from their CUDA source on the CPU: the channel layout
+    (plugins/selective_scan/channel_scan_kernel.cuh; 4 and 8 lanes per channel have not run on a GPU yet)
+    and the token layout (token_scan_kernel.cuh: its loads, its block-wide scan across threads, warps and
+    chunks, its gate and skip). tests/test_gpu.py runs both on a GPU."""
+    from avssm.ops.selective_scan import selective_scan_ref
+    from conftest import make_inputs, rel_err
+
+    u, delta, A, B, C, D, z, delta_bias = make_inputs(batch, dim, length, 16, groups, dtype=dtype)
+    if not softplus:
+        delta = delta.abs()  # a negative delta grows the state without bound over thousands of tokens
+    optional = {"D": D, "z": z, "delta_bias": delta_bias}
+    optional = {name: (t if name in given.split() else None) for name, t in optional.items()}
+    for name, t in dict(u=u, delta=delta, A=A, B=B, C=C, **optional).items():
+        if t is not None:  # raw bytes in the tensor's dtype (numpy has no bfloat16)
+            (tmp_path / f"{name}.bin").write_bytes(t.contiguous().view(torch.uint8).numpy().tobytes())
+    code = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}[dtype]
+    r = subprocess.run([str(scan_on_cpu), str(tmp_path), layout, str(batch), str(dim), str(length), str(groups),
+                        str(code), str(int(softplus))], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    y = torch.frombuffer(bytearray((tmp_path / "y.bin").read_bytes()), dtype=dtype).view(batch, dim, length)
+    z32 = optional["z"].float() if optional["z"] is not None else None
+    ref = selective_scan_ref(u.float(), delta.float(), A, B.float(), C.float(), optional["D"], z32,
+                             optional["delta_bias"], softplus)
+    assert rel_err(y.float(), ref) < tol
 
 
 def test_check_plugin_library_rejects_other_libraries():

@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from avssm.native import ScanParams, kernel_library, workspace_size
+from avssm.native import SCAN_LAYOUTS, ScanParams, kernel_library, workspace_size
 
 _DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
@@ -26,13 +26,14 @@ def available() -> bool:
 
 
 def selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, workspace=None,
-                        lanes_per_channel=0):
+                        lanes_per_channel=0, layout="plan"):
     """Same contract as selective_scan_ref for CUDA tensors; forward only.
 
     ``workspace``: a uint8 CUDA tensor the call may use as scratch (to reuse one across calls); by default
     one of the size the library asks for is allocated. A smaller one makes the kernel split long sequences
     into fewer segments, never write past it. ``lanes_per_channel``: 0 lets the kernel's plan choose; 1, 2, 4
-    or 8 force that layout on the N = 16 path (to measure it).
+    or 8 force that channel layout on the N = 16 path (to measure it). ``layout``: "plan", "channel", or
+    "tokens" to run the N = 16 token layout (avssm.native.SCAN_LAYOUTS).
     """
     from avssm.ops.selective_scan import _check_shapes
 
@@ -66,7 +67,7 @@ def selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
 
     params = ScanParams(batch, dim, length, nstate, groups, _DTYPES[dtype], ptr(u_c), ptr(delta_c), ptr(A_c),
                         ptr(B_c), ptr(C_c), ptr(D_c), ptr(z_c), ptr(bias_c), int(bool(delta_softplus)), ptr(y),
-                        ptr(workspace), ws_bytes, lanes_per_channel)
+                        ptr(workspace), ws_bytes, lanes_per_channel, SCAN_LAYOUTS[layout])
     with torch.cuda.device(u.device):  # the kernel launches on the current device: make it u's
         rc = lib.avssm_selective_scan_fwd(ctypes.byref(params),
                                           ctypes.c_void_p(torch.cuda.current_stream(u.device).cuda_stream))

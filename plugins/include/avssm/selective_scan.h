@@ -16,10 +16,17 @@ extern "C" {
 #endif
 
 #define AVSSM_SCAN_MAX_STATE 256
-#define AVSSM_SCAN_API_VERSION 2 /* 2: lanes_per_channel */
+#define AVSSM_SCAN_API_VERSION 3 /* 2: lanes_per_channel; 3: layout */
 
 /* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
 typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
+
+/* Kernel layout of the N = 16 path (plugins/README.md, "Kernel design"). */
+typedef enum {
+    AVSSM_LAYOUT_PLAN = 0,    /* the plan's choice: today always the channel layout */
+    AVSSM_LAYOUT_CHANNEL = 1, /* lanes own channels and walk their sequences; split when the GPU is short of warps */
+    AVSSM_LAYOUT_TOKENS = 2   /* threads own 32 consecutive tokens, a block-wide scan per state; never split */
+} avssm_scan_layout;
 
 typedef struct {
     /* shapes */
@@ -45,6 +52,9 @@ typedef struct {
      * the plan chooses 1 or 2. 1, 2, 4 or 8 force that layout, to measure it (ignored on other paths);
      * any other value is invalid. */
     int lanes_per_channel;
+    /* N = 16 path: an avssm_scan_layout. AVSSM_LAYOUT_TOKENS runs only when asked for, to measure it (a GPU
+     * has not timed it yet); lanes_per_channel must then be 0. Ignored on other paths; other values invalid. */
+    int layout;
 } avssm_scan_params;
 
 /* Bytes of workspace that let the call split long sequences across blocks. The value for the
@@ -58,8 +68,8 @@ cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream
 
 /* How the call would run on a device with `num_multiprocessors` multiprocessors, within
  * params->workspace_bytes (pointers need only be non-NULL; nothing is launched, no GPU is needed):
- * lanes per channel (on the N = 16 path 1 or 2, or params->lanes_per_channel when set; 1 elsewhere) and
- * segments per sequence (1: not split).
+ * lanes per channel (on the N = 16 channel layout 1 or 2, or params->lanes_per_channel when set; 1 elsewhere,
+ * the token layout included) and segments per sequence (1: not split).
  * avssm_selective_scan_fwd runs this plan for the current device. cudaErrorInvalidValue for bad params. */
 cudaError_t avssm_selective_scan_plan(const avssm_scan_params *params, int num_multiprocessors,
                                       int *lanes_per_channel, int *segments);

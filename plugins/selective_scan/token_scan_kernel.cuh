@@ -1,0 +1,150 @@
+// token_scan_kernel: the token layout of the N = 16 scan, a candidate for batch 1 (plugins/README.md, "Kernel
+// design"). It runs only when avssm_scan_params.layout asks for it, until a GPU has timed it.
+//
+// One block of 128 threads per (batch, channel), each thread owning 32 consecutive tokens of a 4096-token
+// chunk, so batch 1 at dim 768 is 768 blocks of 4 warps and the sequence is never split (every exponential is
+// computed once). Per chunk, u, delta (and z at the end) are read once with 16-byte loads; then per state:
+//   1. each thread runs its 32 tokens from state zero, keeping each token's decay and input;
+//   2. the block scans the threads' (total decay, end state) pairs: a warp scan by shuffles, the four warps'
+//      totals through shared memory (one barrier per state), the state carried from the previous chunk;
+//   3. each thread runs its tokens again from the state entering them, adding C * h into y.
+// Per token and state: one exponential, two multiplies and one multiply-add in step 1, two multiply-adds in
+// step 3; the block scan costs about 50 instructions per state and thread, 1.6 per exponential.
+// Written against the helpers of scan_common.cuh and CUDA's warp primitives only (no CUB), so the tests can
+// also run it on the CPU, thread by thread (tests/native/cuda_on_cpu.h).
+#pragma once
+
+#include "scan_common.cuh"
+
+namespace avssm {
+namespace {
+
+constexpr int kTokenThreads = 128;
+constexpr int kTokenWarps = kTokenThreads / 32;
+constexpr int kTokenItems = 32;  // tokens per thread: amortizes the block scan over 32 exponentials
+constexpr int kTokenChunk = kTokenThreads * kTokenItems;
+constexpr int kTokenStates = 16;
+
+// Inclusive scan of the warp's (decay, input) pairs in lane order: lane i ends with lanes 0..i combined.
+__device__ __forceinline__ float2 warp_inclusive_scan(float2 x, int lane) {
+    #pragma unroll
+    for (int offset = 1; offset < 32; offset *= 2) {
+        const float a = __shfl_up_sync(0xffffffffu, x.x, offset);
+        const float b = __shfl_up_sync(0xffffffffu, x.y, offset);
+        if (lane >= offset) x = ScanOp()(make_float2(a, b), x);
+    }
+    return x;
+}
+
+// kGate: z is given. Registers: delta, delta * u, y, the decays and the inputs of the current state (32 each).
+template <typename input_t, bool kGate>
+__global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs args) {
+    __shared__ float s_a2[kTokenStates];                     // A * log2(e): the exponent's factor
+    __shared__ float2 s_warp_total[2][kTokenWarps];          // by state parity, so one barrier per state suffices
+
+    const avssm_scan_params &p = args.p;
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int64_t row = blockIdx.x;  // batch * dim + channel
+    const int64_t b = row / p.dim, d = row % p.dim;
+    const int64_t g = d / (p.dim / p.groups);
+    const int64_t L = p.length;
+    const input_t *u = static_cast<const input_t *>(p.u) + row * L;
+    const input_t *delta = static_cast<const input_t *>(p.delta) + row * L;
+    const input_t *z = kGate ? static_cast<const input_t *>(p.z) + row * L : nullptr;
+    const input_t *Bg = static_cast<const input_t *>(p.B) + (b * p.groups + g) * kTokenStates * L;
+    const input_t *Cg = static_cast<const input_t *>(p.C) + (b * p.groups + g) * kTokenStates * L;
+    input_t *y = static_cast<input_t *>(p.y) + row * L;
+    const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+    const float skip = p.D ? p.D[d] : 0.f;
+    const bool aligned = rows_aligned<input_t>(p);  // chunks start at multiples of kTokenChunk
+
+    if (threadIdx.x < kTokenStates) s_a2[threadIdx.x] = p.A[d * kTokenStates + threadIdx.x] * kLog2e;
+    float carry[kTokenStates];  // the state entering the chunk, the same in every thread
+    #pragma unroll
+    for (int n = 0; n < kTokenStates; ++n) carry[n] = 0.f;
+    __syncthreads();
+
+    for (int64_t chunk = 0; chunk < L; chunk += kTokenChunk) {
+        const int valid = static_cast<int>(L - chunk < kTokenChunk ? L - chunk : kTokenChunk);
+        const bool whole = aligned && valid == kTokenChunk;
+        float dt[kTokenItems], dtu[kTokenItems], y_v[kTokenItems];
+        if (whole) {
+            load_blocked<true>(u + chunk, valid, dtu);
+            load_blocked<true>(delta + chunk, valid, dt);
+        } else {
+            load_blocked<false>(u + chunk, valid, dtu);
+            load_blocked<false>(delta + chunk, valid, dt);
+        }
+        float dt_sum = 0.f;
+        #pragma unroll
+        for (int i = 0; i < kTokenItems; ++i) {
+            float v = dt[i] + bias;
+            if (p.delta_softplus) v = softplus(v);
+            dt[i] = static_cast<int>(threadIdx.x) * kTokenItems + i < valid ? v : 0.f;  // padding: state unchanged
+            y_v[i] = skip * dtu[i];
+            dtu[i] *= dt[i];
+            dt_sum += dt[i];
+        }
+
+        const input_t *B_n = Bg + chunk, *C_n = Cg + chunk;  // state n's rows, advanced by L per state
+        #pragma unroll 1
+        for (int n = 0; n < kTokenStates; ++n, B_n += L, C_n += L) {
+            float x[kTokenItems], c_v[kTokenItems], decay[kTokenItems];
+            if (whole) {
+                load_blocked<true>(B_n, valid, x);
+                load_blocked<true>(C_n, valid, c_v);
+            } else {
+                load_blocked<false>(B_n, valid, x);
+                load_blocked<false>(C_n, valid, c_v);
+            }
+            const float a2 = s_a2[n];
+            // 1. The thread's tokens from state zero.
+            float h = 0.f;
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) {
+                decay[i] = fast_exp2(dt[i] * a2);
+                x[i] *= dtu[i];
+                h = decay[i] * h + x[i];
+            }
+            // 2. The state entering this thread's tokens. The thread's total decay is one exponential of its
+            // summed deltas (equal to the product of its decays up to rounding).
+            const float2 upto = warp_inclusive_scan(make_float2(fast_exp2(dt_sum * a2), h), lane);
+            const float before_a = __shfl_up_sync(0xffffffffu, upto.x, 1);
+            const float before_b = __shfl_up_sync(0xffffffffu, upto.y, 1);
+            if (lane == 31) s_warp_total[n & 1][warp] = upto;
+            __syncthreads();
+            float h_chunk = carry[n], h_warp = 0.f;
+            #pragma unroll
+            for (int w = 0; w < kTokenWarps; ++w) {
+                if (w == warp) h_warp = h_chunk;  // the state entering this warp's tokens
+                const float2 total = s_warp_total[n & 1][w];
+                h_chunk = total.x * h_chunk + total.y;
+            }
+            carry[n] = h_chunk;
+            // 3. The thread's tokens again, from the state entering them.
+            h = lane == 0 ? h_warp : before_a * h_warp + before_b;
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) {
+                h = decay[i] * h + x[i];
+                y_v[i] += h * c_v[i];
+            }
+        }
+
+        if (kGate) {
+            float z_v[kTokenItems];
+            if (whole)
+                load_blocked<true>(z + chunk, valid, z_v);
+            else
+                load_blocked<false>(z + chunk, valid, z_v);
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) y_v[i] *= __fdividef(z_v[i], 1.f + fast_exp2(-z_v[i] * kLog2e));
+        }
+        if (whole)
+            store_blocked<true>(y + chunk, valid, y_v);
+        else
+            store_blocked<false>(y + chunk, valid, y_v);
+    }
+}
+
+}  // namespace
+}  // namespace avssm
