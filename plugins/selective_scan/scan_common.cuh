@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace avssm {
 namespace {
@@ -104,6 +105,51 @@ __device__ __forceinline__ void load_blocked(const input_t *chunk, int valid, fl
     }
     #pragma unroll
     for (int i = 0; i < kN; ++i) out[i] = to_float(raw[i]);
+}
+
+__device__ __forceinline__ float bits_to_float(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+// kN elements as loaded, in 32-bit words (two per word in fp16 and bf16), each converted to float where it is
+// used: a conversion reads its half of a word in one instruction, so nothing is unpacked, or waits for the
+// load, ahead of use.
+template <typename input_t, int kN>
+struct PackedElements {
+    static_assert(kN * sizeof(input_t) % 4 == 0, "whole 32-bit words");
+    uint32_t words[kN * sizeof(input_t) / 4];
+
+    __device__ __forceinline__ float operator[](int i) const {
+        if (sizeof(input_t) == 4) return bits_to_float(words[i]);
+        const uint32_t word = words[i / 2];
+        if (std::is_same<input_t, __nv_bfloat16>::value)  // bf16 is the top half of an fp32
+            return bits_to_float(i % 2 ? word & 0xffff0000u : word << 16);
+        __half2 pair;
+        memcpy(static_cast<void *>(&pair), &word, sizeof(pair));  // __half2 has no trivial assignment
+        return i % 2 ? __high2float(pair) : __low2float(pair);
+    }
+};
+
+// load_blocked's elements, kept packed.
+template <bool kWhole, typename input_t, int kN>
+__device__ __forceinline__ void load_blocked_packed(const input_t *chunk, int valid, PackedElements<input_t, kN> &out) {
+    const input_t *mine = chunk + threadIdx.x * kN;
+    if (kWhole) {
+        static_assert(kN * sizeof(input_t) % 16 == 0, "whole 16-byte vectors per thread");
+        uint4 vectors[kN * sizeof(input_t) / 16];
+        #pragma unroll
+        for (int v = 0; v < kN * static_cast<int>(sizeof(input_t)) / 16; ++v)
+            vectors[v] = reinterpret_cast<const uint4 *>(mine)[v];
+        memcpy(out.words, vectors, sizeof(out.words));
+    } else {
+        input_t raw[kN];
+        #pragma unroll
+        for (int i = 0; i < kN; ++i)
+            raw[i] = threadIdx.x * kN + i < static_cast<unsigned>(valid) ? mine[i] : from_float<input_t>(0.f);
+        memcpy(out.words, raw, sizeof(out.words));
+    }
 }
 
 template <bool kWhole, typename input_t, int kN>

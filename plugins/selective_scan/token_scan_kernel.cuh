@@ -89,21 +89,24 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
         const input_t *B_n = Bg + chunk, *C_n = Cg + chunk;  // state n's rows, advanced by L per state
         #pragma unroll 1
         for (int n = 0; n < kTokenStates; ++n, B_n += L, C_n += L) {
-            float x[kTokenItems], c_v[kTokenItems], decay[kTokenItems];
+            // B and C stay packed as loaded until used, so the exponentials, which need neither, go first.
+            PackedElements<input_t, kTokenItems> b_n, c_n;
             if (whole) {
-                load_blocked<true>(B_n, valid, x);
-                load_blocked<true>(C_n, valid, c_v);
+                load_blocked_packed<true>(B_n, valid, b_n);
+                load_blocked_packed<true>(C_n, valid, c_n);
             } else {
-                load_blocked<false>(B_n, valid, x);
-                load_blocked<false>(C_n, valid, c_v);
+                load_blocked_packed<false>(B_n, valid, b_n);
+                load_blocked_packed<false>(C_n, valid, c_n);
             }
             const float a2 = s_a2[n];
+            float decay[kTokenItems], x[kTokenItems];
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) decay[i] = fast_exp2(dt[i] * a2);
             // 1. The thread's tokens from state zero.
             float h = 0.f;
             #pragma unroll
             for (int i = 0; i < kTokenItems; ++i) {
-                decay[i] = fast_exp2(dt[i] * a2);
-                x[i] *= dtu[i];
+                x[i] = b_n[i] * dtu[i];
                 h = decay[i] * h + x[i];
             }
             // 2. The state entering this thread's tokens. The thread's total decay is one exponential of its
@@ -126,7 +129,7 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
             #pragma unroll
             for (int i = 0; i < kTokenItems; ++i) {
                 h = decay[i] * h + x[i];
-                y_v[i] += h * c_v[i];
+                y_v[i] += h * c_n[i];
             }
         }
 
