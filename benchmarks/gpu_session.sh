@@ -5,7 +5,10 @@
 #
 # 1. builds libavssm_kernels.so for this GPU's architecture only (a minute instead of five);
 # 2. runs the GPU tests (tests/test_gpu.py, and tests/test_selective_scan.py on the GPU);
-# 3. times the N = 16 layouts the plan does not choose yet (bench_scan_gpu.py --layouts on the large rows);
+# 3. times the N = 16 layouts the plan does not choose yet (bench_scan_gpu.py --layouts on the large rows, of
+#    which b1 d768 L130560 is VMamba-v0-Tiny's first stage at 1920x1080 padded to 1088: 4 directions x 192
+#    channels over 272 x 480 tokens; and on one direction of Vim-Tiny there: d_inner 384 over 68 x 120 patches
+#    and the class token);
 # 4. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).
 # Each step's output goes to OUT_DIR (gpu.txt, build.log, tests.log, layouts.log, bench.log) as it runs, line by line,
 # so a run cut short still leaves what it measured. Uses the machine's python3 as it is (PyTorch with
@@ -39,7 +42,8 @@ export AVSSM_KERNEL_LIB="$PWD/plugins/build/libavssm_kernels.so"
 step tests tests.log python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_selective_scan.py
 tail -n 3 "$out/tests.log"
 step layouts layouts.log python3 benchmarks/bench_scan_gpu.py --kernel-only --layouts \
-    --shape 1x768x130560x16 --shape 1x3072x130560x16 --shape 8x768x130560x16 --shape 8x3072x130560x16
+    --shape 1x768x130560x16 --shape 1x3072x130560x16 --shape 8x768x130560x16 --shape 8x3072x130560x16 \
+    --shape 1x384x8161x16
 bench_args=()
 [ "${QUICK:-0}" = 1 ] && bench_args+=(--quick)
 step bench bench.log python3 benchmarks/bench_scan_gpu.py "${bench_args[@]}"
