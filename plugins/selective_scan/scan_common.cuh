@@ -84,6 +84,13 @@ __device__ __forceinline__ float carried_state(const KernelArgs &args, int64_t r
     return h;
 }
 
+// The kV 16-byte vectors from `mine` (16-byte aligned) on, each one load.
+template <typename input_t, int kV>
+__device__ __forceinline__ void load_vectors(const input_t *mine, uint4 (&vectors)[kV]) {
+    #pragma unroll
+    for (int v = 0; v < kV; ++v) vectors[v] = reinterpret_cast<const uint4 *>(mine)[v];
+}
+
 // The kN consecutive elements thread threadIdx.x owns in a blocked arrangement (thread i: elements
 // [i * kN, i * kN + kN) of the chunk), as floats. kWhole: a whole chunk at a 16-byte aligned address, read
 // with 16-byte loads (each warp then reads one contiguous span); else element by element, zero past `valid`.
@@ -94,9 +101,7 @@ __device__ __forceinline__ void load_blocked(const input_t *chunk, int valid, fl
     if (kWhole) {
         static_assert(kN * sizeof(input_t) % 16 == 0, "whole 16-byte vectors per thread");
         uint4 vectors[kN * sizeof(input_t) / 16];
-        #pragma unroll
-        for (int v = 0; v < kN * static_cast<int>(sizeof(input_t)) / 16; ++v)
-            vectors[v] = reinterpret_cast<const uint4 *>(mine)[v];
+        load_vectors(mine, vectors);
         memcpy(raw, vectors, sizeof(raw));
     } else {
         #pragma unroll
@@ -139,9 +144,7 @@ __device__ __forceinline__ void load_blocked_packed(const input_t *chunk, int va
     if (kWhole) {
         static_assert(kN * sizeof(input_t) % 16 == 0, "whole 16-byte vectors per thread");
         uint4 vectors[kN * sizeof(input_t) / 16];
-        #pragma unroll
-        for (int v = 0; v < kN * static_cast<int>(sizeof(input_t)) / 16; ++v)
-            vectors[v] = reinterpret_cast<const uint4 *>(mine)[v];
+        load_vectors(mine, vectors);
         memcpy(out.words, vectors, sizeof(out.words));
     } else {
         input_t raw[kN];
