@@ -169,6 +169,8 @@ def scan_on_cpu(tmp_path_factory):
     # carried-in state); 5 channels per group leave part-filled warps; 300 tokens end in a part-filled tile.
     *[(f"channel:{lanes}:{segments}", 1, 10, 300, 2, torch.float32, True, "D z delta_bias", 1e-5)
       for lanes in (1, 2, 4, 8) for segments in (1, 3)],
+    # 32 channels per group: every warp full, so whole tiles take the load path without bounds checks.
+    *[(f"channel:{lanes}:2", 1, 64, 200, 2, torch.float16, True, "D z delta_bias", 5e-3) for lanes in (1, 2, 4, 8)],
     ("channel:4:2", 2, 6, 100, 1, torch.float16, True, "z", 5e-3),
     ("channel:8:1", 1, 5, 45, 1, torch.bfloat16, False, "D", 5e-3),
     # Token layout: whole 16-byte-loaded chunks and a tail; z without D with groups; rows not 16-byte aligned;
