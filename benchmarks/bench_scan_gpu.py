@@ -138,9 +138,13 @@ def main() -> None:
                       f"{r['roofline_ms']:8.3f} ms (efficiency {r['efficiency']:.2f}), PyTorch {r['pytorch_ms']:8.1f} ms "
                       f"(x{r['speedup']:.0f}), plan {lanes} lane(s)/channel x {segments} segment(s)", flush=True)
                 for lay in r["layouts"]:
-                    what = ("token layout, 32 tokens/thread, 1 segment   " if lay["layout"] == "tokens" else
-                            f"{lay['lanes_per_channel']} lane(s)/channel x {lay['segments']:2d} segment(s)")
-                    print(f"    {what}: {lay['kernel_ms']:8.3f} ms (efficiency {lay['efficiency']:.2f})", flush=True)
+                    lay["what"] = ("token layout, 32 tokens/thread, 1 segment   " if lay["layout"] == "tokens" else
+                                   f"{lay['lanes_per_channel']} lane(s)/channel x {lay['segments']:2d} segment(s)")
+                    print(f"    {lay['what']}: {lay['kernel_ms']:8.3f} ms (efficiency {lay['efficiency']:.2f})", flush=True)
+                if r["layouts"]:  # what the plan should choose for this row
+                    best = min(r["layouts"], key=lambda lay: lay["kernel_ms"])
+                    print(f"    fastest: {best['what'].strip()}, {r['kernel_ms'] / best['kernel_ms']:.2f}x the plan's "
+                          f"speed", flush=True)
     detectors = {}
     for name in () if args.kernel_only else ("vmamba_tiny_det", "vim_tiny_det"):
         model = create_model(name).eval().cuda()
