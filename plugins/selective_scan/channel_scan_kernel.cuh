@@ -24,6 +24,12 @@ constexpr int kTile = 32;   // tokens per tile: lane = token while loading and s
 constexpr int kChannelWarpsPerSM = 16;
 constexpr int kLoadRows = 8;
 
+// The kernel's grid: one warp (block) per `kLanes / parts` channels of each (batch, group).
+inline int64_t channel_warps(const avssm_scan_params &p, int parts) {
+    const int64_t channels = kLanes / parts;
+    return p.batch * p.groups * ((p.dim / p.groups + channels - 1) / channels);
+}
+
 // Tokens [t, t + tokens) of channel rows [0, rows) into tile[row][lane], with the per-token scalar work
 // done here, where lanes are tokens and the rows are independent: s_dt gets softplus(delta + bias),
 // s_z the gate silu(z). Rows go kLoadRows at a time, each batch's loads issued before its first

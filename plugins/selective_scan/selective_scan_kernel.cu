@@ -175,11 +175,6 @@ bool has_channel_path(int64_t dstate) { return dstate == 16; }
 
 bool runs_token_layout(const avssm_scan_params &p) { return p.dstate == 16 && p.layout == AVSSM_LAYOUT_TOKENS; }
 
-int64_t channel_warps(const avssm_scan_params &p, int parts) {
-    const int64_t channels = kLanes / parts;
-    return p.batch * p.groups * ((p.dim / p.groups + channels - 1) / channels);
-}
-
 // How a call runs: lanes per channel (channel layout: channel_scan_kernel's kParts; 1 elsewhere) and segments
 // per sequence.
 struct Plan {

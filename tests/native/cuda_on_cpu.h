@@ -3,9 +3,9 @@
 // It says nothing about speed, and little about memory ordering on a GPU: barriers here order everything.
 //
 // What it provides is what avssm's channel- and token-layout kernels use (plugins/selective_scan/
-// channel_scan_kernel.cuh, token_scan_kernel.cuh): threadIdx (x), blockIdx (x, y), __syncthreads, __shfl_up_sync, __shfl_sync, __shfl_xor_sync,
-// __syncwarp, __fdividef, __launch_bounds__, and __shared__ variables (function statics: one block runs at
-// a time). CUDA's vector and half-precision types come from CUDA's headers, which compile as host code.
+// channel_scan_kernel.cuh, token_scan_kernel.cuh): threadIdx (x), blockIdx (x, y), __syncthreads,
+// __shfl_up_sync, __shfl_sync, __shfl_xor_sync, __syncwarp, __fdividef, __launch_bounds__, and __shared__
+// variables (function statics: one block runs at a time). CUDA's vector and half-precision types come from CUDA's headers, which compile as host code.
 // Every thread of a block must reach every barrier and shuffle, as the kernels here do (whole warps, no
 // early return).
 #pragma once

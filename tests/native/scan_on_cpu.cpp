@@ -49,8 +49,7 @@ void run_tokens(const KernelArgs &args) {
 template <typename input_t, int kParts>
 void run_channel(const KernelArgs &args) {
     const avssm_scan_params &p = args.p;
-    const int64_t per_warp = avssm::kLanes / kParts;
-    const unsigned warps = static_cast<unsigned>(p.batch * p.groups * ((p.dim / p.groups + per_warp - 1) / per_warp));
+    const unsigned warps = static_cast<unsigned>(avssm::channel_warps(p, kParts));
     const unsigned segments = static_cast<unsigned>(args.segments);
     if (segments > 1)
         cuda_on_cpu::launch(avssm::channel_scan_kernel<input_t, 16, kParts, true, false>, warps, segments - 1,
