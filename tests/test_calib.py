@@ -91,12 +91,16 @@ def test_plugin_and_portable_int8_have_the_same_qdq_and_compute_the_same(quantiz
             op.version = 21
     x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
     ref = reference_session(plugin).run(None, {"images": x})
-    out = ort.InferenceSession(reports["plugin"]["portable_twin"], providers=["CPUExecutionProvider"]).run(
-        None, {"images": x})
-    # Two engines, so a value that lands on a rounding boundary before a QuantizeLinear may move by one int8
-    # step (seen: relative L2 error up to 4e-3 for some weights); a wrongly raised graph is off by O(1).
+    # ONNX Runtime's extended optimizations fuse Q/DQ pairs into integer kernels that round differently (3% on
+    # the scores with ONNX Runtime 1.32), so the twin runs with basic ones: Q/DQ computed as written, as the
+    # reference does. A value on a rounding boundary before a QuantizeLinear may still move by one int8 step
+    # between the two engines (seen: 1.5e-6 relative); a wrongly raised graph is off by O(1).
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    out = ort.InferenceSession(reports["plugin"]["portable_twin"], options,
+                               providers=["CPUExecutionProvider"]).run(None, {"images": x})
     for a, b in zip(ref, out):
-        assert np.linalg.norm(a - b) <= 1e-2 * np.linalg.norm(b)
+        assert np.linalg.norm(a - b) <= 1e-3 * np.linalg.norm(b)
 
 
 def test_int8_portable_runs_on_onnxruntime_cpu_within_the_reports_bounds(quantized):
