@@ -9,9 +9,9 @@
 //      totals through shared memory (one barrier per state), the state carried from the previous chunk;
 //   3. each thread runs its tokens again from the state entering them, adding C * h into y.
 // Per token and state: one exponential, two multiplies and one multiply-add in step 1, two multiply-adds in
-// step 3. Counted in sm_90 SASS (plugins/README.md): the state loop is 10.8 instructions per exponential in
-// fp16 and 9.1 in fp32; with the per-token work before it (conversions, bias, softplus) and y after it, a whole
-// chunk is 12.4 and 10.6.
+// step 3. Counted in sm_90 SASS (plugins/README.md): the state loop is 10.5 instructions per exponential in
+// fp16 and 8.8 in fp32; with the per-token work before it (conversions, bias, softplus) and y after it, a whole
+// chunk is 11.8 and 10.0.
 // Written against the helpers of scan_common.cuh and CUDA's warp primitives only (no CUB), so the tests can
 // also run it on the CPU, thread by thread (tests/native/cuda_on_cpu.h).
 #pragma once
@@ -41,7 +41,6 @@ __device__ __forceinline__ float2 warp_inclusive_scan(float2 x, int lane) {
 // kGate: z is given. Registers: delta, delta * u, y, the decays and the inputs of the current state (32 each).
 template <typename input_t, bool kGate>
 __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs args) {
-    __shared__ float s_a2[kTokenStates];                     // A * log2(e): the exponent's factor
     __shared__ float2 s_warp_total[2][kTokenWarps];          // by state parity, so one barrier per state suffices
 
     const avssm_scan_params &p = args.p;
@@ -60,11 +59,13 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
     const float skip = p.D ? p.D[d] : 0.f;
     const bool aligned = rows_aligned<input_t>(p);  // chunks start at multiples of kTokenChunk
 
-    if (threadIdx.x < kTokenStates) s_a2[threadIdx.x] = p.A[d * kTokenStates + threadIdx.x] * kLog2e;
+    float a2[kTokenStates];     // A * log2(e): the exponent's factor
     float carry[kTokenStates];  // the state entering the chunk, the same in every thread
     #pragma unroll
-    for (int n = 0; n < kTokenStates; ++n) carry[n] = 0.f;
-    __syncthreads();
+    for (int n = 0; n < kTokenStates; ++n) {
+        a2[n] = p.A[d * kTokenStates + n] * kLog2e;
+        carry[n] = 0.f;
+    }
 
     for (int64_t chunk = 0; chunk < L; chunk += kTokenChunk) {
         const int valid = static_cast<int>(L - chunk < kTokenChunk ? L - chunk : kTokenChunk);
@@ -77,19 +78,25 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
             load_blocked<false>(u + chunk, valid, dtu);
             load_blocked<false>(delta + chunk, valid, dt);
         }
+        // Tokens past `valid` (in the last chunk only) read as zeros and are not masked: what they do to the
+        // state reaches only later such tokens and the state after the last chunk, and neither is written.
+        if (p.delta_softplus) {  // one branch per chunk, not per token
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) dt[i] = softplus(dt[i] + bias);
+        } else {
+            #pragma unroll
+            for (int i = 0; i < kTokenItems; ++i) dt[i] += bias;
+        }
         float dt_sum = 0.f;
         #pragma unroll
         for (int i = 0; i < kTokenItems; ++i) {
-            float v = dt[i] + bias;
-            if (p.delta_softplus) v = softplus(v);
-            dt[i] = static_cast<int>(threadIdx.x) * kTokenItems + i < valid ? v : 0.f;  // padding: state unchanged
             y_v[i] = skip * dtu[i];
             dtu[i] *= dt[i];
             dt_sum += dt[i];
         }
 
         const input_t *B_n = Bg + chunk, *C_n = Cg + chunk;  // state n's rows, advanced by L per state
-        #pragma unroll 1
+        #pragma unroll 2  // two states per iteration: the parity of s_warp_total and the pointer steps are constants
         for (int n = 0; n < kTokenStates; ++n, B_n += L, C_n += L) {
             // B and C stay packed as loaded until used, so the exponentials, which need neither, go first.
             PackedElements<input_t, kTokenItems> b_n, c_n;
@@ -100,10 +107,9 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
                 load_blocked_packed<false>(B_n, valid, b_n);
                 load_blocked_packed<false>(C_n, valid, c_n);
             }
-            const float a2 = s_a2[n];
             float decay[kTokenItems], x[kTokenItems];
             #pragma unroll
-            for (int i = 0; i < kTokenItems; ++i) decay[i] = fast_exp2(dt[i] * a2);
+            for (int i = 0; i < kTokenItems; ++i) decay[i] = fast_exp2(dt[i] * a2[n]);
             // 1. The thread's tokens from state zero.
             float h = 0.f;
             #pragma unroll
@@ -113,7 +119,7 @@ __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs
             }
             // 2. The state entering this thread's tokens. The thread's total decay is one exponential of its
             // summed deltas (equal to the product of its decays up to rounding).
-            const float2 upto = warp_inclusive_scan(make_float2(fast_exp2(dt_sum * a2), h), lane);
+            const float2 upto = warp_inclusive_scan(make_float2(fast_exp2(dt_sum * a2[n]), h), lane);
             const float before_a = __shfl_up_sync(0xffffffffu, upto.x, 1);
             const float before_b = __shfl_up_sync(0xffffffffu, upto.y, 1);
             if (lane == 31) s_warp_total[n & 1][warp] = upto;
