@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 #include <vector_functions.h>
 
+#include <atomic>
 #include <barrier>
 #include <memory>
 #include <thread>
@@ -30,13 +31,36 @@ struct Warp {
 };
 
 struct Block {
-    explicit Block(unsigned threads) : sync(threads), warps(new Warp[threads / 32]) {}
+    explicit Block(unsigned threads) : threads(threads), sync(threads), warps(new Warp[threads / 32]) {}
+    unsigned threads;
     std::barrier<> sync;
     std::unique_ptr<Warp[]> warps;
+    std::atomic<unsigned> arrivals{0};  // barriers reached and threads ended, by all threads together
+
+    void arrive() {
+        arrivals.fetch_add(1);
+        arrivals.notify_all();
+    }
 };
 
 inline thread_local uint3 thread_index, block_index;
 inline thread_local Block *current_block = nullptr;
+inline thread_local unsigned barriers_passed = 0;
+
+// A barrier in the most adversarial order for shared memory: after barrier k, the warps w with w + k even run
+// on to their next barrier (or their end) before the others leave this one, so a slot that one warp writes
+// again before another has read it gives a wrong result every run, not only by chance.
+inline void block_barrier() {
+    Block &block = *current_block;
+    block.arrive();
+    block.sync.arrive_and_wait();
+    const unsigned k = barriers_passed++;
+    if ((thread_index.x / 32 + k) % 2 == 0) return;
+    const unsigned warps = block.threads / 32, leading_warps = (warps + 1 - k % 2) / 2;
+    const unsigned target = (k + 1) * block.threads + 32 * leading_warps;
+    for (unsigned seen = block.arrivals.load(); seen < target; seen = block.arrivals.load())
+        block.arrivals.wait(seen);
+}
 
 inline Warp &warp() { return current_block->warps[thread_index.x / 32]; }
 
@@ -65,7 +89,9 @@ void launch(void (*kernel)(Params...), unsigned blocks_x, unsigned blocks_y, uns
                 block_index = make_uint3(b % blocks_x, b / blocks_x, 0);
                 thread_index = make_uint3(t, 0, 0);
                 current_block = &block;
+                barriers_passed = 0;
                 kernel(args...);
+                block.arrive();
             });
         for (std::thread &thread : pool) thread.join();
     }
@@ -76,7 +102,7 @@ void launch(void (*kernel)(Params...), unsigned blocks_x, unsigned blocks_y, uns
 #define threadIdx (cuda_on_cpu::thread_index)
 #define blockIdx (cuda_on_cpu::block_index)
 
-inline void __syncthreads() { cuda_on_cpu::current_block->sync.arrive_and_wait(); }
+inline void __syncthreads() { cuda_on_cpu::block_barrier(); }
 inline void __syncwarp(unsigned = 0xffffffffu) { cuda_on_cpu::warp().sync.arrive_and_wait(); }
 inline float __shfl_up_sync(unsigned, float v, unsigned delta, int = 32) {
     return cuda_on_cpu::exchange(v, [delta](int lane) { return lane - static_cast<int>(delta); });
