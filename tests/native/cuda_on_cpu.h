@@ -1,11 +1,14 @@
 // Runs a CUDA kernel's own source on the CPU, one std::thread per CUDA thread and one block at a time, so
 // tests on machines without a GPU can check a kernel's indexing, its block-wide scan and its results.
 // It says nothing about speed, and little about memory ordering on a GPU: barriers here order everything.
+// __syncthreads and __syncwarp release threads in an adversarial order (let_half_run_ahead), so in a loop a
+// missing barrier or a shared slot reused too early shows up in every run, not only by chance.
 //
 // What it provides is what avssm's channel- and token-layout kernels use (plugins/selective_scan/
 // channel_scan_kernel.cuh, token_scan_kernel.cuh): threadIdx (x), blockIdx (x, y), __syncthreads,
 // __shfl_up_sync, __shfl_sync, __shfl_xor_sync, __syncwarp, __fdividef, __launch_bounds__, and __shared__
-// variables (function statics: one block runs at a time). CUDA's vector and half-precision types come from CUDA's headers, which compile as host code.
+// variables (function statics: one block runs at a time). CUDA's vector and half-precision types come from
+// CUDA's headers, which compile as host code.
 // Every thread of a block must reach every barrier and shuffle, as the kernels here do (whole warps, no
 // early return).
 #pragma once
@@ -25,44 +28,64 @@
 
 namespace cuda_on_cpu {
 
-struct Warp {
-    std::barrier<> sync{32};
-    float slot[32];
-};
-
-struct Block {
-    explicit Block(unsigned threads) : threads(threads), sync(threads), warps(new Warp[threads / 32]) {}
-    unsigned threads;
+// Threads that wait for one another (a warp, a block), and how many sync points they have reached (or their
+// end) so far, all together: what the adversarial order below waits on.
+struct Group {
+    explicit Group(unsigned size) : size(size), sync(size) {}
+    unsigned size;
     std::barrier<> sync;
-    std::unique_ptr<Warp[]> warps;
-    std::atomic<unsigned> arrivals{0};  // barriers reached and threads ended, by all threads together
+    std::atomic<unsigned> arrivals{0};
 
     void arrive() {
         arrivals.fetch_add(1);
         arrivals.notify_all();
     }
+    void wait_for_arrivals(unsigned target) {
+        for (unsigned seen = arrivals.load(); seen < target; seen = arrivals.load()) arrivals.wait(seen);
+    }
+};
+
+struct Warp {
+    Group group{32};
+    float slot[32];
+};
+
+struct Block {
+    explicit Block(unsigned threads) : group(threads), warps(new Warp[threads / 32]) {}
+    Group group;
+    std::unique_ptr<Warp[]> warps;
 };
 
 inline thread_local uint3 thread_index, block_index;
 inline thread_local Block *current_block = nullptr;
-inline thread_local unsigned barriers_passed = 0;
-
-// A barrier in the most adversarial order for shared memory: after barrier k, the warps w with w + k even run
-// on to their next barrier (or their end) before the others leave this one, so a slot that one warp writes
-// again before another has read it gives a wrong result every run, not only by chance.
-inline void block_barrier() {
-    Block &block = *current_block;
-    block.arrive();
-    block.sync.arrive_and_wait();
-    const unsigned k = barriers_passed++;
-    if ((thread_index.x / 32 + k) % 2 == 0) return;
-    const unsigned warps = block.threads / 32, leading_warps = (warps + 1 - k % 2) / 2;
-    const unsigned target = (k + 1) * block.threads + 32 * leading_warps;
-    for (unsigned seen = block.arrivals.load(); seen < target; seen = block.arrivals.load())
-        block.arrivals.wait(seen);
-}
+inline thread_local unsigned block_syncs = 0, warp_syncs = 0;  // sync points this thread has passed
 
 inline Warp &warp() { return current_block->warps[thread_index.x / 32]; }
+
+// An adversarial order for shared memory: after sync point k of a group of `units` units (the warps of a
+// block, the lanes of a warp), one half of them runs on to its next sync point (or its end) before the other
+// half leaves this one. The halves split on one bit of the unit's index, the next bit at the next sync point,
+// and after each round of bits the other half goes first, so any two units run in both orders within
+// 2 x log2(units) sync points: in a loop, a shared slot rewritten too early, or a missing barrier, gives a wrong
+// result in every run.
+inline void let_half_run_ahead(Group &group, unsigned unit, unsigned units, unsigned k) {
+    unsigned bits = 0;
+    while ((1u << bits) < units) ++bits;
+    if (bits == 0) return;
+    const unsigned bit = k % bits, leading_bit = (k / bits) % 2;
+    if (((unit >> bit) & 1u) == leading_bit) return;
+    unsigned leading = 0;
+    for (unsigned u = 0; u < units; ++u) leading += ((u >> bit) & 1u) == leading_bit;
+    group.wait_for_arrivals((k + 1) * group.size + leading * (group.size / units));
+}
+
+// One sync point of the warp without the adversarial order (the shuffles' own barriers).
+inline void warp_wait() {
+    Group &group = warp().group;
+    group.arrive();
+    group.sync.arrive_and_wait();
+    ++warp_syncs;
+}
 
 // Every lane publishes v, then reads lane source(lane) (its own value when that is outside the warp).
 template <typename Source>
@@ -70,11 +93,27 @@ float exchange(float v, Source source) {
     Warp &w = warp();
     const int lane = static_cast<int>(thread_index.x % 32);
     w.slot[lane] = v;
-    w.sync.arrive_and_wait();
+    warp_wait();
     const int from = source(lane);
     const float r = from >= 0 && from < 32 ? w.slot[from] : v;
-    w.sync.arrive_and_wait();  // nobody overwrites a slot before every lane has read
+    warp_wait();  // nobody overwrites a slot before every lane has read
     return r;
+}
+
+inline void sync_block() {
+    Block &block = *current_block;
+    warp().group.arrive();  // a block barrier is a sync point of the warp too
+    ++warp_syncs;
+    block.group.arrive();
+    block.group.sync.arrive_and_wait();
+    let_half_run_ahead(block.group, thread_index.x / 32, block.group.size / 32, block_syncs++);
+}
+
+inline void sync_warp() {
+    Group &group = warp().group;
+    group.arrive();
+    group.sync.arrive_and_wait();
+    let_half_run_ahead(group, thread_index.x % 32, 32, warp_syncs++);
 }
 
 // kernel(args...) on a grid of blocks_x x blocks_y blocks of `threads` threads (a multiple of 32), one block
@@ -89,9 +128,10 @@ void launch(void (*kernel)(Params...), unsigned blocks_x, unsigned blocks_y, uns
                 block_index = make_uint3(b % blocks_x, b / blocks_x, 0);
                 thread_index = make_uint3(t, 0, 0);
                 current_block = &block;
-                barriers_passed = 0;
+                block_syncs = warp_syncs = 0;
                 kernel(args...);
-                block.arrive();
+                block.group.arrive();  // the thread's end counts as its next sync point
+                warp().group.arrive();
             });
         for (std::thread &thread : pool) thread.join();
     }
@@ -102,8 +142,8 @@ void launch(void (*kernel)(Params...), unsigned blocks_x, unsigned blocks_y, uns
 #define threadIdx (cuda_on_cpu::thread_index)
 #define blockIdx (cuda_on_cpu::block_index)
 
-inline void __syncthreads() { cuda_on_cpu::block_barrier(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { cuda_on_cpu::warp().sync.arrive_and_wait(); }
+inline void __syncthreads() { cuda_on_cpu::sync_block(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { cuda_on_cpu::sync_warp(); }
 inline float __shfl_up_sync(unsigned, float v, unsigned delta, int = 32) {
     return cuda_on_cpu::exchange(v, [delta](int lane) { return lane - static_cast<int>(delta); });
 }
