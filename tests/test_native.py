@@ -144,24 +144,41 @@ def test_scan_plan_stays_within_its_workspace(build):
         scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, 2, layout="tokens")
 
 
-@pytest.fixture(scope="module")
-def scan_on_cpu(tmp_path_factory):
-    """tests/native/scan_on_cpu.cpp: the N = 16 kernels' own source, run on the CPU by
-    tests/native/cuda_on_cpu.h (one thread per CUDA thread)."""
+def compile_on_cpu(tmp_path_factory, name):
+    """tests/native/<name>.cpp built with tests/native/cuda_on_cpu.h, which runs CUDA kernels' own source on the
+    CPU (one thread per CUDA thread)."""
     if shutil.which("c++") is None or cuda_include() is None:
         pytest.skip("needs a C++20 compiler and CUDA headers")
-    exe = tmp_path_factory.mktemp("scan-on-cpu") / "scan_on_cpu"
     probe = subprocess.run(["c++", "-std=c++20", "-fsyntax-only", "-x", "c++", "-"], input="#include <barrier>\n",
                            capture_output=True, text=True)
     if probe.returncode != 0:
         pytest.skip(f"the C++ compiler has no C++20 <barrier>: {probe.stderr.strip()[:200]}")
+    exe = tmp_path_factory.mktemp(name) / name
     here = os.path.dirname(__file__)
     r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
                         os.path.join(here, "..", "plugins", "include"), "-isystem", cuda_include(),
-                        os.path.join(here, "native", "scan_on_cpu.cpp"), "-o", str(exe)],
+                        os.path.join(here, "native", f"{name}.cpp"), "-o", str(exe)],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     return exe
+
+
+@pytest.fixture(scope="module")
+def scan_on_cpu(tmp_path_factory):
+    """tests/native/scan_on_cpu.cpp: the N = 16 kernels' own source, run on the CPU."""
+    return compile_on_cpu(tmp_path_factory, "scan_on_cpu")
+
+
+def test_cpu_emulator_exposes_shared_memory_races(tmp_path_factory):
+    """The emulator releases threads from __syncthreads and __syncwarp in an adversarial order, so a kernel that
+    rewrites a shared slot before every warp (or lane) has read it is wrong on every run, not by chance; with a
+    second buffer the same kernels are right (tests/native/emulator_races.cpp). Without this, the scan kernels'
+    CPU runs below would catch such races only sometimes."""
+    exe = compile_on_cpu(tmp_path_factory, "emulator_races")
+    for _ in range(3):
+        r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split("\n")[:4] == ["block 1 wrong", "block 2 right", "warp 1 wrong", "warp 2 right"]
 
 
 @pytest.mark.parametrize("layout,batch,dim,length,groups,dtype,softplus,given,tol", [
