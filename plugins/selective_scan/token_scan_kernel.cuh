@@ -41,7 +41,7 @@ __device__ __forceinline__ float2 warp_inclusive_scan(float2 x, int lane) {
 // kGate: z is given. Registers: delta, delta * u, y, the decays and the inputs of the current state (32 each).
 template <typename input_t, bool kGate>
 __global__ void __launch_bounds__(kTokenThreads, 2) token_scan_kernel(KernelArgs args) {
-    __shared__ float2 s_warp_total[2][kTokenWarps];          // by state parity, so one barrier per state suffices
+    __shared__ float2 s_warp_total[2][kTokenWarps];  // by state parity, so one barrier per state suffices
 
     const avssm_scan_params &p = args.p;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
