@@ -40,6 +40,10 @@ struct Group {
         arrivals.fetch_add(1);
         arrivals.notify_all();
     }
+    void arrive_and_wait() {  // a sync point: counted, then every thread of the group
+        arrive();
+        sync.arrive_and_wait();
+    }
     void wait_for_arrivals(unsigned target) {
         for (unsigned seen = arrivals.load(); seen < target; seen = arrivals.load()) arrivals.wait(seen);
     }
@@ -81,9 +85,7 @@ inline void let_half_run_ahead(Group &group, unsigned unit, unsigned units, unsi
 
 // One sync point of the warp without the adversarial order (the shuffles' own barriers).
 inline void warp_wait() {
-    Group &group = warp().group;
-    group.arrive();
-    group.sync.arrive_and_wait();
+    warp().group.arrive_and_wait();
     ++warp_syncs;
 }
 
@@ -104,15 +106,13 @@ inline void sync_block() {
     Block &block = *current_block;
     warp().group.arrive();  // a block barrier is a sync point of the warp too
     ++warp_syncs;
-    block.group.arrive();
-    block.group.sync.arrive_and_wait();
+    block.group.arrive_and_wait();
     let_half_run_ahead(block.group, thread_index.x / 32, block.group.size / 32, block_syncs++);
 }
 
 inline void sync_warp() {
     Group &group = warp().group;
-    group.arrive();
-    group.sync.arrive_and_wait();
+    group.arrive_and_wait();
     let_half_run_ahead(group, thread_index.x % 32, 32, warp_syncs++);
 }
 
