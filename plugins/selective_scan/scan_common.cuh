@@ -137,10 +137,10 @@ struct PackedElements {
     }
 };
 
-// load_blocked's elements, kept packed.
+// The kN elements from `mine` on, kept packed. kWhole: all of them, 16-byte aligned; else the first `count`
+// (any int: at most 0 reads none) and zeros after them.
 template <bool kWhole, typename input_t, int kN>
-__device__ __forceinline__ void load_blocked_packed(const input_t *chunk, int valid, PackedElements<input_t, kN> &out) {
-    const input_t *mine = chunk + threadIdx.x * kN;
+__device__ __forceinline__ void load_packed(const input_t *mine, int count, PackedElements<input_t, kN> &out) {
     if (kWhole) {
         static_assert(kN * sizeof(input_t) % 16 == 0, "whole 16-byte vectors per thread");
         uint4 vectors[kN * sizeof(input_t) / 16];
@@ -149,8 +149,7 @@ __device__ __forceinline__ void load_blocked_packed(const input_t *chunk, int va
     } else {
         input_t raw[kN];
         #pragma unroll
-        for (int i = 0; i < kN; ++i)
-            raw[i] = threadIdx.x * kN + i < static_cast<unsigned>(valid) ? mine[i] : from_float<input_t>(0.f);
+        for (int i = 0; i < kN; ++i) raw[i] = i < count ? mine[i] : from_float<input_t>(0.f);
         memcpy(out.words, raw, sizeof(out.words));
     }
 }
