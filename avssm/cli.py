@@ -19,6 +19,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 
+def human_console(json_path: Optional[str]) -> Console:
+    """Where a command that takes `--json PATH` prints its table: stderr when the JSON goes to stdout ('-')."""
+    return Console(stderr=True) if json_path == "-" else console
+
+
 @app.command("models")
 def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
     """List every registered model with its task and parameter count."""
@@ -89,7 +94,8 @@ def run_cmd(
     show: bool = typer.Option(False, "--show", help="Show a window with boxes and live FPS."),
     save_video: Optional[str] = typer.Option(None, "--save-video", help="Write the frames with boxes to this video."),
     jsonl: Optional[str] = typer.Option(None, "--jsonl", help="Write one line of detections per frame."),
-    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report (and environment) as JSON."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report (and environment) as JSON to "
+                                            "this file, or to stdout with '-' (the table then goes to stderr)."),
 ):
     """Run a detector on camera frames, a video or images and report latency per stage and memory.
 
@@ -114,7 +120,7 @@ def run_cmd(
         from avssm.runtime.report import write_json
 
         write_json(report, json_path)
-    console.print(format_table(report), soft_wrap=True, markup=False, highlight=False)
+    human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if report.get("error"):
         raise typer.Exit(1)
 
@@ -128,7 +134,8 @@ def bench_cmd(
     quick: bool = typer.Option(False, "--quick", help="Small sizes, one timed pass: a few minutes on a CPU."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch backend)."),
     repeats: int = typer.Option(3, "--repeats", help="Timed passes per measurement (after one warm-up)."),
-    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON."),
+    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file, or to stdout "
+                                            "with '-' (the table then goes to stderr)."),
     plot_path: Optional[str] = typer.Option(None, "--plot", help="Write a PNG of latency and memory against pixels."),
 ):
     """Latency and peak memory of the detectors and a DeiT-Tiny-size ViT baseline against resolution."""
@@ -150,10 +157,11 @@ def bench_cmd(
             table.add_row(e["model"], size, "-", e["error"][:40])
         else:
             table.add_row(e["model"], size, f"{e['latency_ms']['inference']['p50']:.1f}", f"{e['memory']['peak_mib']:.0f}")
-    console.print(table)
+    human = human_console(json_path)
+    human.print(table)
     for model, fit in report["fits"].items():
         lat, mem = fit["latency_exponent"], fit["memory_exponent"]
-        console.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
+        human.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
                       else f"{model}: not enough points to fit")
     if json_path:
         from avssm.runtime.report import write_json
@@ -161,7 +169,7 @@ def bench_cmd(
         write_json(report, json_path)
     if plot_path:
         B.plot(report, plot_path)
-        console.print(f"plot: {plot_path}")
+        human.print(f"plot: {plot_path}")
 
 
 @app.command("generate-data")

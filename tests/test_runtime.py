@@ -152,6 +152,15 @@ def test_cli_run_json_report(tmp_path, clip, onnx_model):
     assert report["frames"]["processed"] == 2 and report["environment"]["onnxruntime"]
 
 
+def test_cli_run_json_to_stdout(clip, onnx_model):
+    # `--json -`: stdout is the JSON report alone, so it pipes into jq; the table goes to stderr.
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(clip), "--model", str(onnx_model),
+                        "--max-frames", "1", "--json", "-"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["frames"]["processed"] == 1
+    assert "end_to_end" in r.stderr and "throughput" in r.stderr
+
+
 def test_cli_run_bad_source_one_line(tmp_path, onnx_model):
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(tmp_path / "nope.mp4"),
                         "--model", str(onnx_model)], capture_output=True, text=True, timeout=600)

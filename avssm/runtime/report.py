@@ -143,5 +143,10 @@ def format_table(report: dict) -> str:
 
 
 def write_json(report: dict, path: str) -> None:
+    """Write the report to the file `path`, or to stdout when `path` is "-"."""
+    if path == "-":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
