@@ -162,7 +162,7 @@ def bench_cmd(
     for model, fit in report["fits"].items():
         lat, mem = fit["latency_exponent"], fit["memory_exponent"]
         human.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
-                      else f"{model}: not enough points to fit")
+                    else f"{model}: not enough points to fit")
     if json_path:
         from avssm.runtime.report import write_json
 
