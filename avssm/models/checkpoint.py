@@ -1,9 +1,9 @@
 """Loading checkpoints: the official VMamba / Vim release files as they are, and avssm's own.
 
-Safety: files are read through a restricted unpickler that resolves only tensors, containers and
-the two configuration classes the official files pickle (VMamba: a yacs ``CfgNode``; Vim: an
-``argparse.Namespace``); any other pickled global is refused, so no pickled code runs. The CfgNode
-is read into a plain dict (:class:`PickledConfig`), so yacs need not be installed.
+Safety: files are read through avssm.models.safe_pickle, which admits only tensors, containers and
+the two configuration classes the official files pickle (VMamba: a yacs ``CfgNode``, read into a
+plain dict; Vim: an ``argparse.Namespace``), by exact name, checked in the opcode stream before
+unpickling and again while unpickling; any other pickled object is refused, so no pickled code runs.
 
 What is accepted:
 * nesting under ``model`` (default), ``model_ema`` (``ema=True``), ``state_dict``, or a bare state dict;
@@ -17,8 +17,6 @@ Missing or unexpected keys and shape mismatches are reported by name with both s
 """
 from __future__ import annotations
 
-import argparse
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,58 +25,9 @@ import torch
 import torch.nn as nn
 
 from avssm.errors import CheckpointError
+from avssm.models.safe_pickle import PickledConfig, RefusedCheckpointError, load_checkpoint_file
 
-
-class PickledConfig(dict):
-    """Stand-in for yacs' CfgNode (a dict subclass) so its contents can be read without yacs."""
-
-
-# Everything a checkpoint may name besides tensor storages (which torch resolves itself).
-_ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): None,
-    ("argparse", "Namespace"): argparse.Namespace,
-    ("yacs.config", "CfgNode"): PickledConfig,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set,  # protocol-2 pickles name the Python 2 module
-    ("__builtin__", "frozenset"): frozenset,
-    ("torch", "Size"): None,
-    ("torch", "device"): None,
-    ("numpy.core.multiarray", "scalar"): None,
-    ("numpy._core.multiarray", "scalar"): None,
-    ("numpy", "dtype"): None,
-}
-
-
-class RefusedGlobalError(pickle.UnpicklingError):
-    """A checkpoint names a Python object outside the allow-list."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only tensors, containers and the two config classes; anything else is refused."""
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS:
-            stand_in = _ALLOWED_GLOBALS[(module, name)]
-            return stand_in if stand_in is not None else super().find_class(module, name)
-        if module == "torch._utils" and name.startswith("_rebuild_"):
-            return super().find_class(module, name)
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        if module.startswith("numpy") and name.endswith("DType"):
-            return super().find_class(module, name)
-        raise RefusedGlobalError(f"it pickles '{module}.{name}', which is not allowed in a checkpoint")
-
-
-class _RestrictedPickleModule:
-    """What torch.load needs of a pickle module: Unpickler and load."""
-
-    Unpickler = _RestrictedUnpickler
-    __name__ = "avssm_restricted_pickle"
-
-    @staticmethod
-    def load(file, **kwargs):
-        return _RestrictedUnpickler(file, **kwargs).load()
+__all__ = ["PickledConfig", "extract_state_dict", "load_checkpoint", "load_state_dict_checked", "read_checkpoint_file"]
 
 
 _LEGACY_VMAMBA_NAMES = [
@@ -97,11 +46,9 @@ def read_checkpoint_file(path: str | Path) -> Mapping:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        # weights_only=True cannot rebuild a dict subclass such as CfgNode, so the restriction
-        # lives in our own unpickler instead.
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-    except RefusedGlobalError as e:
-        raise CheckpointError(f"checkpoint {path}: refused to load: {e}") from None
+        obj = load_checkpoint_file(path)
+    except RefusedCheckpointError as e:
+        raise CheckpointError(f"checkpoint {path}: refused to load: {e}; nothing in it was run") from None
     except Exception as e:  # torch.load fails in many ways on a file that is not a checkpoint
         raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__})") from None
     if not isinstance(obj, Mapping):
