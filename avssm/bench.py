@@ -138,7 +138,12 @@ def plot(report: dict, path: str) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"avssm bench on {report['backend']['device']}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from pathlib import Path
+
+    from avssm.outputs import atomic_output
+
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
 
 

@@ -1,11 +1,16 @@
 """The ``avssm`` command line: a thin layer over the library (avssm.models, avssm.runtime, ...).
 
-User errors (bad names, files, sizes) print one line and exit 2, without a traceback.
+One vocabulary in every command: sizes are HxW (as the ONNX input shape reads), ``--json PATH`` writes the
+command's result as JSON (``-``: to stdout, which then holds the JSON alone, the human output going to
+stderr), ``--max-frames`` bounds the frames or images read. Exit codes: 0 success; 2 bad input, found
+before any work (one line, no traceback); 1 a fault during the work, after the partial report; 130 Ctrl-C.
 """
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,10 +18,18 @@ from rich.console import Console
 from rich.table import Table
 
 from avssm.errors import AvssmError
+from avssm.outputs import check_output, check_output_dir, write_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="avssm: VMamba and Vim perception models for the edge.")
 console = Console()
+
+
+JSON_HELP = "Write the result as JSON to this file, or to stdout with '-' (the human output then goes to stderr)."
+
+
+def json_option():
+    return typer.Option(None, "--json", metavar="PATH", help=JSON_HELP)
 
 
 def human_console(json_path: Optional[str]) -> Console:
@@ -24,21 +37,62 @@ def human_console(json_path: Optional[str]) -> Console:
     return Console(stderr=True) if json_path == "-" else console
 
 
+def warn(message: str) -> None:
+    print(f"avssm: warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def working(message: str):
+    """Progress of a long step: a spinner showing ``message`` on a terminal; elsewhere (logs, pipes, CI) one
+    line on stderr for each step the work names through the callback this yields."""
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        with Console(stderr=True).status(f"{message} ...") as status:
+            yield lambda m: status.update(f"{m} ...")
+        return
+    yield lambda m: print(f"avssm: {m} ...", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def json_stdout(json_path: Optional[str]):
+    """With `--json -`, whatever the work prints on stdout (ONNX Runtime, other libraries, at the file
+    descriptor too) goes to stderr instead, so stdout carries the JSON alone."""
+    if json_path != "-":
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def check_json_path(json_path: Optional[str], inputs: Optional[dict] = None) -> None:
+    if json_path:
+        check_output(json_path, "--json", inputs=inputs, stdout=True)
+
+
 @app.command("models")
-def models_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")):
+def models_cmd(json_path: Optional[str] = json_option()):
     """List every registered model with its task and parameter count."""
     from avssm.models import describe_models
 
+    check_json_path(json_path)
     rows = describe_models()
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
+    if json_path:
+        write_json(rows, json_path)
+        if json_path == "-":
+            return
     table = Table(title="avssm models")
     for col in ("name", "task", "family", "params"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for r in rows:
         table.add_row(r["name"], r["task"], r["family"], f"{r['params'] / 1e6:.2f}M")
-    console.print(table)
+    human_console(json_path).print(table)
 
 
 @app.command("export")
@@ -48,29 +102,32 @@ def export_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
     input_size: str = typer.Option("1080x1920", "--input-size", help="Export (and, with --dynamic, optimal) size HxW."),
     dynamic: bool = typer.Option(False, "--dynamic", help="Symbolic batch, height and width."),
-    batch: int = typer.Option(1, "--batch", help="Batch size of the example input."),
+    batch: int = typer.Option(1, "--batch", min=1, help="Batch size of the example input."),
     scan_op: str = typer.Option("plugin", "--scan-op",
                                 help="plugin: SelectiveScan nodes for TensorRT + the avssm plugin; portable: standard ops only."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
     verify: bool = typer.Option(False, "--verify", help="Run the file and PyTorch on the same input and print the errors."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json_path: Optional[str] = json_option(),
 ):
     """Export a model to ONNX (plugin or portable form) with the metadata the runtime reads."""
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
     size = parse_input_size(input_size)
-    with console.status("exporting ...") as status:
+    check_output(output, "--output", inputs={"--checkpoint": checkpoint})
+    check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
+    if checkpoint is None:
+        warn(f"no --checkpoint: {model} is exported with random weights; its outputs are meaningless")
+    with json_stdout(json_path), working("exporting") as step:
         result = export_onnx(model, output, checkpoint=checkpoint, input_size=size, dynamic=dynamic, batch=batch,
-                             scan_op=scan_op, precision=precision, opset=opset, verify=verify,
-                             progress=lambda message: status.update(f"{message} ..."))
-    if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return
+                             scan_op=scan_op, precision=precision, opset=opset, verify=verify, progress=step)
+    if json_path:
+        write_json(result.to_dict(), json_path)
+    human = human_console(json_path)
     for v in result.verification:
-        console.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
-                      f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
-    console.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
+        human.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
+                    f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
+    human.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("run")
@@ -84,45 +141,56 @@ def run_cmd(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for the torch backend."),
     device: str = typer.Option("cpu", "--device", help="Device for the torch backend (cpu, cuda)."),
     plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin library."),
-    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WIDTHxHEIGHT (default: keep full resolution)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to HxW, e.g. 720x1280 (default: keep "
+                                         "full resolution)."),
     drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras/streams) or none (default for files)."),
     realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its own frame rate, like a camera."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after this many frames (after warm-up)."),
-    warmup: int = typer.Option(1, "--warmup", help="Frames run before timing starts."),
-    score_threshold: float = typer.Option(0.3, "--score-threshold", help="Minimum detection score."),
-    iou_threshold: float = typer.Option(0.6, "--iou-threshold", help="Class-aware NMS IoU threshold."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames (after warm-up)."),
+    warmup: int = typer.Option(1, "--warmup", min=0, help="Frames run before timing starts."),
+    score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Minimum detection score."),
+    iou_threshold: float = typer.Option(0.6, "--iou-threshold", min=0.0, max=1.0, help="Class-aware NMS IoU threshold."),
     show: bool = typer.Option(False, "--show", help="Show a window with boxes and live FPS."),
     save_video: Optional[str] = typer.Option(None, "--save-video", help="Write the frames with boxes to this video."),
     jsonl: Optional[str] = typer.Option(None, "--jsonl", help="Write one line of detections per frame."),
-    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report (and environment) as JSON to "
-                                            "this file, or to stdout with '-' (the table then goes to stderr)."),
+    json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write the report (and "
+                                            "environment) as JSON to this file, or to stdout with '-' (the table "
+                                            "then goes to stderr)."),
 ):
     """Run a detector on camera frames, a video or images and report latency per stage and memory.
 
     With no --camera/--source it runs the default detector on the short sample clip shipped with avssm.
+    Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C; the report of
+    what ran is printed (and written) either way.
     """
+    from avssm.errors import FaultError
     from avssm.runtime import default_model_file, default_sample_clip, format_table, run
     from avssm.sizes import parse_size
 
     if camera and source:
         raise AvssmError("--camera and --source: give one of them")
     spec = camera or source or str(default_sample_clip())
-    if model is None:
-        with console.status("building the default detector (once) ...") as status:
-            model = str(default_model_file(progress=lambda m: status.update(f"{m} ...")))
-    with console.status(f"running on {spec} ..."):
-        report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
-                     plugin_lib=plugin_lib, resize=parse_size(resize, "--resize", "WxH") if resize else None,
-                     drop=drop, realtime=realtime, max_frames=max_frames,
-                     warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
-                     save_video=save_video, jsonl=jsonl)
-    if json_path:
-        from avssm.runtime.report import write_json
-
-        write_json(report, json_path)
+    size = parse_size(resize, "--resize") if resize else None
+    inputs = {"--source": source, "--model": model, "--checkpoint": checkpoint}
+    for flag, path in (("--save-video", save_video), ("--jsonl", jsonl)):
+        if path:
+            check_output(path, flag, inputs=inputs)
+    check_json_path(json_path, inputs)
+    with json_stdout(json_path):
+        if model is None:
+            with working("building the default detector (once)") as step:
+                model = str(default_model_file(progress=step))
+        with working(f"running on {spec}"):
+            report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
+                         plugin_lib=plugin_lib, resize=size, drop=drop, realtime=realtime, max_frames=max_frames,
+                         warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
+                         save_video=save_video, jsonl=jsonl, warn=warn)
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
+    if json_path:
+        write_json(report, json_path)
+    if report.get("interrupted"):
+        raise typer.Exit(130)
     if report.get("error"):
-        raise typer.Exit(1)
+        raise FaultError(f"the run stopped early: {report['error']}")
 
 
 @app.command("bench")
@@ -133,9 +201,8 @@ def bench_cmd(
                                         "1080x1920, 1248x1248, 2160x3840; --quick: 256x256, 384x640, 720x1280)."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes, one timed pass: a few minutes on a CPU."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (PyTorch backend)."),
-    repeats: int = typer.Option(3, "--repeats", help="Timed passes per measurement (after one warm-up)."),
-    json_path: Optional[str] = typer.Option(None, "--json", help="Write the report as JSON to this file, or to stdout "
-                                            "with '-' (the table then goes to stderr)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per measurement (after one warm-up)."),
+    json_path: Optional[str] = json_option(),
     plot_path: Optional[str] = typer.Option(None, "--plot", help="Write a PNG of latency and memory against pixels."),
 ):
     """Latency and peak memory of the detectors and a DeiT-Tiny-size ViT baseline against resolution."""
@@ -145,14 +212,16 @@ def bench_cmd(
     names = [m.strip() for m in models.split(",")] if models else list(B.DEFAULT_MODELS)
     size_list = [parse_input_size(s.strip()) for s in sizes.split(",")] if sizes else list(
         B.QUICK_SIZES if quick else B.DEFAULT_SIZES)
-    with console.status("benchmarking ...") as status:
-        report = B.bench(names, size_list, device=device, repeats=1 if quick else repeats,
-                         progress=lambda m: status.update(f"{m} ..."))
+    check_json_path(json_path)
+    if plot_path:
+        check_output(plot_path, "--plot", inputs={"--json": json_path})
+    with json_stdout(json_path), working("benchmarking") as step:
+        report = B.bench(names, size_list, device=device, repeats=1 if quick else repeats, progress=step)
     table = Table(title=f"avssm bench ({device})")
-    for col in ("model", "size", "latency p50 ms", "peak memory MiB"):
+    for col in ("model", "size HxW", "latency p50 ms", "peak memory MiB"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for e in report["entries"]:
-        size = f"{e['width']}x{e['height']}"
+        size = f"{e['height']}x{e['width']}"
         if "error" in e:
             table.add_row(e["model"], size, "-", e["error"][:40])
         else:
@@ -164,8 +233,6 @@ def bench_cmd(
         human.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
                     else f"{model}: not enough points to fit")
     if json_path:
-        from avssm.runtime.report import write_json
-
         write_json(report, json_path)
     if plot_path:
         B.plot(report, plot_path)
@@ -175,11 +242,11 @@ def bench_cmd(
 @app.command("generate-data")
 def generate_data_cmd(
     out_dir: str = typer.Argument(..., help="Folder for images/, annotations.json (COCO) and clip.mp4."),
-    count: int = typer.Option(200, "--count", help="Frames to render."),
+    count: int = typer.Option(200, "--count", min=1, help="Frames to render."),
     seed: int = typer.Option(0, "--seed", help="First seed; frame i uses seed + i (deterministic)."),
     size: str = typer.Option("1080x1920", "--size", help="Frame size HxW."),
-    clip_frames: int = typer.Option(0, "--clip-frames", help="Also write clip.mp4 with this many frames."),
-    workers: int = typer.Option(1, "--workers", help="Render in this many processes (same output for any number)."),
+    clip_frames: int = typer.Option(0, "--clip-frames", min=0, help="Also write clip.mp4 with this many frames."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Render in this many processes (same output for any number)."),
 ):
     """Render procedural road scenes with COCO boxes (car, truck, pedestrian, cyclist, sign, light)."""
     from rich.progress import Progress
@@ -188,6 +255,7 @@ def generate_data_cmd(
     from avssm.sizes import parse_size
 
     h, w = parse_size(size)
+    check_output_dir(out_dir, "OUT_DIR")
     with Progress(console=console) as bar:
         task = bar.add_task("rendering", total=count)
         path = write_dataset(out_dir, count, seed, h, w, workers=workers,
@@ -213,9 +281,10 @@ def eval_cmd(
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
     backend: str = typer.Option("auto", "--backend", help="As for avssm run."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for registered model names."),
-    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate the first N images only."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Evaluate the first N images only."),
     device: str = typer.Option("cpu", "--device", help="For --backend torch: cpu or cuda."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one result per model."),
+    json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write a JSON list, one result per "
+                                            "model, to this file, or to stdout with '-' (the table then goes to stderr)."),
 ):
     """COCO mAP (pycocotools) of models through the runtime's backends and pre/post-processing."""
     from rich.progress import Progress
@@ -226,8 +295,9 @@ def eval_cmd(
     # Progress on stderr: stdout is the table or the JSON. Off a terminal (logs, `--json > f`) rich draws no
     # bar, so a line about every tenth of the images instead.
     log = Console(stderr=True)
+    check_json_path(json_path, {"--data": data})
     results = []
-    with Progress(console=log, transient=True) as bar:
+    with json_stdout(json_path), Progress(console=log, transient=True) as bar:
         for model in models:
             task = bar.add_task(f"evaluating {model}", total=None)
 
@@ -237,11 +307,12 @@ def eval_cmd(
                     log.print(f"evaluating {model}: {i}/{n} images", markup=False)
 
             results.append(evaluate(model, data, images, backend=backend, checkpoint=checkpoint,
-                                    max_images=max_images, device=device, progress=progress))
+                                    max_frames=max_frames, device=device, progress=progress, warn=warn))
             results[-1]["file"] = model
-    if as_json:
-        print(json.dumps(results, indent=2))
-        return
+    if json_path:
+        write_json(results, json_path)
+        if json_path == "-":
+            return
     from rich import box
 
     table = Table(title=f"COCO mAP on {results[0]['images']} images of {data}", box=box.SIMPLE)
@@ -262,20 +333,20 @@ def train_cmd(
     data: str = typer.Option(..., "--data", help="COCO annotation JSON (e.g. from avssm generate-data)."),
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Start from these weights (ImageNet backbone or detector)."),
-    epochs: int = typer.Option(10, "--epochs"),
-    batch: int = typer.Option(4, "--batch"),
+    epochs: int = typer.Option(10, "--epochs", min=1),
+    batch: int = typer.Option(4, "--batch", min=1),
     input_size: str = typer.Option("1080x1920", "--input-size", help="Size HxW the detector will see: frames are fitted "
                                    "into it with scale jitter (0.8-1.25)."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Train on random HxW crops of the fitted frames (default: "
                                        "the whole input size)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Data loader processes (default: min(8, CPUs))."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Minutes: the schedule follows whichever of "
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Data loader processes (default: min(8, CPUs))."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0.01, help="Minutes: the schedule follows whichever of "
                                                 "steps and time is further along; stops when either runs out."),
     half_final: bool = typer.Option(False, "--half-final", help="Store final.pth's weights in fp16 (half the size)."),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0),
     out: str = typer.Option("runs/train", "--out", help="Folder for last.pth and final.pth."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps."),
 ):
     """Train a detector (FCOS losses, AdamW, warm-up + cosine, AMP on GPU); checkpoints carry the config."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -303,44 +374,43 @@ def calib_cmd(
                              "COCO JSON (its images/ folder)."),
     output: str = typer.Option(..., "--output", "-o", help="INT8 Q/DQ file to write (a plugin-form input also gets "
                                "OUTPUT.portable.onnx, its ONNX Runtime twin)."),
-    frames: int = typer.Option(256, "--frames", help="Calibration frames to read."),
-    holdout: int = typer.Option(16, "--holdout", help="Further frames, never calibrated on, for the fidelity report."),
-    min_frames: int = typer.Option(8, "--min-frames", help="Fail when fewer calibration frames can be read."),
+    frames: int = typer.Option(256, "--frames", min=1, help="Calibration frames to read."),
+    holdout: int = typer.Option(16, "--holdout", min=0, help="Further frames, never calibrated on, for the fidelity report."),
+    min_frames: int = typer.Option(8, "--min-frames", min=1, help="Fail when fewer calibration frames can be read."),
     method: str = typer.Option("entropy", "--method", help="entropy, minmax or percentile."),
     op_types: Optional[str] = typer.Option(None, "--op-types", help="Comma-separated op types to quantize "
                                            "(default Conv,MatMul,Gemm)."),
     keep: Optional[list[str]] = typer.Option(None, "--keep", help="Regex of node (or weight) names kept in higher precision; "
                                              "repeat; replaces the default list (scan, x_proj/dt_proj, head decode)."),
-    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to WxH first (for fixed-size models)."),
-    report: Optional[str] = typer.Option(None, "--report", help="Write the fidelity report (JSON) here."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to HxW first (for fixed-size models)."),
+    json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write the fidelity report as JSON "
+                                            "to this file, or to stdout with '-' (the summary then goes to stderr)."),
 ):
     """INT8 with explicit Q/DQ (TensorRT 10/11 strongly typed) calibrated on real frames, with a fidelity report."""
     from avssm.calib import DEFAULT_KEEP, DEFAULT_OP_TYPES, calibrate
+    from avssm.calib.quantize import portable_twin_path
+    from avssm.sizes import parse_size
 
-    size = None
-    if resize:
-        try:
-            w, h = (int(v) for v in resize.lower().split("x"))
-            size = (w, h)
-        except ValueError:
-            raise AvssmError(f"--resize '{resize}': expected WxH, e.g. 1920x1080") from None
-    with console.status("calibrating ...") as status:
+    size = parse_size(resize, "--resize") if resize else None
+    inputs = {"MODEL": model, "--data": data}
+    check_output(output, "--output", inputs=inputs)
+    check_output(portable_twin_path(Path(output)), "--output's portable twin", inputs=inputs)
+    check_json_path(json_path, {**inputs, "--output": output})
+    with json_stdout(json_path), working("calibrating") as step:
         result = calibrate(model, data, output, frames=frames, holdout=holdout, min_frames=min_frames, method=method,
                            op_types=tuple(op_types.split(",")) if op_types else DEFAULT_OP_TYPES,
-                           keep=tuple(keep) if keep else DEFAULT_KEEP, resize=size, report_path=report,
-                           progress=lambda message: status.update(f"{message} ..."))
-    if as_json:
-        print(json.dumps(result, indent=2))
-        return
-    console.print(f"wrote {result['output']} ({result['form']} form, {result['method']}, "
+                           keep=tuple(keep) if keep else DEFAULT_KEEP, resize=size, progress=step, warn=warn)
+    if json_path:
+        write_json(result, json_path)
+    human = human_console(json_path)
+    human.print(f"wrote {result['output']} ({result['form']} form, {result['method']}, "
                   f"{result['calibration_frames']} frames, {result['quantized_nodes']} nodes quantized, "
                   f"{len(result['kept_nodes'])} kept in higher precision)", markup=False)
     if result["portable_twin"]:
-        console.print(f"wrote {result['portable_twin']} (the same INT8 graph in standard ops, for ONNX Runtime)",
+        human.print(f"wrote {result['portable_twin']} (the same INT8 graph in standard ops, for ONNX Runtime)",
                       markup=False)
     for name, r in result["outputs"].items():
-        console.print(f"{name}: SQNR {r['sqnr_db']:.1f} dB, cosine {r['cosine']:.6f}, max abs error "
+        human.print(f"{name}: SQNR {r['sqnr_db']:.1f} dB, cosine {r['cosine']:.6f}, max abs error "
                       f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out frames", markup=False)
 
 
@@ -354,7 +424,7 @@ def build_cmd(
     opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="Dynamic input: shape to optimize for."),
     max_shape: Optional[str] = typer.Option(None, "--max-shape", help="Dynamic input: largest NxCxHxW."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Timing cache file (read and updated)."),
-    workspace: int = typer.Option(4096, "--workspace", help="Builder workspace limit, MiB."),
+    workspace: int = typer.Option(4096, "--workspace", min=1, help="Builder workspace limit, MiB."),
 ):
     """Build a TensorRT engine (strongly typed: precision comes from the ONNX file) with the avssm plugin."""
     from avssm.runtime.tensorrt_backend import build_engine
@@ -389,14 +459,17 @@ def build_plugins_cmd(
 
 
 @app.command("doctor")
-def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+def doctor_cmd(json_path: Optional[str] = json_option()):
     """Report PyTorch/CUDA/GPU, TensorRT, ONNX Runtime providers and avssm's native libraries."""
     from avssm.native import doctor
 
-    report = doctor()
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return
+    check_json_path(json_path)
+    with json_stdout(json_path):
+        report = doctor()
+    if json_path:
+        write_json(report, json_path)
+        if json_path == "-":
+            return
     t = report["torch"]
     console.print(f"PyTorch: {t['version'] + (' CUDA ' + str(t['cuda']) if t['cuda'] else ' (CPU build)') if t else 'not installed'}"
                   + (f"; GPU: {t['gpu']}" if t and t.get('gpu') else "; no GPU visible"), markup=False)
@@ -418,40 +491,49 @@ def doctor_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     console.print(f"ONNX Runtime SelectiveScan op (plugin-form files on the CPU): {op}", markup=False)
 
 
-def main() -> None:
+def main(argv: Optional[list[str]] = None) -> None:
+    """The console entry point: runs one command and exits with its code (see the module docstring)."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, prog_name="avssm", standalone_mode=False)
     except AvssmError as e:
         print(f"avssm: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except ModuleNotFoundError as e:
         if e.name != "torch":
             raise
         print("avssm: error: this command needs PyTorch (pip install torch); running exported files does not "
               "(avssm run --model FILE.onnx, avssm calib, avssm build, avssm doctor)", file=sys.stderr)
-        sys.exit(2)
+        code = 2
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        code = e.exit_code
     except (typer.Abort, KeyboardInterrupt):
+        code = 130
+    except Exception as e:
+        if not _is_usage_error(e):
+            raise
+        code = _show_usage_error(e)
+    if code == 130:
         print("avssm: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:  # usage errors (click's, or the copy of click that typer >= 0.25 ships) exit 2
-        if isinstance(e, _usage_error_types()):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
-def _usage_error_types() -> tuple:
-    import click
+def _is_usage_error(e: Exception) -> bool:
+    """Click's usage errors (bad flag, missing argument), from click or from the copy newer typer ships;
+    recognized by their interface, so avssm needs neither click nor typer's private modules."""
+    return (type(e).__module__.split(".")[0] in ("click", "typer") and callable(getattr(e, "show", None))
+            and isinstance(getattr(e, "exit_code", None), int))
 
-    types = [click.ClickException]
-    try:
-        from typer._click.exceptions import ClickException
-        types.append(ClickException)
-    except ImportError:
-        pass
-    return tuple(types)
+
+def _show_usage_error(e: Exception) -> int:
+    """One line naming the flag and the fix, like every other avssm error; bare `avssm` shows the help."""
+    if type(e).__name__ == "NoArgsIsHelpError":
+        e.show()
+        return 2
+    ctx = getattr(e, "ctx", None)
+    command = ctx.command_path if ctx is not None else "avssm"
+    message = " ".join(e.format_message().split())
+    print(f"avssm: error: {message} (see '{command} --help')", file=sys.stderr)
+    return e.exit_code
 
 
 if __name__ == "__main__":

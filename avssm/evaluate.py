@@ -38,27 +38,34 @@ def coco_map(ground_truth: dict, detections: list[dict]) -> dict:
 
 
 def evaluate(model: str, annotations: str, images: str, *, backend: str = "auto", checkpoint: str | None = None,
-             device: str = "cpu", score_threshold: float = 0.05, max_images: int | None = None, progress=None) -> dict:
+             device: str = "cpu", score_threshold: float = 0.05, max_frames: int | None = None, progress=None,
+             warn=None) -> dict:
     """COCO mAP of ``model`` (an exported file or a registered name) on a COCO dataset, through the
-    runtime's backends and its own pre- and post-processing, so every form is measured the same way."""
+    runtime's backends and its own pre- and post-processing, so every form is measured the same way.
+    ``max_frames`` evaluates the first N images only; ``warn`` is told when the model has random weights."""
     from avssm.datasets.coco import CocoDataset
     from avssm.runtime.backends import load_backend
     from avssm.runtime.pipeline import postprocess
-    from avssm.runtime.preprocess import preprocess
+    from avssm.runtime.preprocess import check_frame_fits, preprocess
 
+    if max_frames is not None and max_frames < 1:
+        raise AvssmError(f"--max-frames {max_frames}: must be at least 1")
     dataset = CocoDataset(annotations, images)
     be = load_backend(model, backend, checkpoint=checkpoint, device=device)
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: evaluation needs a detector")
+    if warn is not None and (message := be.random_weights_warning()) is not None:
+        warn(message)
     names = meta.get("class_names") or []
     if len(names) != len(dataset.class_names):
         raise AvssmError(f"model {meta.get('model')} has {len(names)} classes, annotations {annotations} have "
                          f"{len(dataset.class_names)}")
-    count = min(len(dataset), max_images) if max_images else len(dataset)
+    count = min(len(dataset), max_frames) if max_frames else len(dataset)
     detections = []
     for i in range(count):
         frame, _, _ = dataset[i]
+        check_frame_fits(be.fixed_hw, frame.shape, f"{images}/{dataset.images[i]['file_name']}", resize_flag=False)
         out = be.infer(preprocess(frame, meta["input"], be.input_dtype))
         for d in postprocess(out["boxes"][0], out["scores"][0], names, score_threshold=score_threshold):
             x1, y1, x2, y2 = d.box

@@ -212,7 +212,11 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
 
     from avssm.datasets.coco import CocoDataset
     from avssm.models import create_model, load_checkpoint
+    from avssm.outputs import atomic_output, check_not_input, check_output_dir
 
+    check_output_dir(out_dir, "--out")
+    for name in ("last.pth", "final.pth", "train_log.jsonl"):
+        check_not_input(Path(out_dir) / name, "--out's", {"--checkpoint": checkpoint, "--data": annotations})
     dataset = CocoDataset(annotations, images)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
@@ -260,7 +264,8 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
         state = {"model": weights, "step": step, "epoch": epoch, "avssm": {"model": model_name, "overrides": config_overrides}}
         if with_optimizer:
             state["optimizer"] = optimizer.state_dict()
-        torch.save(state, path)
+        with atomic_output(path) as tmp:  # an interrupted save keeps the previous file
+            torch.save(state, tmp)
 
     for epoch in range(start_epoch, epochs):
         samples.epoch = epoch

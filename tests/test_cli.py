@@ -12,7 +12,7 @@ def avssm(*args):
 
 
 def test_models_json_lists_counts():
-    r = avssm("models", "--json")
+    r = avssm("models", "--json", "-")
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)}
     assert rows["vmamba_tiny"]["params"] == 30249064 and rows["vim_tiny_det"]["task"] == "detection"
@@ -43,7 +43,7 @@ def run_torch(frame, *args):
 
 @pytest.mark.parametrize("args,message", [
     (["--model", "nope"], "unknown model 'nope'; valid models: "),
-    (["--model", "vim_tiny_det", "--resize", "1080by1920"], "--resize '1080by1920': expected WxH"),
+    (["--model", "vim_tiny_det", "--resize", "1080by1920"], "--resize '1080by1920': expected HxW"),
     (["--model", "vim_tiny_det", "--checkpoint", "/nonexistent.pth"], "checkpoint /nonexistent.pth: no such file"),
     (["--model", "vim_tiny"], "is a classifier"),
 ])
@@ -129,7 +129,7 @@ def test_commands_that_need_torch_say_so_in_one_line():
 
 def test_doctor_runs_without_torch():
     # A Jetson that only runs engines has no PyTorch; doctor is what it runs first.
-    r = without_torch("doctor", "--json")
+    r = without_torch("doctor", "--json", "-")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["torch"] is None and report["cpu_scan_kernel"] is None and "kernel_library" in report

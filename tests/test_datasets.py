@@ -93,7 +93,7 @@ def test_eval_cli_on_generated_data(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out / "annotations.json").is_file() and (out / "clip.mp4").is_file()
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "eval", "vim_tiny_det", "vmamba_nano_det", "--data",
-                        str(out / "annotations.json"), "--images", str(out / "images"), "--json"],
+                        str(out / "annotations.json"), "--images", str(out / "images"), "--json", "-"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     results = json.loads(r.stdout)  # one row per model

@@ -249,7 +249,7 @@ def test_ctypes_struct_matches_c_header(tmp_path):
 
 
 def test_doctor_reports_without_gpu():
-    r = subprocess.run([sys.executable, "-m", "avssm.cli", "doctor", "--json"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "doctor", "--json", "-"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     import json
 

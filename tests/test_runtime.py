@@ -45,7 +45,7 @@ def test_video_file_every_frame(clip):
 def test_image_folder_and_resize(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), render_scene(i, 64, 96)[0])
-    with FrameSource(str(tmp_path), resize=(48, 32)) as src:
+    with FrameSource(str(tmp_path), resize=(32, 48)) as src:  # (H, W)
         shapes = []
         while (f := src.next()) is not None:
             shapes.append(f.image.shape)
@@ -95,7 +95,7 @@ def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
     report = run(str(onnx_model), str(clip), warmup=1, score_threshold=0.0, jsonl=str(jsonl), save_video=str(video))
     assert report["schema"] == SCHEMA and report["kind"] == "run" and report["error"] is None
     assert report["backend"]["name"] == "onnxruntime" and "CPU" in report["backend"]["reason"]
-    assert report["frames"] == {"processed": 4, "warmup": 1, "captured": 5, "dropped": 0}
+    assert report["frames"] == {"processed": 4, "warmup": 1, "captured": 5, "dropped": 0, "unreadable": 0}
     assert set(report["latency_ms"]) == set(STAGES)
     for s in report["latency_ms"].values():
         assert 0 <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"] and s["count"] == 4
@@ -120,7 +120,7 @@ def test_fixed_shape_model_rejects_other_frame_size(tmp_path, clip):
     model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
     path = tmp_path / "fixed.onnx"
     export_onnx(model, path, input_size=(64, 64), scan_op="portable")
-    with pytest.raises(AvssmError, match="frame 160x96 does not fit the model's fixed input 64x64; pass --resize 64x64"):
+    with pytest.raises(AvssmError, match=r"frame 96x160 \(HxW\) does not fit the model's fixed input 64x64; pass --resize 64x64"):
         run(str(path), str(clip))
     assert run(str(path), str(clip), resize=(64, 64), max_frames=1)["frames"]["processed"] == 1
 
@@ -244,7 +244,7 @@ def test_single_image_is_timed_after_its_warm_up(tmp_path, onnx_model, warmup):
     image, jsonl = tmp_path / "frame.png", tmp_path / "dets.jsonl"
     cv2.imwrite(str(image), render_scene(1, 96, 160)[0])
     report = run(str(onnx_model), str(image), warmup=warmup, score_threshold=0.0, jsonl=str(jsonl))
-    assert report["frames"] == {"processed": 1, "warmup": warmup, "captured": 1, "dropped": 0}
+    assert report["frames"] == {"processed": 1, "warmup": warmup, "captured": 1, "dropped": 0, "unreadable": 0}
     assert report["error"] is None and report["latency_ms"]["inference"]["p50"] > 0
     assert len(jsonl.read_text().splitlines()) == 1  # the frame's detections once, not once per pass
 

@@ -1,28 +1,40 @@
 """`avssm calib` as a library call: frames -> INT8 Q/DQ file -> fidelity report on held-out frames."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from avssm.calib.frames import fidelity, read_frames
-from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, quantize_int8
+from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, portable_twin_path, quantize_int8
 
 
 def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout: int = 16, min_frames: int = 8,
               method: str = "entropy", op_types=DEFAULT_OP_TYPES, keep=DEFAULT_KEEP,
-              resize: tuple[int, int] | None = None, report_path: str | None = None, progress=None) -> dict:
+              resize: tuple[int, int] | None = None, progress=None, warn=None) -> dict:
     """Calibrate ``model`` on the first ``frames`` frames of ``data``, write ``output`` and return the report.
 
     The report compares the INT8 file with the fp32 one on the next ``holdout`` frames of ``data`` (never
-    used for calibration): per output max abs error, SQNR and cosine similarity.
+    used for calibration): per output max abs error, SQNR and cosine similarity. ``resize`` is (H, W).
+    Unreadable images are skipped (``warn`` is told once each) and counted in ``frames_unreadable``.
     """
+    from avssm.outputs import check_output
+
     step = progress or (lambda message: None)
     if not Path(model).is_file():
         raise CalibrationError(f"model {model}: no such file")
+    output = Path(output)
+    check_output(output, "--output", inputs={"MODEL": model})
+    check_output(portable_twin_path(output), "--output's portable twin", inputs={"MODEL": model})
     from avssm.runtime.backends import read_onnx_input
 
     meta, _, fixed, dtype = read_onnx_input(Path(model))
-    source = dict(input_meta=meta.get("input", {}), fixed=fixed, dtype=dtype, resize=resize)
+    warned: set[str] = set()
+
+    def skipped(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            (warn or (lambda m: None))(message)
+
+    source = dict(input_meta=meta.get("input", {}), fixed=fixed, dtype=dtype, resize=resize, warn=skipped)
     step(f"reading up to {frames} calibration frames from {data}")
     calib = read_frames(data, frames, **source)
     if len(calib) < min_frames:
@@ -33,11 +45,10 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
     result = quantize_int8(model, calib, output, method=method, op_types=op_types, keep=keep)
     report = {"model": str(model), "output": result.output, "form": result.form, "method": method,
               "calibration_frames": len(calib), "heldout_frames": len(held_out),
+              "frames_unreadable": sum(1 for m in warned if "not a readable image" in m), "warnings": sorted(warned),
               "quantized_nodes": len(result.quantized_nodes), "kept_nodes": result.kept_nodes,
               "portable_twin": result.portable_twin, "op_types": list(op_types), "keep": list(keep), "outputs": {}}
     if held_out:
         step(f"comparing with fp32 on {len(held_out)} held-out frames")
         report["outputs"] = fidelity(model, result.output, held_out)  # plugin forms too (runtime backends)
-    if report_path:
-        Path(report_path).write_text(json.dumps(report, indent=2))
     return report

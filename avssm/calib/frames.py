@@ -7,24 +7,22 @@ from avssm.calib.quantize import CalibrationError
 
 
 def read_frames(source: str, count: int, *, input_meta: dict, fixed: tuple[int, int] | None, dtype, skip: int = 0,
-                resize: tuple[int, int] | None = None) -> list[np.ndarray]:
+                resize: tuple[int, int] | None = None, warn=None) -> list[np.ndarray]:
     """Up to ``count`` preprocessed (1, 3, H, W) frames from ``source`` after skipping ``skip`` frames.
 
     ``source`` is what `avssm run --source` takes (video, image folder, image, stream) or a COCO JSON
     (the images it lists, in id order, from the images/ folder beside it). A model with a ``fixed`` (H, W)
-    input needs frames of that size (or ``resize``, WxH).
+    input needs frames of that size (or ``resize``, (H, W)). Unreadable images in a folder are skipped and
+    ``warn`` is told.
     """
-    from avssm.runtime.preprocess import preprocess
+    from avssm.runtime.preprocess import check_frame_fits, preprocess
 
     def fit(image: np.ndarray) -> np.ndarray:
         import cv2
 
-        if resize is not None and (image.shape[1], image.shape[0]) != resize:
-            image = cv2.resize(image, resize, interpolation=cv2.INTER_AREA)
-        if fixed is not None and tuple(image.shape[:2]) != tuple(fixed):
-            raise CalibrationError(f"calibration frames from {source} are {image.shape[0]}x{image.shape[1]} but the "
-                                   f"model's input is fixed at {fixed[0]}x{fixed[1]} (pass --resize "
-                                   f"{fixed[1]}x{fixed[0]} or export --dynamic)")
+        if resize is not None and tuple(image.shape[:2]) != tuple(resize):
+            image = cv2.resize(image, tuple(resize)[::-1], interpolation=cv2.INTER_AREA)
+        check_frame_fits(fixed, image.shape, source)
         return preprocess(image, input_meta, dtype)
 
     if str(source).endswith(".json"):
@@ -39,14 +37,16 @@ def read_frames(source: str, count: int, *, input_meta: dict, fixed: tuple[int, 
 
     frames: list[np.ndarray] = []
     try:
-        with FrameSource(source, max_frames=skip + count, drop="none") as frames_in:
+        with FrameSource(source, max_frames=skip + count, drop="none", warn=warn) as frames_in:
             seen = 0
             while (frame := frames_in.next()) is not None and len(frames) < count:
                 seen += 1
                 if seen > skip:
                     frames.append(fit(frame.image))
-            if frames_in.error:
-                raise CalibrationError(frames_in.error)
+            if frames_in.error:  # a truncated file or a lost stream: what was read still counts
+                if not frames:
+                    raise CalibrationError(frames_in.error)
+                (warn or (lambda m: None))(frames_in.error)
     except SourceError as e:
         raise CalibrationError(str(e)) from None
     return frames

@@ -165,9 +165,13 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     from avssm.export.portable import lower_selective_scan
     from avssm.runtime.metadata import read_metadata
 
+    from avssm.outputs import check_output
+
     if method not in METHODS:
         raise CalibrationError(f"method '{method}': expected one of {', '.join(METHODS)}")
     model_path, output = Path(model_path), Path(output)
+    for path, what in ((output, "output"), (portable_twin_path(output), "portable twin")):
+        check_output(path, what, inputs={"model": model_path})
     model = onnx.load(str(model_path))
     meta = read_metadata(model)
     if not meta:
@@ -188,7 +192,6 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     calibrate = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                  "percentile": CalibrationMethod.Percentile}[method]
     input_name = model.graph.input[0].name
-    output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "fp32.onnx"
         onnx.save(lowered, str(src))
@@ -203,7 +206,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
         quantized = onnx.load(str(portable_int8))
         twin = None
         if plugin_form:
-            twin = output.with_name(output.stem + ".portable" + output.suffix)
+            twin = portable_twin_path(output)
             save_with_metadata(quantized, twin, meta, precision="int8", scan_op="portable", calibration=method)
             quantized = _raise_scans(quantized, model)
         save_with_metadata(quantized, output, meta, precision="int8", scan_op="plugin" if plugin_form else "portable",
@@ -250,13 +253,21 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
+def portable_twin_path(output: Path) -> Path:
+    """Where a plugin-form INT8 file's ONNX Runtime twin goes: OUTPUT.portable.onnx."""
+    return output.with_name(output.stem + ".portable" + output.suffix)
+
+
 def save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, **changes) -> None:
-    """Save ``model`` carrying ``meta`` updated with ``changes`` as its avssm metadata."""
+    """Save ``model`` carrying ``meta`` updated with ``changes`` as its avssm metadata (atomically)."""
     import json
+
+    from avssm.outputs import atomic_output
 
     meta = dict(meta, **changes)
     for prop in list(model.metadata_props):
         if prop.key == "avssm":
             model.metadata_props.remove(prop)
     model.metadata_props.add(key="avssm", value=json.dumps(meta))
-    onnx.save(model, str(path))
+    with atomic_output(path) as tmp:
+        onnx.save(model, str(tmp))

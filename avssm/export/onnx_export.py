@@ -6,10 +6,7 @@ portable form (standard ops only), with the metadata a runtime needs and an opti
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +17,7 @@ import onnx
 
 import avssm
 from avssm.errors import AvssmError
+from avssm.outputs import atomic_output, check_output
 from avssm.runtime.metadata import read_metadata
 from avssm.runtime.preprocess import DEFAULT_INPUT
 from avssm.sizes import parse_size
@@ -64,7 +62,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return parse_size(text, "input size", "HxW", minimum=1)
 
 
-def _check_args(input_size, batch, scan_op, precision, opset, output: Path):
+def _check_args(input_size, batch, scan_op, precision, opset):
     h, w = input_size
     if h < 32 or w < 32 or h > 16384 or w > 16384:
         raise AvssmError(f"input size {h}x{w}: height and width must be between 32 and 16384")
@@ -76,13 +74,6 @@ def _check_args(input_size, batch, scan_op, precision, opset, output: Path):
         raise AvssmError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
     if opset < MIN_OPSET:
         raise AvssmError(f"opset {opset}: avssm exports opset {MIN_OPSET} or newer")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise AvssmError(f"output {output}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise AvssmError(f"output {output}: directory {parent} is not writable")
-    if output.exists() and output.is_dir():
-        raise AvssmError(f"output {output}: is a directory")
 
 
 def _tensor_infos(values) -> list[TensorInfo]:
@@ -94,7 +85,10 @@ def _tensor_infos(values) -> list[TensorInfo]:
     return out
 
 
-def build_metadata(model, model_name: str, input_size, scan_op: str, precision: str, opset: int, dynamic: bool) -> dict:
+def build_metadata(model, model_name: str, input_size, scan_op: str, precision: str, opset: int, dynamic: bool,
+                   weights: str | None = None) -> dict:
+    """The avssm metadata of an exported file. ``weights``: the checkpoint's file name, "random" for a registered
+    model built without one (the runtime then warns that its outputs are meaningless), None when unknown."""
     detector = hasattr(model, "class_names")
     return {
         "avssm_version": avssm.__version__,
@@ -112,20 +106,8 @@ def build_metadata(model, model_name: str, input_size, scan_op: str, precision: 
         "opset": opset,
         "dynamic": dynamic,
         "export_size": list(input_size),
+        "weights": weights,
     }
-
-
-@contextlib.contextmanager
-def _atomic_output(output: Path):
-    """Write to a temporary file beside ``output`` and rename it in place only on success."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent if str(output.parent) else ".")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _verification_sizes(input_size, dynamic: bool) -> list[tuple[int, int]]:
@@ -220,10 +202,13 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
 
     step = progress or (lambda message: None)
     output = Path(output)
-    _check_args(input_size, batch, scan_op, precision, opset, output)
+    _check_args(input_size, batch, scan_op, precision, opset)
+    check_output(output, "--output", inputs={"--checkpoint": checkpoint if isinstance(checkpoint, (str, Path)) else None})
 
     step("building the model")
+    weights = Path(checkpoint).name if isinstance(checkpoint, (str, Path)) else None
     if isinstance(model, str):
+        weights = weights or ("random" if checkpoint is None else None)
         model_name, net = model, create_model(model, checkpoint=checkpoint)
     else:
         model_name, net = getattr(model, "model_name", type(model).__name__), model
@@ -264,7 +249,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
     dtype = torch.float16 if precision == "fp16" else torch.float32
     example = torch.zeros(batch, 3, *input_size, dtype=dtype)
 
-    with _atomic_output(output) as tmp:
+    with atomic_output(output) as tmp:
         step(f"tracing {model_name} at {input_size[0]}x{input_size[1]}")
         # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
         wrapper = _Exported(net).eval()
@@ -282,7 +267,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
         if scan_op == "portable":
             step("lowering SelectiveScan to standard ops")
             proto = lower_selective_scan(proto, lengths=lengths)
-        metadata = build_metadata(net, model_name, input_size, scan_op, precision, opset, dynamic)
+        metadata = build_metadata(net, model_name, input_size, scan_op, precision, opset, dynamic, weights)
         del proto.metadata_props[:]
         onnx.helper.set_model_props(proto, {"avssm": json.dumps(metadata)})
         proto.producer_name, proto.producer_version = "avssm", avssm.__version__

@@ -44,6 +44,13 @@ class Backend:
     def describe(self) -> dict:
         return {"name": self.name, "device": self.device, "reason": self.reason, **self.info}
 
+    def random_weights_warning(self) -> str | None:
+        """One line when the model has random weights (no checkpoint): its outputs mean nothing."""
+        if self.metadata.get("weights") != "random":
+            return None
+        return (f"model {self.metadata.get('model')} has random weights (exported or run without --checkpoint): "
+                "its detections are meaningless")
+
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
 
@@ -145,7 +152,8 @@ class TorchBackend(Backend):
         self.model = create_model(model_name, checkpoint=checkpoint).eval().to(device)
         if not hasattr(self.model, "class_names"):
             raise BackendError(f"model '{model_name}' is a classifier; `avssm run` needs a detector (*_det)")
-        meta = build_metadata(self.model, model_name, (0, 0), "pytorch", "fp32", 0, True)
+        meta = build_metadata(self.model, model_name, (0, 0), "pytorch", "fp32", 0, True,
+                              weights=Path(checkpoint).name if checkpoint else "random")
         super().__init__("torch", device, meta, "images", np.float32, None, reason,
                          {"torch": torch.__version__, "model": model_name, "checkpoint": checkpoint})
         if device.startswith("cuda"):

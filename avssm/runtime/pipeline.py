@@ -18,9 +18,10 @@ import numpy as np
 
 from avssm import native
 from avssm.errors import AvssmError
+from avssm.outputs import check_output
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
-from avssm.runtime.preprocess import preprocess
+from avssm.runtime.preprocess import check_frame_fits, preprocess
 from avssm.runtime.sources import Frame, FrameSource
 
 
@@ -110,36 +111,47 @@ class _Sinks:
             cv2.destroyAllWindows()
 
 
-def _check_frame_fits(backend: Backend, frame: np.ndarray, source: str) -> None:
-    if backend.fixed_hw is not None and tuple(frame.shape[:2]) != tuple(backend.fixed_hw):
-        h, w = backend.fixed_hw
-        raise AvssmError(f"source {source}: frame {frame.shape[1]}x{frame.shape[0]} does not fit the model's fixed "
-                         f"input {w}x{h}; pass --resize {w}x{h} or export the model with --dynamic")
-
-
 def run(model: str | Backend, source: str, *, camera: bool = False, backend: str = "auto", checkpoint: str | None = None,
         device: str = "cpu", plugin_lib: str | None = None, resize: tuple[int, int] | None = None, drop: str | None = None,
         realtime: bool = False,
         max_frames: int | None = None, warmup: int = 1, score_threshold: float = 0.3, iou_threshold: float = 0.6,
-        show: bool = False, save_video: str | None = None, jsonl: str | None = None, on_frame=None) -> dict:
+        show: bool = False, save_video: str | None = None, jsonl: str | None = None, on_frame=None,
+        warn=None) -> dict:
     """Run a detector over a source and return the report (see avssm/runtime/report.py).
 
-    A fault mid-run (camera lost, unreadable file, Ctrl-C) ends the loop; the report of what ran is
-    returned with ``error`` set. Problems found before the first frame raise AvssmError.
+    ``resize`` is (H, W). A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of
+    what ran is returned with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first
+    frame (bad flags, files, sizes, outputs that cannot be written) raise AvssmError. ``warn`` is told of
+    skipped images and of a model with random weights.
     """
+    warn = warn or (lambda message: None)
+    if max_frames is not None and max_frames < 1:
+        raise AvssmError(f"--max-frames {max_frames}: must be at least 1")
+    if warmup < 0:
+        raise AvssmError(f"--warmup {warmup}: must be 0 or more")
+    for flag, value in (("--score-threshold", score_threshold), ("--iou-threshold", iou_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise AvssmError(f"{flag} {value}: must be between 0 and 1")
+    inputs = {"--source": None if camera else source, "--model": model if isinstance(model, str) else None,
+              "--checkpoint": checkpoint}
+    for flag, path in (("--save-video", save_video), ("--jsonl", jsonl)):
+        if path:
+            check_output(path, flag, inputs=inputs)
     be = model if isinstance(model, Backend) else load_backend(model, backend, checkpoint=checkpoint, device=device,
                                                                  plugin_lib=plugin_lib)
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
+    if (message := be.random_weights_warning()) is not None:
+        warn(message)
     src = FrameSource(source, camera=camera, resize=resize, drop=drop, realtime=realtime,
-                      max_frames=(max_frames + warmup) if max_frames else None)
+                      max_frames=(max_frames + warmup) if max_frames else None, warn=warn)
     src.probe()
     sinks = _Sinks(show, save_video, jsonl)
     times = rep.StageTimes()
     class_names = meta.get("class_names") or []
     processed = warmed = 0
-    error = None
+    error, interrupted = None, False
     rss_after_warmup = None
     t_start = None
 
@@ -147,7 +159,7 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         """One frame through preprocess, inference, postprocess and the sinks; timed after the warm-up."""
         nonlocal processed, warmed, t_start, rss_after_warmup
         t0 = time.perf_counter()
-        _check_frame_fits(be, frame.image, source)
+        check_frame_fits(be.fixed_hw, frame.image.shape, source)
         x = preprocess(frame.image, meta["input"], be.input_dtype)
         t1 = time.perf_counter()
         out = be.infer(x)
@@ -191,7 +203,7 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
             t_again = time.perf_counter()
             step(last, t_again, t_again, sink=False)
     except KeyboardInterrupt:
-        error = "interrupted (Ctrl-C)"
+        error, interrupted = "interrupted (Ctrl-C)", True
     except AvssmError as e:
         if processed == 0 and warmed == 0:
             raise
@@ -212,12 +224,14 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
         "backend": be.describe(),
         "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": realtime,
-                   "resize": list(resize) if resize else None},
-        "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped},
+                   "resize": list(resize) if resize else None},  # [height, width]
+        "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped,
+                   "unreadable": src.unreadable},
         "latency_ms": times.summary(),
         "throughput_fps": processed / elapsed if elapsed > 0 else 0.0,
         "memory": memory,
         "error": error,
+        "interrupted": interrupted,
     }
 
 

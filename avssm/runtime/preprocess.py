@@ -7,11 +7,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from avssm.errors import AvssmError
+
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 # What `avssm export` records for every avssm model.
 DEFAULT_INPUT = {"name": "images", "layout": "NCHW", "color": "RGB", "scale": 1 / 255,
                  "mean": list(IMAGENET_MEAN_RGB), "std": list(IMAGENET_STD_RGB)}
+
+
+def check_frame_fits(fixed_hw, frame_hw, source: str, resize_flag: bool = True) -> None:
+    """The one error for a frame that a fixed-shape model cannot take (run, calib and eval alike)."""
+    if fixed_hw is None or tuple(frame_hw[:2]) == tuple(fixed_hw):
+        return
+    h, w = fixed_hw
+    fix = f"pass --resize {h}x{w} or export the model with --dynamic" if resize_flag else \
+        "export the model with --dynamic"
+    raise AvssmError(f"source {source}: frame {frame_hw[0]}x{frame_hw[1]} (HxW) does not fit the model's fixed "
+                     f"input {h}x{w}; {fix}")
 
 
 def preprocess(frame_bgr: np.ndarray, input_meta: dict | None = None, dtype=np.float32) -> np.ndarray:

@@ -3,12 +3,13 @@
 The JSON schema (``schema: "avssm.report/1"``) is shared by run and bench:
 
     {schema, kind, environment: {...}, model: {...}, backend: {...}, source: {...},
-     frames: {processed, warmup, captured, dropped}, latency_ms: {stage: {p50, p90, p99, max, mean, count}},
-     throughput_fps, memory: {...}, error}
+     frames: {processed, warmup, captured, dropped, unreadable}, latency_ms: {stage: {p50, p90, p99, max, mean,
+     count}}, throughput_fps, memory: {...}, error, interrupted}
+
+Sizes are [height, width] everywhere (source.resize, bench's entries), as the ONNX input shape reads.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -125,7 +126,8 @@ def format_table(report: dict) -> str:
                  + (f" - {b['reason']}" if b.get("reason") else ""))
     fr = report["frames"]
     lines.append(f"frames: {fr['processed']} processed after {fr['warmup']} warm-up, {fr['dropped']} dropped, "
-                 f"{fr['captured']} captured; throughput {report['throughput_fps']:.2f} fps")
+                 f"{fr['captured']} captured" + (f", {fr['unreadable']} unreadable skipped" if fr.get("unreadable") else "")
+                 + f"; throughput {report['throughput_fps']:.2f} fps")
     lines.append(f"{'stage':<14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for stage in STAGES:
         s = report["latency_ms"].get(stage)
@@ -141,12 +143,3 @@ def format_table(report: dict) -> str:
         lines.append(f"stopped: {report['error']}")
     return "\n".join(lines)
 
-
-def write_json(report: dict, path: str) -> None:
-    """Write the report to the file `path`, or to stdout when `path` is "-"."""
-    if path == "-":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2)

@@ -7,7 +7,8 @@ A source runs its capture in its own thread and hands frames over through a boun
 * ``drop="none"`` (default for files): capture waits for the consumer; every frame is processed.
 
 Live cameras that stop delivering are reopened with backoff a few times before the source ends with
-an error that the report carries.
+an error that the report carries. An unreadable image in a folder is skipped (``warn`` is told, and
+``unreadable`` counts it); a video file that ends before the frame count in its header ends with an error.
 """
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ class Frame:
     name: str = ""
 
 
+def opencv_has_gstreamer() -> bool:
+    import re
+
+    return bool(re.search(r"GStreamer:\s*YES", cv2.getBuildInformation()))
+
+
 def _parse_camera(spec: str):
     if spec.isdigit():
         return int(spec), cv2.CAP_V4L2 if os.name == "posix" else cv2.CAP_ANY
@@ -53,10 +60,11 @@ class FrameSource:
 
     def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
                  drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None,
-                 realtime: bool = False):
+                 realtime: bool = False, warn=None):
         self.spec = str(spec)
         self.camera = camera
-        self.resize = resize  # (width, height)
+        self.resize = resize  # (height, width)
+        self.warn = warn or (lambda message: None)  # called from the capture thread
         self.live = camera or self.spec.startswith(("rtsp://", "http://", "https://", "gst:"))
         self.drop = drop or ("oldest" if self.live else "none")
         if self.drop not in ("oldest", "none"):
@@ -67,6 +75,7 @@ class FrameSource:
         self.realtime = realtime  # play a file at its own frame rate, like a camera
         self.dropped = 0
         self.captured = 0
+        self.unreadable = 0
         self.error: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
@@ -75,6 +84,10 @@ class FrameSource:
 
     # ---------------------------------------------------------------------------------- opening
     def _open_kind(self):
+        if self.spec.startswith("gst:") and not opencv_has_gstreamer():
+            raise SourceError(f"camera {self.spec}: this OpenCV ({cv2.__version__}) was built without GStreamer; "
+                              "use an OpenCV built with it (on Jetson the system one: pip uninstall "
+                              "opencv-python-headless, then sudo apt install python3-opencv)")
         if self.live:  # cameras and streams
             return "capture", None
         path = Path(self.spec)
@@ -106,10 +119,9 @@ class FrameSource:
             cap.release()
             if not ok:
                 raise SourceError(f"source {self.spec}: opened but no frame could be read (corrupt or empty?)")
-        else:
-            first = self._items[0]
-            if cv2.imread(str(first), cv2.IMREAD_COLOR) is None:
-                raise SourceError(f"source {first}: not a readable image")
+        elif not any(cv2.imread(str(p), cv2.IMREAD_COLOR) is not None for p in self._items):
+            what = "not a readable image" if len(self._items) == 1 else "none of its images is readable"
+            raise SourceError(f"source {self.spec}: {what}")
 
     # ---------------------------------------------------------------------------------- capture thread
     def _put(self, frame: Frame) -> None:
@@ -133,20 +145,23 @@ class FrameSource:
                     continue
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
-        if self.resize is not None and (image.shape[1], image.shape[0]) != self.resize:
-            image = cv2.resize(image, self.resize, interpolation=cv2.INTER_AREA)
+        if self.resize is not None and tuple(image.shape[:2]) != tuple(self.resize):
+            image = cv2.resize(image, self.resize[::-1], interpolation=cv2.INTER_AREA)
         return image
 
     def _run_images(self) -> None:
-        for i, path in enumerate(self._items):
-            if self._stop.is_set() or (self.max_frames and i >= self.max_frames):
+        index = 0
+        for path in self._items:
+            if self._stop.is_set() or (self.max_frames and index >= self.max_frames):
                 break
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
-                self.error = f"source {path}: not a readable image"
-                break
+                self.unreadable += 1
+                self.warn(f"source {path}: not a readable image; skipped")
+                continue
             self.captured += 1
-            self._put(Frame(i, self._prepare(image), time.perf_counter(), path.name))
+            self._put(Frame(index, self._prepare(image), time.perf_counter(), path.name))
+            index += 1
 
     def _run_capture(self) -> None:
         index, failures = 0, 0
@@ -166,8 +181,12 @@ class FrameSource:
                         continue
                 ok, image = cap.read()
                 if not ok:
-                    if not self.live:
-                        return  # end of file
+                    if not self.live:  # end of file; short of the header's frame count when truncated
+                        expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+                        if 0 < index < expected:
+                            self.error = (f"source {self.spec}: ended after {index} of its {expected} frames "
+                                          "(truncated or corrupt file)")
+                        return
                     cap.release()
                     cap = None
                     failures += 1

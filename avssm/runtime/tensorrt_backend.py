@@ -76,12 +76,16 @@ def _load_plugin(trt, plugin_lib: str | None) -> str | None:
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
+    from avssm.outputs import atomic_output, check_output, write_json
     from avssm.runtime.metadata import read_metadata
 
-    trt = _import_tensorrt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise AvssmError(f"model {onnx_path}: no such file")
+    inputs = {"ONNX_FILE": onnx_path, "--plugin-lib": plugin_lib}
+    check_output(output, "--output", inputs=inputs)
+    check_output(str(output) + ".json", "--output's .json", inputs=inputs)
+    trt = _import_tensorrt()
     meta = read_metadata(onnx_path)
     if not meta:
         raise AvssmError(f"model {onnx_path}: has no avssm metadata (export it with `avssm export`)")
@@ -120,12 +124,14 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise AvssmError(f"model {onnx_path}: TensorRT could not build an engine (see the messages above)")
-    Path(output).write_bytes(bytes(plan))
+    with atomic_output(output) as tmp:
+        tmp.write_bytes(bytes(plan))
     if timing_cache and cache is not None:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+        with atomic_output(timing_cache) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     sidecar = {"tensorrt": trt.__version__, "gpu": gpu_name(), "onnx": str(onnx_path), "shapes": shapes,
                "plugin_lib": plugin, "avssm": meta}
-    Path(str(output) + ".json").write_text(json.dumps(sidecar, indent=2))
+    write_json(sidecar, str(output) + ".json", "--output's .json")
     return sidecar
 
 

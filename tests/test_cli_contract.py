@@ -1,0 +1,309 @@
+"""What a user relies on from every command: exit codes (0 ok, 2 bad input before any work, 1 a fault during
+the work with the partial report, 130 Ctrl-C), one-line errors naming the flag, outputs that never destroy an
+input, one vocabulary (HxW sizes, `--json PATH`, `--max-frames`), warnings and progress on stderr."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from avssm.datasets.roads import render_scene, write_clip
+
+H, W = 64, 96
+
+
+def avssm(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "avssm.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})}, **kwargs)
+
+
+def one_line_error(r, code, message):
+    assert r.returncode == code, (r.returncode, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("avssm: error:")]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and "│" not in r.stderr
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    tmp = tmp_path_factory.mktemp("contract")
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    model.model_name = "vim_tiny_det"
+    export_onnx(model, tmp / "det.onnx", input_size=(H, W), dynamic=True, scan_op="portable")
+    export_onnx(model, tmp / "fixed.onnx", input_size=(H, W), scan_op="portable")
+    write_clip(str(tmp / "clip.mp4"), frames=4, height=H, width=W)
+    folder = tmp / "images"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), render_scene(i, H, W)[0])
+    (folder / "1b_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")  # sorts between 1.png and 2.png
+    # A video that ends before the frame count its header gives: an AVI cut in half (read frame by frame).
+    full = tmp / "full.avi"
+    writer = cv2.VideoWriter(str(full), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
+    for i in range(30):
+        writer.write(render_scene(i, H, W)[0])
+    writer.release()
+    blob = full.read_bytes()
+    (tmp / "truncated.avi").write_bytes(blob[:len(blob) // 2])
+    return tmp
+
+
+# ------------------------------------------------------------------------------------------- exit codes
+
+def test_usage_errors_need_no_click(tmp_path):
+    # typer >= 0.25 no longer installs click; avssm must not import it (pyproject does not declare it).
+    code = "import sys; sys.modules['click'] = None; sys.argv = ['avssm'] + sys.argv[1:]\nfrom avssm.cli import main; main()\n"
+    for args, message in ((["eval", "x.onnx", "--bogus"], "No such option: --bogus"), (["calib"], "Missing argument"),
+                          (["run", "--max-frames", "0"], "'--max-frames'")):
+        r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+        one_line_error(r, 2, message)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Usage: avssm" in r.stderr + r.stdout and "Traceback" not in r.stderr
+
+
+def test_a_run_that_stops_on_a_fault_exits_1_with_its_report(data, tmp_path):
+    out = tmp_path / "r.json"
+    r = avssm("run", "--model", data / "det.onnx", "--source", data / "truncated.avi", "--json", out)
+    one_line_error(r, 1, "the run stopped early: source")
+    assert "ended after" in r.stderr and "of its 30 frames (truncated or corrupt file)" in r.stderr
+    assert "stopped: source" in r.stdout and "end_to_end" in r.stdout  # the partial report, printed
+    report = json.loads(out.read_text())
+    assert 0 < report["frames"]["processed"] < 29 and "truncated" in report["error"]
+
+
+def test_ctrl_c_exits_130_with_the_partial_report(data, tmp_path):
+    clip, dets = tmp_path / "long.mp4", tmp_path / "dets.jsonl"
+    write_clip(str(clip), frames=200, height=H, width=W, fps=10.0)
+    proc = subprocess.Popen([sys.executable, "-m", "avssm.cli", "run", "--model", str(data / "det.onnx"), "--source",
+                             str(clip), "--realtime", "--jsonl", str(dets), "--json", str(tmp_path / "r.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (dets.exists() and dets.read_text().count("\n") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "stopped: interrupted (Ctrl-C)" in stdout and "avssm: interrupted" in stderr and "Traceback" not in stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] and 0 < report["frames"]["processed"] < 199
+
+
+# ------------------------------------------------------------------------------------------- outputs
+
+def _blocked(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    return blocker / "out"
+
+
+@pytest.mark.parametrize("flag", ["--json", "--jsonl", "--save-video"])
+def test_run_outputs_are_checked_before_any_work(data, tmp_path, flag):
+    blocked = _blocked(tmp_path)
+    for bad, message in (("/proc/avssm-out", "cannot write in /proc"), (blocked, f"{blocked.parent} is a file, not a folder")):
+        r = avssm("run", "--model", data / "det.onnx", "--source", data / "clip.mp4", flag, bad)
+        one_line_error(r, 2, f"{flag} {bad}: {message}")
+        assert "end_to_end" not in r.stdout + r.stderr  # nothing ran
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "vim_tiny_det", "--input-size", "64x64", "-o", "{bad}"],
+    ["export", "vim_tiny_det", "--input-size", "64x64", "-o", "{tmp}/x.onnx", "--json", "{bad}"],
+    ["calib", "{data}/det.onnx", "--data", "{data}/images", "-o", "{bad}"],
+    ["calib", "{data}/det.onnx", "--data", "{data}/images", "-o", "{tmp}/x.onnx", "--json", "{bad}"],
+    ["bench", "--models", "vim_tiny_det", "--sizes", "64x64", "--plot", "{bad}"],
+    ["bench", "--models", "vim_tiny_det", "--sizes", "64x64", "--json", "{bad}"],
+    ["eval", "vim_tiny_det", "--data", "{tmp}/a.json", "--images", "{tmp}", "--json", "{bad}"],
+    ["models", "--json", "{bad}"],
+    ["doctor", "--json", "{bad}"],
+    ["build", "{data}/det.onnx", "-o", "{bad}"],
+])
+def test_every_output_path_is_checked_before_any_work(data, tmp_path, command):
+    args = [a.format(bad="/proc/avssm-out", tmp=tmp_path, data=data) for a in command]
+    start = time.monotonic()
+    r = avssm(*args)
+    one_line_error(r, 2, "/proc/avssm-out: cannot write in /proc")
+    assert time.monotonic() - start < 60
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_train_out_folder_is_checked(tmp_path):
+    r = avssm("train", "vim_tiny_det", "--data", tmp_path / "a.json", "--images", tmp_path, "--out", _blocked(tmp_path))
+    one_line_error(r, 2, "is a file, not a folder")
+
+
+def test_calib_refuses_to_overwrite_its_input(data, tmp_path):
+    model = tmp_path / "det.onnx"
+    model.write_bytes((data / "det.onnx").read_bytes())
+    before = digest(model)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(model)
+    for out in (model, link):
+        r = avssm("calib", model, "--data", data / "images", "-o", out, "--frames", "2", "--min-frames", "1")
+        one_line_error(r, 2, f"--output {out} is the same file as MODEL {model}")
+    assert digest(model) == before
+
+
+def test_run_refuses_to_overwrite_its_source(data, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((data / "clip.mp4").read_bytes())
+    before = digest(clip)
+    for flag in ("--save-video", "--jsonl", "--json"):
+        r = avssm("run", "--model", data / "det.onnx", "--source", clip, flag, clip)
+        one_line_error(r, 2, f"{flag} {clip} is the same file as --source {clip}")
+    assert digest(clip) == before
+
+
+def test_export_refuses_to_overwrite_its_checkpoint(tmp_path):
+    import torch
+
+    from avssm.models import create_model
+
+    ckpt = tmp_path / "w.pth"
+    torch.save({"model": create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1)).state_dict()},
+               ckpt)
+    before = digest(ckpt)
+    r = avssm("export", "vim_tiny_det", "-c", ckpt, "-o", ckpt)
+    one_line_error(r, 2, f"--output {ckpt} is the same file as --checkpoint {ckpt}")
+    assert digest(ckpt) == before
+
+
+def test_exported_files_follow_the_umask(tmp_path):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    old = os.umask(0o022)
+    try:
+        export_onnx(model, tmp_path / "m.onnx", input_size=(H, W), scan_op="portable")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.onnx").stat().st_mode & 0o777 == 0o644
+
+
+# ------------------------------------------------------------------------------------------- inputs
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-frames", "0"], "'--max-frames'"), (["--max-frames", "-3"], "'--max-frames'"),
+    (["--warmup", "-1"], "'--warmup'"), (["--score-threshold", "1.5"], "'--score-threshold'"),
+    (["--score-threshold", "-0.1"], "'--score-threshold'"), (["--iou-threshold", "2"], "'--iou-threshold'"),
+    (["--resize", "1280x"], "--resize '1280x': expected HxW"),
+])
+def test_run_numeric_options_are_validated(data, args, message):
+    one_line_error(avssm("run", "--model", data / "det.onnx", "--source", data / "clip.mp4", *args), 2, message)
+
+
+def test_other_numeric_options_are_validated(data, tmp_path):
+    one_line_error(avssm("calib", data / "det.onnx", "--data", data / "images", "-o", tmp_path / "x.onnx",
+                         "--frames", "0"), 2, "'--frames'")
+    one_line_error(avssm("eval", "vim_tiny_det", "--data", tmp_path / "a.json", "--images", tmp_path,
+                         "--max-frames", "0"), 2, "'--max-frames'")
+    one_line_error(avssm("bench", "--repeats", "0"), 2, "'--repeats'")
+
+
+def test_unreadable_image_in_a_folder_is_skipped_and_counted(data, tmp_path):
+    out = tmp_path / "r.json"
+    r = avssm("run", "--model", data / "det.onnx", "--source", data / "images", "--warmup", "0", "--json", out)
+    assert r.returncode == 0, r.stderr
+    assert f"avssm: warning: source {data / 'images' / '1b_corrupt.jpg'}: not a readable image; skipped" in r.stderr
+    report = json.loads(out.read_text())
+    assert report["frames"]["processed"] == 3 and report["frames"]["unreadable"] == 1  # the image after it ran too
+    assert "1 unreadable skipped" in r.stdout
+
+
+def test_calibration_skips_an_unreadable_image(data, tmp_path):
+    from avssm.calib import calibrate
+
+    seen = []
+    report = calibrate(str(data / "det.onnx"), str(data / "images"), str(tmp_path / "q.onnx"), frames=2, holdout=1,
+                       min_frames=2, method="minmax", warn=seen.append)
+    assert report["calibration_frames"] == 2 and report["heldout_frames"] == 1 and report["frames_unreadable"] == 1
+    assert len(seen) == 1 and "1b_corrupt.jpg: not a readable image; skipped" in seen[0]
+
+
+def test_eval_fixed_shape_model_gives_the_run_error(data, tmp_path):
+    from avssm.datasets.roads import write_dataset
+
+    write_dataset(tmp_path / "d", count=1, seed=0, height=H + 32, width=W)
+    r = avssm("eval", data / "fixed.onnx", "--data", tmp_path / "d" / "annotations.json", "--images",
+              tmp_path / "d" / "images")
+    one_line_error(r, 2, f"(HxW) does not fit the model's fixed input {H}x{W}; export the model with --dynamic")
+    r = avssm("run", "--model", data / "fixed.onnx", "--source", tmp_path / "d" / "images")
+    one_line_error(r, 2, f"frame {H + 32}x{W} (HxW) does not fit the model's fixed input {H}x{W}; pass --resize {H}x{W}")
+
+
+def test_gstreamer_camera_without_gstreamer_says_so(data):
+    from avssm.runtime.sources import opencv_has_gstreamer
+
+    if opencv_has_gstreamer():
+        pytest.skip("this OpenCV has GStreamer")
+    r = avssm("run", "--model", data / "det.onnx", "--camera", "gst:videotestsrc ! appsink")
+    one_line_error(r, 2, "was built without GStreamer; use an OpenCV built with it (on Jetson the system one")
+
+
+# ------------------------------------------------------------------------------------------- vocabulary
+
+def test_resize_is_height_by_width(data, tmp_path):
+    out = tmp_path / "r.json"
+    r = avssm("run", "--model", data / "det.onnx", "--source", data / "clip.mp4", "--resize", "32x48",
+              "--jsonl", tmp_path / "d.jsonl", "--json", out, "--score-threshold", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["source"]["resize"] == [32, 48]
+    boxes = [d["box"] for line in (tmp_path / "d.jsonl").read_text().splitlines() for d in json.loads(line)["detections"]]
+    assert boxes and max(b[2] for b in boxes) <= 48 and max(b[3] for b in boxes) <= 32  # x within W, y within H
+
+
+@pytest.mark.parametrize("command", [["models"], ["doctor"],
+                                     ["export", "vim_tiny_det", "--input-size", "64x64", "-o", "{tmp}/e.onnx"]])
+def test_json_is_a_path_everywhere(tmp_path, command):
+    args = [a.format(tmp=tmp_path) for a in command]
+    to_stdout = avssm(*args, "--json", "-")
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    json.loads(to_stdout.stdout)  # stdout is the JSON alone
+    r = avssm(*args, "--json", tmp_path / "out.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "out.json").read_text()) == json.loads(to_stdout.stdout) or command[0] != "models"
+
+
+def test_calib_json_stdout_is_pure_and_progress_goes_to_stderr(data, tmp_path):
+    r = avssm("calib", data / "det.onnx", "--data", data / "images", "-o", tmp_path / "q.onnx", "--frames", "2",
+              "--holdout", "1", "--min-frames", "1", "--method", "minmax", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["output"] == str(tmp_path / "q.onnx") and report["frames_unreadable"] == 1
+    assert "avssm: reading up to 2 calibration frames" in r.stderr and "SQNR" in r.stderr  # progress, summary: stderr
+
+
+def test_random_weights_say_so_once(data, tmp_path):
+    frame = tmp_path / "f.png"
+    cv2.imwrite(str(frame), np.full((H, W, 3), 100, np.uint8))
+    r = avssm("run", "--model", "vim_tiny_det", "--backend", "torch", "--source", frame, "--max-frames", "1")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("has random weights") == 1 and "detections are meaningless" in r.stderr
+    r = avssm("run", "--model", data / "det.onnx", "--source", frame, "--max-frames", "1")
+    assert r.returncode == 0 and "random weights" not in r.stderr  # exported from an object: weights unknown
+    r = avssm("export", "vim_tiny_det", "--input-size", f"{H}x{W}", "-o", tmp_path / "r.onnx")
+    assert r.returncode == 0 and r.stderr.count("random weights") == 1
+    r = avssm("run", "--model", tmp_path / "r.onnx", "--source", frame, "--max-frames", "1")
+    assert r.returncode == 0 and r.stderr.count("has random weights") == 1
+
+
+def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ci = open(os.path.join(root, ".ci", "run")).read()
+    readme = open(os.path.join(root, "README.md")).read()
+    last = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
+    assert "python3 -m venv" in ci and "--system-site-packages" not in ci
+    assert last in readme and "pytest" in last
