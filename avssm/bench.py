@@ -98,7 +98,7 @@ def bench(models=DEFAULT_MODELS, sizes=DEFAULT_SIZES, device: str = "cpu", repea
     for m in models:
         for h, w in sizes:
             if progress:
-                progress(f"{m} at {w}x{h}")
+                progress(f"{m} at {h}x{w}")
             entries.append(_measure_in_subprocess(m, h, w, device, repeats, timeout))
     fits = {}
     for m in models:

@@ -210,7 +210,7 @@ def bench_cmd(
     from avssm.export.onnx_export import parse_input_size
 
     names = [m.strip() for m in models.split(",")] if models else list(B.DEFAULT_MODELS)
-    size_list = [parse_input_size(s.strip()) for s in sizes.split(",")] if sizes else list(
+    size_list = [parse_input_size(s.strip(), "--sizes") for s in sizes.split(",")] if sizes else list(
         B.QUICK_SIZES if quick else B.DEFAULT_SIZES)
     check_json_path(json_path)
     if plot_path:
@@ -254,7 +254,7 @@ def generate_data_cmd(
     from avssm.datasets.roads import write_dataset
     from avssm.sizes import parse_size
 
-    h, w = parse_size(size)
+    h, w = parse_size(size, "--size")
     check_output_dir(out_dir, "OUT_DIR")
     with Progress(console=console) as bar:
         task = bar.add_task("rendering", total=count)
@@ -354,8 +354,8 @@ def train_cmd(
     from avssm.sizes import parse_size
     from avssm.train import train
 
-    size = parse_size(input_size)
-    crop_size = parse_size(crop) if crop else None
+    size = parse_size(input_size, "--input-size")
+    crop_size = parse_size(crop, "--crop") if crop else None
     columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
                TimeRemainingColumn()]
     with Progress(*columns, console=console) as bar:

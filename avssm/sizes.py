@@ -1,16 +1,15 @@
-"""Parsing image sizes given on the command line ("1080x1920")."""
+"""Parsing image sizes given on the command line: always HxW ("1080x1920"), as the ONNX input shape reads."""
 from __future__ import annotations
 
 from avssm.errors import AvssmError
 
 
-def parse_size(text: str, what: str = "size", order: str = "HxW", minimum: int = 32) -> tuple[int, int]:
-    """'1080x1920' -> (1080, 1920), read in ``order`` ("HxW" or "WxH"); a one-line error otherwise."""
-    example = "1080x1920" if order == "HxW" else "1920x1080"
+def parse_size(text: str, flag: str = "size", minimum: int = 32) -> tuple[int, int]:
+    """'1080x1920' -> (1080, 1920) (height, width); a one-line error naming ``flag`` otherwise."""
     try:
-        a, b = (int(v) for v in text.lower().split("x"))
+        h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise AvssmError(f"{what} '{text}': expected {order}, e.g. {example}") from None
-    if a < minimum or b < minimum:
-        raise AvssmError(f"{what} '{text}': both sides must be at least {minimum}")
-    return a, b
+        raise AvssmError(f"{flag} '{text}': expected HxW, e.g. 1080x1920") from None
+    if h < minimum or w < minimum:
+        raise AvssmError(f"{flag} '{text}': both sides must be at least {minimum}")
+    return h, w

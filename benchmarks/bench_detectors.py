@@ -1,4 +1,4 @@
-"""Latency of the tiny detectors at 640x384 and 1920x1080 (default scan path for the device).
+"""Latency of the tiny detectors at 384x640 and 1080x1920 (default scan path for the device).
 
     python benchmarks/bench_detectors.py [--device cpu|cuda] [--fp16] [--models ...] [--repeats 3] [--json]
 

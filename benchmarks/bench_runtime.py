@@ -1,6 +1,6 @@
 """Runtime targets, measured in one run each:
 
-1. ONNX Runtime CPU on 1920x1080 frames: pre- plus post-processing as a share of the frame's
+1. ONNX Runtime CPU on 1080x1920 frames: pre- plus post-processing as a share of the frame's
    processing time (p50 preprocess + p50 postprocess over p50 of preprocess + inference + postprocess).
    Target <= 10%.
 2. ``--drop oldest`` with a source faster than inference (a 30 fps clip played in real time, like a
@@ -52,7 +52,7 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     s = out["prepost_share"]
-    print(f"1920x1080 {args.model}, ONNX Runtime CPU: preprocess {s['preprocess_ms']:.0f} ms + postprocess "
+    print(f"1080x1920 {args.model}, ONNX Runtime CPU: preprocess {s['preprocess_ms']:.0f} ms + postprocess "
           f"{s['postprocess_ms']:.0f} ms = {s['share'] * 100:.1f}% of the frame (inference {s['inference_ms']:.0f} ms); target <= 10%")
     d = out["drop_oldest"]
     print(f"drop oldest, fast source: {d['frames']['processed']} processed, {d['frames']['dropped']} dropped; end-to-end p99 "

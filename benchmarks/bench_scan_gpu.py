@@ -14,7 +14,7 @@ L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
 * with --layouts, each N = 16 row again in every layout: the channel layout with 1, 2, 4 and 8 lanes per
   channel forced, each split as the plan splits it and not split at all, and the token layout (never split;
   the measurements the plan's choice of layout needs: plugins/README.md);
-then the tiny detectors' forward at 1920x1080 with and without the kernel.
+then the tiny detectors' forward at 1080x1920 with and without the kernel.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def main() -> None:
             os.environ.pop("AVSSM_CUDA_KERNEL")
         detectors[name] = {"with_kernel_ms": with_kernel * 1e3, "pytorch_scan_ms": without * 1e3}
         if not args.json:
-            print(f"{name} 1920x1080 fp32: {with_kernel * 1e3:.1f} ms with the kernel, {without * 1e3:.1f} ms with the "
+            print(f"{name} 1080x1920 fp32: {with_kernel * 1e3:.1f} ms with the kernel, {without * 1e3:.1f} ms with the "
                   f"PyTorch scan", flush=True)
     if args.json:
         print(json.dumps({"device": torch.cuda.get_device_name(), "peak_bandwidth_GBps": bw / 1e9,

@@ -6,7 +6,7 @@
 # 1. builds libavssm_kernels.so for this GPU's architecture only (a minute instead of five);
 # 2. runs the GPU tests (tests/test_gpu.py, and tests/test_selective_scan.py on the GPU);
 # 3. times the N = 16 layouts the plan does not choose yet (bench_scan_gpu.py --layouts on the large rows, of
-#    which b1 d768 L130560 is VMamba-v0-Tiny's first stage at 1920x1080 padded to 1088: 4 directions x 192
+#    which b1 d768 L130560 is VMamba-v0-Tiny's first stage at 1080x1920 padded to 1088: 4 directions x 192
 #    channels over 272 x 480 tokens; and on one direction of Vim-Tiny there: d_inner 384 over 68 x 120 patches
 #    and the class token);
 # 4. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).

@@ -57,15 +57,15 @@ class ExportResult:
         return asdict(self)
 
 
-def parse_input_size(text: str) -> tuple[int, int]:
+def parse_input_size(text: str, flag: str = "--input-size") -> tuple[int, int]:
     """'1080x1920' (H x W) -> (1080, 1920); the range is checked by export_onnx."""
-    return parse_size(text, "input size", "HxW", minimum=1)
+    return parse_size(text, flag, minimum=1)
 
 
 def _check_args(input_size, batch, scan_op, precision, opset):
     h, w = input_size
     if h < 32 or w < 32 or h > 16384 or w > 16384:
-        raise AvssmError(f"input size {h}x{w}: height and width must be between 32 and 16384")
+        raise AvssmError(f"--input-size {h}x{w}: height and width must be between 32 and 16384")
     if batch < 1:
         raise AvssmError(f"batch {batch}: must be at least 1")
     if scan_op not in SCAN_OPS:
