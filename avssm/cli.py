@@ -114,13 +114,12 @@ def export_cmd(
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
     size = parse_input_size(input_size)
-    check_output(output, "--output", inputs={"--checkpoint": checkpoint})
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
-    if checkpoint is None:
-        warn(f"no --checkpoint: {model} is exported with random weights; its outputs are meaningless")
     with json_stdout(json_path), working("exporting") as step:
         result = export_onnx(model, output, checkpoint=checkpoint, input_size=size, dynamic=dynamic, batch=batch,
                              scan_op=scan_op, precision=precision, opset=opset, verify=verify, progress=step)
+    if checkpoint is None:
+        warn(f"no --checkpoint: {model} was exported with random weights; its outputs are meaningless")
     if json_path:
         write_json(result.to_dict(), json_path)
     human = human_console(json_path)
@@ -392,10 +391,8 @@ def calib_cmd(
     from avssm.sizes import parse_size
 
     size = parse_size(resize, "--resize") if resize else None
-    inputs = {"MODEL": model, "--data": data}
-    check_output(output, "--output", inputs=inputs)
-    check_output(portable_twin_path(Path(output)), "--output's portable twin", inputs=inputs)
-    check_json_path(json_path, {**inputs, "--output": output})
+    check_json_path(json_path, {"MODEL": model, "--data": data, "--output": output,
+                                "--output's portable twin": portable_twin_path(Path(output))})
     with json_stdout(json_path), working("calibrating") as step:
         result = calibrate(model, data, output, frames=frames, holdout=holdout, min_frames=min_frames, method=method,
                            op_types=tuple(op_types.split(",")) if op_types else DEFAULT_OP_TYPES,
@@ -404,14 +401,14 @@ def calib_cmd(
         write_json(result, json_path)
     human = human_console(json_path)
     human.print(f"wrote {result['output']} ({result['form']} form, {result['method']}, "
-                  f"{result['calibration_frames']} frames, {result['quantized_nodes']} nodes quantized, "
-                  f"{len(result['kept_nodes'])} kept in higher precision)", markup=False)
+                f"{result['calibration_frames']} frames, {result['quantized_nodes']} nodes quantized, "
+                f"{len(result['kept_nodes'])} kept in higher precision)", markup=False)
     if result["portable_twin"]:
         human.print(f"wrote {result['portable_twin']} (the same INT8 graph in standard ops, for ONNX Runtime)",
-                      markup=False)
+                    markup=False)
     for name, r in result["outputs"].items():
         human.print(f"{name}: SQNR {r['sqnr_db']:.1f} dB, cosine {r['cosine']:.6f}, max abs error "
-                      f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out frames", markup=False)
+                    f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out frames", markup=False)
 
 
 @app.command("build")
