@@ -233,6 +233,20 @@ def test_calibration_skips_an_unreadable_image(data, tmp_path):
     assert len(seen) == 1 and "1b_corrupt.jpg: not a readable image; skipped" in seen[0]
 
 
+def test_calibration_from_coco_json_skips_a_missing_image(data, tmp_path):
+    from avssm.calib import calibrate
+    from avssm.datasets.roads import write_dataset
+
+    write_dataset(tmp_path / "d", count=3, seed=0, height=H, width=W)
+    annotations = json.loads((tmp_path / "d" / "annotations.json").read_text())
+    (tmp_path / "d" / "images" / annotations["images"][0]["file_name"]).write_bytes(b"broken")
+    seen = []
+    report = calibrate(str(data / "det.onnx"), str(tmp_path / "d" / "annotations.json"), str(tmp_path / "q.onnx"),
+                       frames=2, holdout=0, min_frames=2, method="minmax", warn=seen.append)
+    assert report["calibration_frames"] == 2 and report["frames_unreadable"] == 1
+    assert len(seen) == 1 and "missing or not readable" in seen[0]
+
+
 def test_eval_fixed_shape_model_gives_the_run_error(data, tmp_path):
     from avssm.datasets.roads import write_dataset
 
@@ -284,6 +298,7 @@ def test_calib_json_stdout_is_pure_and_progress_goes_to_stderr(data, tmp_path):
     report = json.loads(r.stdout)
     assert report["output"] == str(tmp_path / "q.onnx") and report["frames_unreadable"] == 1
     assert "avssm: reading up to 2 calibration frames" in r.stderr and "SQNR" in r.stderr  # progress, summary: stderr
+    assert "avssm: calibration frame 2/2 ..." in r.stderr
 
 
 def test_random_weights_say_so_once(data, tmp_path):

@@ -42,10 +42,10 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
                                f"(--min-frames)")
     held_out = read_frames(data, holdout, skip=len(calib), **source) if holdout else []
     step(f"calibrating ({method}) on {len(calib)} frames")
-    result = quantize_int8(model, calib, output, method=method, op_types=op_types, keep=keep)
+    result = quantize_int8(model, calib, output, method=method, op_types=op_types, keep=keep, progress=step)
     report = {"model": str(model), "output": result.output, "form": result.form, "method": method,
               "calibration_frames": len(calib), "heldout_frames": len(held_out),
-              "frames_unreadable": sum(1 for m in warned if "not a readable image" in m), "warnings": sorted(warned),
+              "frames_unreadable": sum(1 for m in warned if m.endswith("; skipped")), "warnings": sorted(warned),
               "quantized_nodes": len(result.quantized_nodes), "kept_nodes": result.kept_nodes,
               "portable_twin": result.portable_twin, "op_types": list(op_types), "keep": list(keep), "outputs": {}}
     if held_out:

@@ -30,8 +30,22 @@ def read_frames(source: str, count: int, *, input_meta: dict, fixed: tuple[int, 
 
         from avssm.datasets.coco import CocoDataset
 
+        from avssm.datasets.coco import CocoError
+
         dataset = CocoDataset(source, Path(source).parent / "images")
-        return [fit(dataset[i][0]) for i in range(skip, min(len(dataset), skip + count))]
+        frames, seen = [], 0
+        for i in range(len(dataset)):
+            if len(frames) >= count:
+                break
+            try:
+                image = dataset[i][0]
+            except CocoError as e:  # an image listed but missing or unreadable
+                (warn or (lambda m: None))(f"{e}; skipped")
+                continue
+            seen += 1
+            if seen > skip:
+                frames.append(fit(image))
+        return frames
 
     from avssm.runtime.sources import FrameSource, SourceError
 

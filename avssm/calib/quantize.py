@@ -87,9 +87,10 @@ class _Reader:
     in memory until the end, several GB per frame at 1920x1080.
     """
 
-    def __init__(self, input_name: str, frames: list[np.ndarray]):
+    def __init__(self, input_name: str, frames: list[np.ndarray], progress=None):
         self.input_name, self.frames = input_name, frames
         self.i, self.end = 0, len(frames)
+        self.progress = progress  # told "calibration frame i/n" about every tenth of the frames
 
     def __len__(self):
         return len(self.frames)
@@ -101,6 +102,9 @@ class _Reader:
         if self.i >= self.end:
             return None
         self.i += 1
+        n = len(self.frames)
+        if self.progress is not None and (self.i == n or self.i % max(1, n // 10) == 0):
+            self.progress(f"calibration frame {self.i}/{n}")
         return {self.input_name: self.frames[self.i - 1]}
 
     def rewind(self):
@@ -157,7 +161,7 @@ def _topological(nodes: list, available: set[str]) -> list:
 
 def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: str | Path, *,
                   method: str = "entropy", op_types: Iterable[str] = DEFAULT_OP_TYPES,
-                  keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999) -> QuantizeResult:
+                  keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999, progress=None) -> QuantizeResult:
     """Write an INT8 Q/DQ copy of ``model_path`` (fp32, plugin or portable form) calibrated on ``frames``
     (preprocessed (1, 3, H, W) float32 arrays, e.g. from :func:`avssm.calib.frames.calibration_frames`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -197,7 +201,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
         onnx.save(lowered, str(src))
         portable_int8 = Path(tmp) / "int8.onnx"
         with _quiet_quantizer(), _calibration_sessions_without_memory_pattern():
-            quantize_static(str(src), str(portable_int8), _Reader(input_name, frames), quant_format=QuantFormat.QDQ,
+            quantize_static(str(src), str(portable_int8), _Reader(input_name, frames, progress), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(op_types), nodes_to_quantize=to_quantize, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
                             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
