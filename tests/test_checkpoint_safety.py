@@ -162,6 +162,29 @@ def test_polyglot_zip_tail_does_not_hide_a_legacy_payload(tmp_path):
     assert not marker.exists()
 
 
+def test_a_zip_entry_listed_twice_is_checked_both_times(tmp_path):
+    import warnings
+
+    marker = tmp_path / "ran"
+    evil, clean = tmp_path / "evil.pth", tmp_path / "clean.pth"
+    write(placed(payloads(marker)["os_system"][0], "top"), evil, "zip")
+    torch.save({"model": {"w": torch.zeros(2)}}, clean)
+    with zipfile.ZipFile(evil) as z:
+        payload = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    both = tmp_path / "both.pth"
+    with zipfile.ZipFile(clean) as src, zipfile.ZipFile(both, "w") as dst, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        for info in src.infolist():
+            if info.filename.endswith("data.pkl"):
+                dst.writestr(info.filename, payload)  # the malicious copy first, the clean one after it
+            dst.writestr(info, src.read(info))
+    with pytest.raises(RefusedCheckpointError, match="posix.system|os.system"):
+        check_checkpoint_file(both)  # the opcode layer on its own
+    with pytest.raises(CheckpointError, match="posix.system|os.system"):
+        read_checkpoint_file(both)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
 def test_official_nesting_loads_from_files(tmp_path, fmt):
     import argparse

@@ -144,11 +144,12 @@ def check_checkpoint_file(path: str | Path) -> None:
                 raise RefusedCheckpointError(f"it starts as a zip archive but cannot be read as one ({e})") from None
             if any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in names):
                 raise RefusedCheckpointError("it is a TorchScript archive (code), not a checkpoint")
-            pickles = [n for n in names if n.endswith(".pkl")]
+            # Every entry, by its directory record: a name listed twice is read twice, whichever one torch takes.
+            pickles = [info for info in archive.infolist() if info.filename.endswith(".pkl")]
             if not pickles:
                 raise RefusedCheckpointError("it is a zip archive without pickled data")
-            for n in pickles:
-                with archive.open(n) as member:
+            for info in pickles:
+                with archive.open(info) as member:
                     check_pickle(io.BytesIO(member.read()))
             return
         if _is_tar(path):
