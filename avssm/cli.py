@@ -19,6 +19,7 @@ from rich.table import Table
 
 from avssm.errors import AvssmError
 from avssm.outputs import check_output, check_output_dir, write_json
+from avssm.runtime.pipeline import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="avssm: VMamba and Vim perception models for the edge.")
@@ -144,10 +145,13 @@ def run_cmd(
                                          "full resolution)."),
     drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras/streams) or none (default for files)."),
     realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its own frame rate, like a camera."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames (after warm-up)."),
-    warmup: int = typer.Option(1, "--warmup", min=0, help="Frames run before timing starts."),
-    score_threshold: float = typer.Option(0.3, "--score-threshold", min=0.0, max=1.0, help="Minimum detection score."),
-    iou_threshold: float = typer.Option(0.6, "--iou-threshold", min=0.0, max=1.0, help="Class-aware NMS IoU threshold."),
+    max_frames: Optional[int] = typer.Option(RunConfig.max_frames, "--max-frames", min=1,
+                                             help="Stop after this many frames (after warm-up)."),
+    warmup: int = typer.Option(RunConfig.warmup, "--warmup", min=0, help="Frames run before timing starts."),
+    score_threshold: float = typer.Option(RunConfig.score_threshold, "--score-threshold", min=0.0, max=1.0,
+                                          help="Minimum detection score."),
+    iou_threshold: float = typer.Option(RunConfig.iou_threshold, "--iou-threshold", min=0.0, max=1.0,
+                                        help="Class-aware NMS IoU threshold."),
     show: bool = typer.Option(False, "--show", help="Show a window with boxes and live FPS."),
     save_video: Optional[str] = typer.Option(None, "--save-video", help="Write the frames with boxes to this video."),
     jsonl: Optional[str] = typer.Option(None, "--jsonl", help="Write one line of detections per frame."),
@@ -161,28 +165,27 @@ def run_cmd(
     Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C; the report of
     what ran is printed (and written) either way.
     """
+    from avssm.app import default_model_file, default_sample_clip, open_model
     from avssm.errors import FaultError
-    from avssm.runtime import default_model_file, default_sample_clip, format_table, run
+    from avssm.runtime import format_table, run
     from avssm.sizes import parse_size
 
     if camera and source:
         raise AvssmError("--camera and --source: give one of them")
     spec = camera or source or str(default_sample_clip())
-    size = parse_size(resize, "--resize") if resize else None
-    inputs = {"--source": source, "--model": model, "--checkpoint": checkpoint}
-    for flag, path in (("--save-video", save_video), ("--jsonl", jsonl)):
-        if path:
-            check_output(path, flag, inputs=inputs)
-    check_json_path(json_path, inputs)
+    config = RunConfig(camera=camera is not None, resize=parse_size(resize, "--resize") if resize else None, drop=drop,
+                       realtime=realtime, max_frames=max_frames, warmup=warmup, score_threshold=score_threshold,
+                       iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl)
+    inputs = {"--model": model, "--checkpoint": checkpoint}
+    config.check(spec, inputs)
+    check_json_path(json_path, {**inputs, "--source": source})
     with json_stdout(json_path):
         if model is None:
             with working("building the default detector (once)") as step:
                 model = str(default_model_file(progress=step))
+        backend_ = open_model(model, backend, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib)
         with working(f"running on {spec}"):
-            report = run(model, spec, camera=camera is not None, backend=backend, checkpoint=checkpoint, device=device,
-                         plugin_lib=plugin_lib, resize=size, drop=drop, realtime=realtime, max_frames=max_frames,
-                         warmup=warmup, score_threshold=score_threshold, iou_threshold=iou_threshold, show=show,
-                         save_video=save_video, jsonl=jsonl, warn=warn)
+            report = run(backend_, spec, config, warn=warn)
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if json_path:
         write_json(report, json_path)
@@ -458,7 +461,7 @@ def build_plugins_cmd(
 @app.command("doctor")
 def doctor_cmd(json_path: Optional[str] = json_option()):
     """Report PyTorch/CUDA/GPU, TensorRT, ONNX Runtime providers and avssm's native libraries."""
-    from avssm.native import doctor
+    from avssm.doctor import doctor
 
     check_json_path(json_path)
     with json_stdout(json_path):

@@ -44,14 +44,15 @@ def evaluate(model: str, annotations: str, images: str, *, backend: str = "auto"
     runtime's backends and its own pre- and post-processing, so every form is measured the same way.
     ``max_frames`` evaluates the first N images only; ``warn`` is told when the model has random weights."""
     from avssm.datasets.coco import CocoDataset
-    from avssm.runtime.backends import load_backend
     from avssm.runtime.pipeline import postprocess
     from avssm.runtime.preprocess import check_frame_fits, preprocess
 
     if max_frames is not None and max_frames < 1:
         raise AvssmError(f"--max-frames {max_frames}: must be at least 1")
     dataset = CocoDataset(annotations, images)
-    be = load_backend(model, backend, checkpoint=checkpoint, device=device)
+    from avssm.app import open_model
+
+    be = open_model(model, backend, checkpoint=checkpoint, device=device)
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: evaluation needs a detector")

@@ -26,7 +26,7 @@ from avssm import native
 from avssm.export import export_onnx
 from avssm.malloc import keep_freed_memory
 from avssm.models import create_model
-from avssm.runtime.backends import session_options
+from avssm.graph.onnx_io import session_options
 
 
 def median_time(fn, repeats: int) -> float:

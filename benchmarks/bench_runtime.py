@@ -18,7 +18,7 @@ from pathlib import Path
 
 from avssm.datasets.roads import write_clip
 from avssm.export import export_onnx
-from avssm.runtime import run
+from avssm.runtime import RunConfig, run
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         export_onnx(args.model, model, input_size=(1080, 1920), scan_op="portable")
         clip = Path(tmp) / "clip.mp4"
         write_clip(str(clip), frames=args.frames + 1)
-        r = run(str(model), str(clip), warmup=1)
+        r = run(str(model), str(clip), RunConfig(warmup=1))
         lat = r["latency_ms"]
         pre, inf, post = lat["preprocess"]["p50"], lat["inference"]["p50"], lat["postprocess"]["p50"]
         out["prepost_share"] = {"preprocess_ms": pre, "inference_ms": inf, "postprocess_ms": post,
@@ -43,7 +43,7 @@ def main() -> None:
         export_onnx("vim_tiny_det", small, input_size=(240, 320), scan_op="portable")
         fast = Path(tmp) / "fast.mp4"
         write_clip(str(fast), frames=3000, height=240, width=320, fps=30.0)
-        r = run(str(small), str(fast), drop="oldest", realtime=True, warmup=2, max_frames=30)
+        r = run(str(small), str(fast), RunConfig(drop="oldest", realtime=True, warmup=2, max_frames=30))
         lat = r["latency_ms"]
         out["drop_oldest"] = {"frames": r["frames"], "inference_p99_ms": lat["inference"]["p99"],
                               "end_to_end_p99_ms": lat["end_to_end"]["p99"],

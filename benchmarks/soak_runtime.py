@@ -17,7 +17,7 @@ from pathlib import Path
 
 from avssm.datasets.roads import write_clip
 from avssm.export import export_onnx
-from avssm.runtime import run
+from avssm.runtime import RunConfig, run
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
         export_onnx(args.model, model, input_size=(h, w), dynamic=True, scan_op=args.scan_op)
         clip = Path(tmp) / "clip.mp4"
         write_clip(str(clip), frames=args.frames, height=h, width=w)
-        report = run(str(model), str(clip), warmup=args.warmup, score_threshold=0.0, jsonl=str(Path(tmp) / "d.jsonl"))
+        report = run(str(model), str(clip), RunConfig(warmup=args.warmup, score_threshold=0.0, jsonl=str(Path(tmp) / "d.jsonl")))
     mem = report["memory"]
     growth = (mem["rss_mib"] - mem["rss_after_warmup_mib"]) / mem["rss_after_warmup_mib"]
     summary = {"frames_processed": report["frames"]["processed"], "warmup": report["frames"]["warmup"],

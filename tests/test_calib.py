@@ -175,14 +175,6 @@ def test_cli_errors_are_one_line(exported, tmp_path):
     assert r.returncode == 2 and "no avssm metadata" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_calib_and_runtime_import_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import avssm.calib, avssm.calib.frames, avssm.runtime, avssm.export.portable\n"
-            "print('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
-
-
 def test_int8_files_are_what_tensorrts_onnx_parser_takes(quantized):
     """Every op on the list checked against TensorRT's parser, and zero points of zero (the parser's rule for
     QuantizeLinear / DequantizeLinear: TensorRT's int8 is symmetric)."""

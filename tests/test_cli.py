@@ -19,7 +19,7 @@ def test_models_json_lists_counts():
 
 
 def test_run_help_names_the_default_detector():
-    from avssm.runtime.pipeline import DEFAULT_MODEL
+    from avssm.app import DEFAULT_MODEL
 
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--help"], capture_output=True, text=True,
                        timeout=600, env={**os.environ, "COLUMNS": "200"})
@@ -78,22 +78,6 @@ def test_wrong_config_checkpoint_names_key_and_shapes(tmp_path, frame_png):
     r = run_torch(frame_png, "--model", "vim_tiny_det", "--checkpoint", str(path))
     assert r.returncode == 2
     assert "cls_token' has shape (1, 1, 384) in the checkpoint but (1, 1, 192) in the model" in r.stderr
-
-
-def test_runtime_and_calib_import_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import avssm, avssm.runtime, avssm.calib, avssm.runtime.preprocess, avssm.datasets.roads\n"
-            "f, _ = avssm.datasets.roads.render_scene(0, 64, 96)\n"
-            "assert avssm.runtime.preprocess.preprocess(f).shape == (1, 3, 64, 96)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
-def test_build_path_imports_without_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import avssm.runtime.tensorrt_backend, avssm.runtime.metadata, avssm.runtime.backends\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
 
 
 def without_torch(*args):

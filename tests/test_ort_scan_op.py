@@ -9,7 +9,7 @@ import torch
 from onnx import TensorProto, helper
 
 from avssm import native
-from avssm.export.scan_node import DOMAIN
+from avssm.graph.scan_node import DOMAIN
 from avssm.ops import selective_scan_ref
 from conftest import make_inputs, rel_err
 

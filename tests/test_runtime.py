@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from avssm.errors import AvssmError
-from avssm.runtime import FrameSource, load_backend, postprocess, run
+from avssm.runtime import FrameSource, RunConfig, load_backend, postprocess, run
 from avssm.runtime.report import SCHEMA, STAGES, format_table
 from avssm.datasets.roads import render_scene, write_clip
 
@@ -92,7 +92,8 @@ def test_postprocess_nms_is_class_aware():
 
 def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
     jsonl, video = tmp_path / "dets.jsonl", tmp_path / "out.mp4"
-    report = run(str(onnx_model), str(clip), warmup=1, score_threshold=0.0, jsonl=str(jsonl), save_video=str(video))
+    report = run(str(onnx_model), str(clip), RunConfig(warmup=1, score_threshold=0.0, jsonl=str(jsonl),
+                                                       save_video=str(video)))
     assert report["schema"] == SCHEMA and report["kind"] == "run" and report["error"] is None
     assert report["backend"]["name"] == "onnxruntime" and "CPU" in report["backend"]["reason"]
     assert report["frames"] == {"processed": 4, "warmup": 1, "captured": 5, "dropped": 0, "unreadable": 0}
@@ -108,7 +109,9 @@ def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
 
 
 def test_run_torch_backend(clip):
-    report = run("vim_tiny_det", str(clip), max_frames=2, warmup=1)
+    from avssm.app import open_model
+
+    report = run(open_model("vim_tiny_det"), str(clip), RunConfig(max_frames=2, warmup=1))
     assert report["backend"]["name"] == "torch" and report["frames"]["processed"] == 2
     assert report["model"]["model"] == "vim_tiny_det"
 
@@ -122,7 +125,7 @@ def test_fixed_shape_model_rejects_other_frame_size(tmp_path, clip):
     export_onnx(model, path, input_size=(64, 64), scan_op="portable")
     with pytest.raises(AvssmError, match=r"frame 96x160 \(HxW\) does not fit the model's fixed input 64x64; pass --resize 64x64"):
         run(str(path), str(clip))
-    assert run(str(path), str(clip), resize=(64, 64), max_frames=1)["frames"]["processed"] == 1
+    assert run(str(path), str(clip), RunConfig(resize=(64, 64), max_frames=1))["frames"]["processed"] == 1
 
 
 def test_model_file_faults(tmp_path, clip):
@@ -187,7 +190,7 @@ def test_tensorrt_paths_say_tensorrt_is_missing(tmp_path, onnx_model):
 def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
     clip = tmp_path / "fast.mp4"
     write_clip(str(clip), frames=60, height=96, width=160, fps=60.0)
-    report = run(str(onnx_model), str(clip), drop="oldest", realtime=True, warmup=1, max_frames=5)
+    report = run(str(onnx_model), str(clip), RunConfig(drop="oldest", realtime=True, warmup=1, max_frames=5))
     assert report["frames"]["processed"] == 5 and report["source"]["realtime"]
     lat = report["latency_ms"]
     # a frame waits at most about one inference in the queue before its own inference
@@ -206,8 +209,7 @@ def test_capture_thread_failure_is_reported(tmp_path, onnx_model):
 
 def test_default_model_is_exported_once_and_whole(tmp_path, monkeypatch):
     from avssm.export import read_metadata
-    from avssm.runtime import default_model_file
-    from avssm.runtime.pipeline import DEFAULT_MODEL
+    from avssm.app import DEFAULT_MODEL, default_model_file
 
     monkeypatch.setenv("AVSSM_CACHE_DIR", str(tmp_path))
     first = default_model_file()
@@ -243,7 +245,7 @@ def test_preprocess_normalizes_every_level_exactly():
 def test_single_image_is_timed_after_its_warm_up(tmp_path, onnx_model, warmup):
     image, jsonl = tmp_path / "frame.png", tmp_path / "dets.jsonl"
     cv2.imwrite(str(image), render_scene(1, 96, 160)[0])
-    report = run(str(onnx_model), str(image), warmup=warmup, score_threshold=0.0, jsonl=str(jsonl))
+    report = run(str(onnx_model), str(image), RunConfig(warmup=warmup, score_threshold=0.0, jsonl=str(jsonl)))
     assert report["frames"] == {"processed": 1, "warmup": warmup, "captured": 1, "dropped": 0, "unreadable": 0}
     assert report["error"] is None and report["latency_ms"]["inference"]["p50"] > 0
     assert len(jsonl.read_text().splitlines()) == 1  # the frame's detections once, not once per pass

@@ -2,7 +2,7 @@
 import pytest
 
 from avssm.datasets.roads import CLASSES, write_dataset
-from avssm.runtime.pipeline import DEFAULT_CHECKPOINT, DEFAULT_MODEL
+from avssm.app import DEFAULT_CHECKPOINT, DEFAULT_MODEL
 
 pytest.importorskip("pycocotools")
 MIN_MAP50 = 0.4  # 2 frames vary; 200 held-out frames gave 0.79 (README)

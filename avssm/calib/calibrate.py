@@ -24,7 +24,7 @@ def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout:
     output = Path(output)
     check_output(output, "--output", inputs={"MODEL": model})
     check_output(portable_twin_path(output), "--output's portable twin", inputs={"MODEL": model})
-    from avssm.runtime.backends import read_onnx_input
+    from avssm.graph.onnx_io import read_onnx_input
 
     meta, _, fixed, dtype = read_onnx_input(Path(model))
     warned: set[str] = set()

@@ -29,7 +29,9 @@ import numpy as np
 import onnx
 
 from avssm.errors import AvssmError
-from avssm.export.scan_node import DOMAIN, OP_TYPE
+from avssm.graph.metadata import require_metadata, write_metadata
+from avssm.graph.qdq import keeps, qdq_placement, raise_scans  # noqa: F401 - qdq_placement is re-exported
+from avssm.graph.scan_node import scan_node_names
 
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 DEFAULT_KEEP = (
@@ -53,30 +55,6 @@ class QuantizeResult:
     quantized_nodes: list[str] = field(default_factory=list)   # nodes whose inputs got Q/DQ
     kept_nodes: list[str] = field(default_factory=list)        # candidates kept in higher precision
     portable_twin: str | None = None                            # the INT8 portable file (plugin input only)
-
-
-def keeps(node: onnx.NodeProto, patterns: list[re.Pattern], weights: set[str]) -> bool:
-    """True if a keep pattern matches the node's name or one of its weights' names: VMamba's per-direction
-    projections are MatMuls named after their module (``.../op/MatMul``), their weights after the parameter
-    (``...op.x_proj_weight``)."""
-    names = [node.name] + [i for i in node.input if i in weights]
-    return any(p.search(name) for p in patterns for name in names)
-
-
-def scan_node_names(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type == OP_TYPE and n.domain == DOMAIN]
-
-
-def qdq_placement(model: onnx.ModelProto) -> set[tuple[str, str]]:
-    """(quantized tensor, consumer node) for every DequantizeLinear output: where Q/DQ sits in a graph."""
-    dq_out = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    q_in = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
-    placement = set()
-    for node in model.graph.node:
-        for name in node.input:
-            if name in dq_out and node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
-                placement.add((q_in.get(dq_out[name], dq_out[name]), node.name))
-    return placement
 
 
 class _Reader:
@@ -111,54 +89,6 @@ class _Reader:
         self.i, self.end = 0, len(self.frames)
 
 
-def _raise_scans(quantized: onnx.ModelProto, plugin: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace each ``scan{i}/`` lowering in ``quantized`` by the i-th node of ``plugin`` (same position)."""
-    originals = {f"scan{i}": n for i, n in enumerate(plugin.graph.node) if n.op_type == OP_TYPE}
-    out = onnx.ModelProto()
-    out.CopyFrom(quantized)
-    nodes, placed = [], set()
-    for node in out.graph.node:
-        prefix = node.name.split("/", 1)[0]
-        if prefix in originals and node.name.startswith(prefix + "/"):
-            if prefix not in placed:
-                nodes.append(originals[prefix])
-                placed.add(prefix)
-            continue
-        nodes.append(node)
-    if placed != set(originals):
-        raise CalibrationError(f"lost track of scan nodes {sorted(set(originals) - placed)} while quantizing")
-    nodes = _topological(nodes, {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer})
-    used = {name for n in nodes for name in n.input}
-    inits = [t for t in out.graph.initializer if not t.name.startswith("scan") or t.name in used]
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(inits)
-    del out.graph.value_info[:]  # shapes of the removed lowering; TensorRT re-infers
-    for op in plugin.opset_import:
-        if op.domain == DOMAIN and not any(o.domain == DOMAIN for o in out.opset_import):
-            out.opset_import.append(op)
-    return out
-
-
-def _topological(nodes: list, available: set[str]) -> list:
-    """Nodes reordered so that each comes after the producers of its inputs (stable otherwise)."""
-    available = set(available) | {""}
-    pending, ordered = list(nodes), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(name in available for name in node.input):
-                ordered.append(node)
-                available.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise CalibrationError(f"graph has a cycle or a missing input at node {rest[0].name}")
-        pending = rest
-    return ordered
-
-
 def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: str | Path, *,
                   method: str = "entropy", op_types: Iterable[str] = DEFAULT_OP_TYPES,
                   keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999, progress=None) -> QuantizeResult:
@@ -166,9 +96,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     (preprocessed (1, 3, H, W) float32 arrays, e.g. from :func:`avssm.calib.frames.calibration_frames`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from avssm.export.portable import lower_selective_scan
-    from avssm.runtime.metadata import read_metadata
-
+    from avssm.graph.lowering import lower_selective_scan
     from avssm.outputs import check_output
 
     if method not in METHODS:
@@ -177,9 +105,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     for path, what in ((output, "output"), (portable_twin_path(output), "portable twin")):
         check_output(path, what, inputs={"model": model_path})
     model = onnx.load(str(model_path))
-    meta = read_metadata(model)
-    if not meta:
-        raise CalibrationError(f"{model_path}: no avssm metadata (export it with `avssm export`)")
+    meta = require_metadata(model, source=model_path)
     if meta.get("precision", "fp32") != "fp32":
         raise CalibrationError(f"{model_path}: precision {meta.get('precision')}; calibrate the fp32 export")
     frames = list(frames)
@@ -212,7 +138,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
         if plugin_form:
             twin = portable_twin_path(output)
             save_with_metadata(quantized, twin, meta, precision="int8", scan_op="portable", calibration=method)
-            quantized = _raise_scans(quantized, model)
+            quantized = raise_scans(quantized, model)
         save_with_metadata(quantized, output, meta, precision="int8", scan_op="plugin" if plugin_form else "portable",
                            calibration=method)
     return QuantizeResult(str(output), "plugin" if plugin_form else "portable", len(frames), method,
@@ -222,13 +148,13 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
 @contextlib.contextmanager
 def _calibration_sessions_without_memory_pattern():
     """ONNX Runtime's calibrator runs its session once per frame with the memory pattern on (quantize_static
-    has no option for it; avssm.runtime.backends.session_options says why avssm's sessions run without it):
+    has no option for it; avssm.graph.onnx_io.session_options says why avssm's sessions run without it):
     4 frames of vmamba_nano_det at 1920x1080 peaked at 6277 MiB with it, 3650 MiB without (35 -> 28 s).
     Its session is made as ONNX Runtime makes it (no graph optimization), with avssm's options."""
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibraterBase
 
-    from avssm.runtime.backends import session_options
+    from avssm.graph.onnx_io import session_options
 
     original = CalibraterBase.create_inference_session
 
@@ -264,14 +190,8 @@ def portable_twin_path(output: Path) -> Path:
 
 def save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, **changes) -> None:
     """Save ``model`` carrying ``meta`` updated with ``changes`` as its avssm metadata (atomically)."""
-    import json
-
     from avssm.outputs import atomic_output
 
-    meta = dict(meta, **changes)
-    for prop in list(model.metadata_props):
-        if prop.key == "avssm":
-            model.metadata_props.remove(prop)
-    model.metadata_props.add(key="avssm", value=json.dumps(meta))
+    write_metadata(model, meta, **changes)
     with atomic_output(path) as tmp:
         onnx.save(model, str(tmp))

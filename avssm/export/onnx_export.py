@@ -6,7 +6,6 @@ portable form (standard ops only), with the metadata a runtime needs and an opti
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +17,7 @@ import onnx
 import avssm
 from avssm.errors import AvssmError
 from avssm.outputs import atomic_output, check_output
-from avssm.runtime.metadata import read_metadata
-from avssm.runtime.preprocess import DEFAULT_INPUT
+from avssm.graph.metadata import make_metadata, read_metadata, write_metadata
 from avssm.sizes import parse_size
 
 SCAN_OPS = ("plugin", "portable")
@@ -87,27 +85,12 @@ def _tensor_infos(values) -> list[TensorInfo]:
 
 def build_metadata(model, model_name: str, input_size, scan_op: str, precision: str, opset: int, dynamic: bool,
                    weights: str | None = None) -> dict:
-    """The avssm metadata of an exported file. ``weights``: the checkpoint's file name, "random" for a registered
-    model built without one (the runtime then warns that its outputs are meaningless), None when unknown."""
+    """The avssm metadata (avssm.graph.metadata) of ``model`` exported as ``model_name``. ``weights``: the
+    checkpoint's file name, "random" for a registered model built without one, None when unknown."""
     detector = hasattr(model, "class_names")
-    return {
-        "avssm_version": avssm.__version__,
-        "model": model_name,
-        "task": "detection" if detector else "classification",
-        "class_names": list(model.class_names) if detector else None,
-        "input": {**DEFAULT_INPUT, "dtype": "float16" if precision == "fp16" else "float32"},
-        # The detector pads bottom/right with zeros (after normalization) inside the graph, so any frame
-        # size is accepted and boxes come back in the frame's pixels.
-        "padding": {"multiple": model.config.pad_to, "where": "bottom_right", "inside_model": True} if detector else None,
-        "outputs": ({"boxes": "xyxy input pixels, fp32, before NMS", "scores": "per class in [0, 1], before NMS"}
-                    if detector else {"logits": "class logits"}),
-        "scan_op": scan_op,
-        "precision": precision,
-        "opset": opset,
-        "dynamic": dynamic,
-        "export_size": list(input_size),
-        "weights": weights,
-    }
+    return make_metadata(model_name, class_names=model.class_names if detector else None,
+                         pad_to=model.config.pad_to if detector else None, input_size=input_size, scan_op=scan_op,
+                         precision=precision, opset=opset, dynamic=dynamic, weights=weights)
 
 
 def _verification_sizes(input_size, dynamic: bool) -> list[tuple[int, int]]:
@@ -196,7 +179,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
     """
     import torch
 
-    from avssm.export.portable import lower_selective_scan
+    from avssm.graph.lowering import lower_selective_scan
     from avssm.models import create_model
     from avssm.ops import selective_scan_onnx
 
@@ -269,7 +252,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
             proto = lower_selective_scan(proto, lengths=lengths)
         metadata = build_metadata(net, model_name, input_size, scan_op, precision, opset, dynamic, weights)
         del proto.metadata_props[:]
-        onnx.helper.set_model_props(proto, {"avssm": json.dumps(metadata)})
+        write_metadata(proto, metadata)
         proto.producer_name, proto.producer_version = "avssm", avssm.__version__
         step("checking the graph")
         onnx.checker.check_model(proto)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from onnx.reference.op_run import OpRun
 
-from avssm.export.scan_node import DOMAIN
+from avssm.graph.scan_node import DOMAIN, split_inputs
 
 
 class SelectiveScan(OpRun):  # the class name must equal the node's op_type
@@ -21,14 +21,9 @@ class SelectiveScan(OpRun):  # the class name must equal the node's op_type
 
         from avssm.ops import selective_scan
 
-        rest = list(optional)
-        D = rest.pop(0) if has_D else None
-        z = rest.pop(0) if has_z else None
-        delta_bias = rest.pop(0) if has_delta_bias else None
-        if rest:
-            raise ValueError(f"SelectiveScan: {len(rest)} inputs more than the has_* attributes announce")
+        inputs = split_inputs((u, delta, A, B, C, *optional), has_D, has_z, has_delta_bias)
         t = {name: None if v is None else torch.from_numpy(np.array(v))  # a writable copy
-             for name, v in dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias).items()}
+             for name, v in inputs._asdict().items()}
         with torch.inference_mode():
             y = selective_scan(t["u"], t["delta"], t["A"], t["B"], t["C"], D=t["D"], z=t["z"],
                                delta_bias=t["delta_bias"], delta_softplus=bool(delta_softplus))

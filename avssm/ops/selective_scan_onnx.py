@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from avssm.export.scan_node import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from avssm.graph.scan_node import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 # While an exporter sets this to a list, every exported scan appends its sequence length (so the
 # portable lowering can size its chunks for the lengths the model was exported at).

@@ -3,19 +3,21 @@
     backend = load_backend("model.onnx", "auto")
     outputs = backend.infer(images)   # {"boxes": (B, P, 4), "scores": (B, P, C)}
 
-Only :class:`TorchBackend` imports PyTorch. Every backend carries the model's avssm metadata
+Backends are found by name in a registry (:func:`register_backend`): ONNX Runtime's and TensorRT's are
+registered here; the PyTorch backend lives on the torch side (avssm.export.torch_backend) and registers
+itself when imported, so this package never imports PyTorch. Every backend carries the model's avssm metadata
 (normalization, padding, class names), so pre- and post-processing need no other flags.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from avssm.errors import AvssmError
-from avssm.malloc import keep_freed_memory
-from avssm.runtime.metadata import read_metadata
+from avssm.graph.onnx_io import read_onnx_input, session_options
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
 
@@ -54,38 +56,6 @@ class Backend:
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
 
-def read_onnx_input(path: Path) -> tuple[dict, str, tuple | None, type]:
-    """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
-        raise BackendError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
-    meta = read_metadata(model)
-    if not meta:
-        raise BackendError(f"model {path}: has no avssm metadata (export it with `avssm export`)")
-    inp = model.graph.input[0]
-    dims = inp.type.tensor_type.shape.dim
-    hw = tuple(d.dim_value for d in dims[2:4])
-    fixed = hw if all(v > 0 for v in hw) and not any(d.dim_param for d in dims[2:4]) else None
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).type
-    return meta, inp.name, fixed, dtype
-
-
-def session_options():
-    """Options for every ONNX Runtime session avssm makes: no memory pattern. The pattern allocates a second
-    block for a run's intermediates, on the second run of a shape, beside what the arena kept from the first:
-    peak RSS nearly doubles (vmamba_nano_det 1920x1080: 3307 -> 1778 MiB exported static, 1476 -> 822 MiB
-    dynamic) and the frame after a one-frame warm-up pays ~1 s of page faults; steady-state time is the same
-    without it."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.enable_mem_pattern = False
-    return options
-
-
 def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str | bytes, str]:
     """(model path or bytes, how its scans run) for a plugin-form file (SelectiveScan nodes). TensorRT runs the
     nodes with avssm's plugin; on the CPU avssm's SelectiveScan op runs them (fp32 files, where a C compiler
@@ -100,7 +70,7 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
         return str(path), "avssm CPU op"
     import onnx
 
-    from avssm.export.portable import lower_selective_scan
+    from avssm.graph.lowering import lower_selective_scan
 
     return lower_selective_scan(onnx.load(str(path))).SerializeToString(), "standard ops (lowered at load)"
 
@@ -135,44 +105,6 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(self.output_names, outputs))
 
 
-# ------------------------------------------------------------------------------------------ PyTorch
-
-class TorchBackend(Backend):
-    def __init__(self, model_name: str, checkpoint: str | None = None, device: str = "cpu", reason: str = ""):
-        import torch
-
-        from avssm.export.onnx_export import build_metadata
-        from avssm.models import create_model
-
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError(f"device {device}: PyTorch sees no CUDA GPU")
-        if device == "cpu":
-            keep_freed_memory()  # every frame re-faulted its activations in, ~1 s per 1080p frame (avssm/malloc.py)
-        self.torch = torch
-        self.model = create_model(model_name, checkpoint=checkpoint).eval().to(device)
-        if not hasattr(self.model, "class_names"):
-            raise BackendError(f"model '{model_name}' is a classifier; `avssm run` needs a detector (*_det)")
-        meta = build_metadata(self.model, model_name, (0, 0), "pytorch", "fp32", 0, True,
-                              weights=Path(checkpoint).name if checkpoint else "random")
-        super().__init__("torch", device, meta, "images", np.float32, None, reason,
-                         {"torch": torch.__version__, "model": model_name, "checkpoint": checkpoint})
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-
-    def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self.torch
-        with torch.inference_mode():
-            boxes, scores = self.model(torch.from_numpy(images).to(self.device))
-            if self.device.startswith("cuda"):
-                torch.cuda.synchronize()
-        return {"boxes": boxes.cpu().numpy(), "scores": scores.cpu().numpy()}
-
-    def memory(self) -> dict:
-        if self.device.startswith("cuda"):
-            return {"torch_peak_allocated_mib": self.torch.cuda.max_memory_allocated() / 2**20}
-        return {}
-
-
 # ------------------------------------------------------------------------------------------ selection
 
 def _ort_providers() -> list[str]:
@@ -183,30 +115,63 @@ def _ort_providers() -> list[str]:
     return ort.get_available_providers()
 
 
-def load_backend(model: str, backend: str = "auto", *, checkpoint: str | None = None, device: str = "cpu",
-                 plugin_lib: str | None = None) -> Backend:
-    """Open ``model`` (an .onnx file, a TensorRT engine, or a registered model name for PyTorch)."""
-    if backend not in BACKENDS:
-        raise BackendError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
-    path = Path(model)
-    is_file = path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt")
-    if backend == "torch" or (backend == "auto" and not is_file):
-        return TorchBackend(model, checkpoint, device, reason="a registered model name runs on PyTorch")
-    if path.suffix.lower() in (".engine", ".plan", ".trt") or backend == "tensorrt":
-        from avssm.runtime.tensorrt_backend import TensorRTBackend
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
-        return TensorRTBackend(path, plugin_lib, reason="a TensorRT engine" if backend == "auto" else "asked for")
-    if backend == "onnxruntime":
-        return OnnxRuntimeBackend(path, "cpu", reason="asked for")
-    if backend == "onnxruntime-cuda":
-        return OnnxRuntimeBackend(path, "cuda", reason="asked for")
-    if backend == "onnxruntime-tensorrt":
-        return OnnxRuntimeBackend(path, "tensorrt", plugin_lib, reason="asked for")
+# name -> factory(model, *, checkpoint, device, plugin_lib, reason) -> Backend
+_REGISTRY: dict[str, Callable[..., Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Make ``name`` a backend. ``factory(model, checkpoint=, device=, plugin_lib=, reason=)`` opens a model on
+    it. The runtime registers ONNX Runtime's and TensorRT's; the torch side registers "torch" when
+    avssm.export.torch_backend is imported (the runtime itself never imports PyTorch)."""
+    _REGISTRY[name] = factory
+
+
+def _choose(model: str, plugin_lib: str | None) -> tuple[str, str]:
+    """(backend, why) for --backend auto."""
+    suffix = Path(model).suffix.lower()
+    if suffix in ENGINE_SUFFIXES:
+        return "tensorrt", "a TensorRT engine"
+    if suffix != ".onnx":
+        return "torch", "a registered model name runs on PyTorch"
     providers = _ort_providers()
     if not providers:
         raise BackendError("no backend available: install onnxruntime (or onnxruntime-gpu)")
     if "TensorrtExecutionProvider" in providers and plugin_lib:
-        return OnnxRuntimeBackend(path, "tensorrt", plugin_lib, reason="TensorRT execution provider available")
+        return "onnxruntime-tensorrt", "TensorRT execution provider available"
     if "CUDAExecutionProvider" in providers:
-        return OnnxRuntimeBackend(path, "cuda", reason="no TensorRT; ONNX Runtime CUDA provider available")
-    return OnnxRuntimeBackend(path, "cpu", reason="no TensorRT or CUDA provider; ONNX Runtime on the CPU")
+        return "onnxruntime-cuda", "no TensorRT; ONNX Runtime CUDA provider available"
+    return "onnxruntime", "no TensorRT or CUDA provider; ONNX Runtime on the CPU"
+
+
+def load_backend(model: str, backend: str = "auto", *, checkpoint: str | None = None, device: str = "cpu",
+                 plugin_lib: str | None = None) -> Backend:
+    """Open ``model`` (an .onnx file, a TensorRT engine, or a registered model name for PyTorch) on ``backend``."""
+    if backend not in BACKENDS:
+        raise BackendError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
+    name, reason = _choose(str(model), plugin_lib) if backend == "auto" else (backend, "asked for")
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise BackendError(f"model {model}: the {name} backend is not loaded; import avssm.export.torch_backend "
+                           "first (avssm's CLI does), or run an exported .onnx file")
+    return factory(model, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib, reason=reason)
+
+
+def _onnxruntime(provider: str):
+    def factory(model, *, plugin_lib=None, reason="", **_):
+        return OnnxRuntimeBackend(model, provider, plugin_lib if provider == "tensorrt" else None, reason=reason)
+
+    return factory
+
+
+def _tensorrt(model, *, plugin_lib=None, reason="", **_):
+    from avssm.runtime.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(Path(model), plugin_lib, reason=reason)
+
+
+register_backend("onnxruntime", _onnxruntime("cpu"))
+register_backend("onnxruntime-cuda", _onnxruntime("cuda"))
+register_backend("onnxruntime-tensorrt", _onnxruntime("tensorrt"))
+register_backend("tensorrt", _tensorrt)

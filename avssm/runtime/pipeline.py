@@ -1,7 +1,7 @@
 """The run loop: frames -> preprocess -> infer -> postprocess (threshold, class-aware NMS) -> sinks.
 
-    from avssm.runtime import run
-    report = run("model.onnx", source="clip.mp4", max_frames=50)
+    from avssm.runtime import RunConfig, run
+    report = run("model.onnx", "clip.mp4", RunConfig(max_frames=50))
 
 Timing per frame: capture wait (how long inference waited for a frame), preprocess, inference,
 postprocess, and end to end (from the moment the frame was read to the end of its postprocess).
@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
-
 import cv2
 import numpy as np
 
-from avssm import native
 from avssm.errors import AvssmError
 from avssm.outputs import check_output
 from avssm.runtime import report as rep
@@ -111,43 +108,60 @@ class _Sinks:
             cv2.destroyAllWindows()
 
 
-def run(model: str | Backend, source: str, *, camera: bool = False, backend: str = "auto", checkpoint: str | None = None,
-        device: str = "cpu", plugin_lib: str | None = None, resize: tuple[int, int] | None = None, drop: str | None = None,
-        realtime: bool = False,
-        max_frames: int | None = None, warmup: int = 1, score_threshold: float = 0.3, iou_threshold: float = 0.6,
-        show: bool = False, save_video: str | None = None, jsonl: str | None = None, on_frame=None,
-        warn=None) -> dict:
-    """Run a detector over a source and return the report (see avssm/runtime/report.py).
+@dataclass
+class RunConfig:
+    """How a run reads, infers and writes (`avssm run`'s flags take their defaults from here)."""
 
-    ``resize`` is (H, W). A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of
-    what ran is returned with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first
-    frame (bad flags, files, sizes, outputs that cannot be written) raise AvssmError. ``warn`` is told of
-    skipped images and of a model with random weights.
+    camera: bool = False                     # ``source`` is a camera (index, /dev/videoN, gst:...)
+    resize: tuple[int, int] | None = None    # (H, W); None keeps full resolution
+    drop: str | None = None                  # "oldest" or "none"; None: oldest for cameras/streams, none for files
+    realtime: bool = False                   # play a file at its own frame rate, like a camera
+    max_frames: int | None = None            # stop after this many timed frames
+    warmup: int = 1                          # frames run before timing starts
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    show: bool = False                       # a window with boxes and live FPS
+    save_video: str | None = None            # write the frames with boxes here
+    jsonl: str | None = None                 # one line of detections per frame here
+
+    def check(self, source: str, inputs: dict | None = None) -> None:
+        """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
+        if self.max_frames is not None and self.max_frames < 1:
+            raise AvssmError(f"--max-frames {self.max_frames}: must be at least 1")
+        if self.warmup < 0:
+            raise AvssmError(f"--warmup {self.warmup}: must be 0 or more")
+        for flag, value in (("--score-threshold", self.score_threshold), ("--iou-threshold", self.iou_threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise AvssmError(f"{flag} {value}: must be between 0 and 1")
+        inputs = {"--source": None if self.camera else source, **(inputs or {})}
+        for flag, path in (("--save-video", self.save_video), ("--jsonl", self.jsonl)):
+            if path:
+                check_output(path, flag, inputs=inputs)
+
+
+def run(model: str | Backend, source: str, config: RunConfig | None = None, *, on_frame=None, warn=None) -> dict:
+    """Run a detector (a Backend, or an exported file opened with ``load_backend``) over a source and return the
+    report (see avssm/runtime/report.py).
+
+    A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of what ran is returned
+    with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first frame (bad values,
+    files, sizes, outputs that cannot be written) raise AvssmError. ``warn`` is told of skipped images and of
+    a model with random weights; ``on_frame(frame, detections)`` of every frame.
     """
+    c = config or RunConfig()
     warn = warn or (lambda message: None)
-    if max_frames is not None and max_frames < 1:
-        raise AvssmError(f"--max-frames {max_frames}: must be at least 1")
-    if warmup < 0:
-        raise AvssmError(f"--warmup {warmup}: must be 0 or more")
-    for flag, value in (("--score-threshold", score_threshold), ("--iou-threshold", iou_threshold)):
-        if not 0.0 <= value <= 1.0:
-            raise AvssmError(f"{flag} {value}: must be between 0 and 1")
-    inputs = {"--source": None if camera else source, "--model": model if isinstance(model, str) else None,
-              "--checkpoint": checkpoint}
-    for flag, path in (("--save-video", save_video), ("--jsonl", jsonl)):
-        if path:
-            check_output(path, flag, inputs=inputs)
-    be = model if isinstance(model, Backend) else load_backend(model, backend, checkpoint=checkpoint, device=device,
-                                                                 plugin_lib=plugin_lib)
+    c.check(source, {"--model": model if isinstance(model, str) else None})
+    be = model if isinstance(model, Backend) else load_backend(model)
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
     if (message := be.random_weights_warning()) is not None:
         warn(message)
-    src = FrameSource(source, camera=camera, resize=resize, drop=drop, realtime=realtime,
+    camera, warmup, max_frames = c.camera, c.warmup, c.max_frames
+    src = FrameSource(source, camera=camera, resize=c.resize, drop=c.drop, realtime=c.realtime,
                       max_frames=(max_frames + warmup) if max_frames else None, warn=warn)
     src.probe()
-    sinks = _Sinks(show, save_video, jsonl)
+    sinks = _Sinks(c.show, c.save_video, c.jsonl)
     times = rep.StageTimes()
     class_names = meta.get("class_names") or []
     processed = warmed = 0
@@ -164,7 +178,7 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         t1 = time.perf_counter()
         out = be.infer(x)
         t2 = time.perf_counter()
-        dets = postprocess(out["boxes"][0], out["scores"][0], class_names, score_threshold, iou_threshold)
+        dets = postprocess(out["boxes"][0], out["scores"][0], class_names, c.score_threshold, c.iou_threshold)
         t3 = time.perf_counter()
         if warmed < warmup:
             warmed += 1
@@ -223,8 +237,8 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         "environment": rep.environment(be.info),
         "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
         "backend": be.describe(),
-        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": realtime,
-                   "resize": list(resize) if resize else None},  # [height, width]
+        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": c.realtime,
+                   "resize": list(c.resize) if c.resize else None},  # [height, width]
         "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped,
                    "unreadable": src.unreadable},
         "latency_ms": times.summary(),
@@ -233,50 +247,3 @@ def run(model: str | Backend, source: str, *, camera: bool = False, backend: str
         "error": error,
         "interrupted": interrupted,
     }
-
-
-_DATA = Path(__file__).resolve().parent.parent / "data"
-DEFAULT_MODEL = "vmamba_nano_det"
-# Trained on generated road scenes (`avssm generate-data`); the README gives the command that reproduces it.
-DEFAULT_CHECKPOINT = _DATA / "vmamba_nano_det_roads.pth"
-
-
-def default_sample_clip() -> Path:
-    """The short road clip shipped with the package (generated scenes the default detector never saw)."""
-    return _DATA / "sample_clip.mp4"
-
-
-def default_model_file(progress=None) -> Path:
-    """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a plugin-form, dynamic-shape
-    ONNX file, exported once into the cache. The backends run its SelectiveScan nodes with avssm's op on the CPU
-    and TensorRT plugin, and lower them to standard ops elsewhere (backends._plugin_form_model).
-
-    Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
-    file is named by the checkpoint and by the code that writes the graph (avssm/models, ops, export), so a
-    new checkpoint or a changed exporter is exported again instead of an old file being reused.
-    """
-    import hashlib
-    import os
-    import tempfile
-
-    package = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes())
-    for source in sorted(p for sub in ("models", "ops", "export") for p in (package / sub).rglob("*.py")):
-        digest.update(source.read_bytes())
-    cache = native.cache_dir() / "models"
-    path = cache / f"{DEFAULT_MODEL}_{digest.hexdigest()[:12]}_plugin_dynamic.onnx"
-    if path.is_file():
-        return path
-    try:
-        from avssm.export import export_onnx
-        import torch  # noqa: F401
-    except ImportError:
-        raise AvssmError("no --model given and PyTorch is not installed to build the default detector; "
-                         "pass --model FILE.onnx (from `avssm export`)") from None
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:  # an interrupted export leaves no file to reuse
-        partial = Path(tmp) / path.name
-        export_onnx(DEFAULT_MODEL, partial, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920),
-                    dynamic=True, scan_op="plugin", progress=progress)
-        os.replace(partial, path)
-    return path

@@ -8,12 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from avssm.errors import AvssmError
-
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-# What `avssm export` records for every avssm model.
-DEFAULT_INPUT = {"name": "images", "layout": "NCHW", "color": "RGB", "scale": 1 / 255,
-                 "mean": list(IMAGENET_MEAN_RGB), "std": list(IMAGENET_STD_RGB)}
+from avssm.graph.metadata import DEFAULT_INPUT
 
 
 def check_frame_fits(fixed_hw, frame_hw, source: str, resize_flag: bool = True) -> None:

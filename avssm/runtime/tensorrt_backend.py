@@ -77,7 +77,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
     from avssm.outputs import atomic_output, check_output, write_json
-    from avssm.runtime.metadata import read_metadata
+    from avssm.graph.metadata import require_metadata
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -86,9 +86,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     check_output(output, "--output", inputs=inputs)
     check_output(str(output) + ".json", "--output's .json", inputs=inputs)
     trt = _import_tensorrt()
-    meta = read_metadata(onnx_path)
-    if not meta:
-        raise AvssmError(f"model {onnx_path}: has no avssm metadata (export it with `avssm export`)")
+    meta = require_metadata(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from avssm.export.scan_node import OP_TYPE
+from avssm.graph.scan_node import DOMAIN, attribute, is_scan_node, node_inputs
 
 DEFAULT_CHUNK = 64
 
@@ -58,13 +58,6 @@ class _Builder:
         return name
 
 
-def _attr(node: onnx.NodeProto, name: str, default: int = 0) -> int:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _value_shape(model: onnx.ModelProto, name: str) -> list:
     for vi in itertools.chain(model.graph.value_info, model.graph.input, model.graph.output):
         if vi.name == name:
@@ -87,12 +80,7 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     T = chunk
     b = _Builder(prefix)
     f32 = TensorProto.FLOAT
-    names = list(node.input)
-    u, delta, A, B, C = names[:5]
-    rest = names[5:]
-    D = rest.pop(0) if _attr(node, "has_D") else None
-    z = rest.pop(0) if _attr(node, "has_z") else None
-    delta_bias = rest.pop(0) if _attr(node, "has_delta_bias") else None
+    u, delta, A, B, C, D, z, delta_bias = node_inputs(node)
 
     uf = b.op("Cast", [u], "u32", to=f32)
     dt = b.op("Cast", [delta], "dt32", to=f32)
@@ -101,7 +89,7 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     if delta_bias is not None:
         bias = b.op("Unsqueeze", [b.op("Cast", [delta_bias], to=f32), b.const([-1])], "bias")
         dt = b.op("Add", [dt, bias], "dt_biased")
-    if _attr(node, "delta_softplus"):
+    if attribute(node, "delta_softplus"):
         # softplus(x) = relu(x) + log(1 + exp(-|x|)): no overflow at any x; for x > 20 it differs from
         # mamba_ssm's thresholded form by log(1 + e^-20) ~ 2e-9.
         tail = b.op("Log", [b.op("Add", [b.const(1.0, "one", np.float32), b.op("Exp", [b.op("Neg", [b.op("Abs", [dt])])])])])
@@ -244,7 +232,7 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
     new_nodes, new_inits = [], []
     scan_index = 0
     for i, node in enumerate(model_copy.graph.node):
-        if node.op_type != OP_TYPE:
+        if not is_scan_node(node):
             new_nodes.append(node)
             continue
         a_shape = _value_shape(inferred, node.input[2])  # A: (dim, N)
@@ -264,7 +252,7 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
     del model_copy.graph.node[:]
     model_copy.graph.node.extend(new_nodes)
     model_copy.graph.initializer.extend(new_inits)
-    kept = [op for op in model_copy.opset_import if op.domain != "trt.plugins"]
+    kept = [op for op in model_copy.opset_import if op.domain != DOMAIN]
     del model_copy.opset_import[:]
     model_copy.opset_import.extend(kept)
     return model_copy

@@ -1,0 +1,69 @@
+"""The application layer: what `avssm run` and `avssm eval` add above the runtime and the torch side.
+
+* the shipped default detector and sample clip (the default model is exported into the cache once);
+* :func:`open_model`: the runtime's ``load_backend``, with the PyTorch backend loaded first when the model
+  is a registered name, so the runtime itself never imports PyTorch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from avssm import native
+from avssm.errors import AvssmError
+from avssm.runtime.backends import ENGINE_SUFFIXES, Backend, load_backend
+
+
+def open_model(model: str, backend: str = "auto", *, checkpoint: str | None = None, device: str = "cpu",
+               plugin_lib: str | None = None) -> Backend:
+    """Open ``model`` (an exported file, an engine, or a registered model name) on ``backend``."""
+    if backend == "torch" or (backend == "auto" and Path(model).suffix.lower() not in (".onnx", *ENGINE_SUFFIXES)):
+        import avssm.export.torch_backend  # noqa: F401 - registers the "torch" backend
+
+    return load_backend(model, backend, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib)
+
+
+_DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_MODEL = "vmamba_nano_det"
+# Trained on generated road scenes (`avssm generate-data`); the README gives the command that reproduces it.
+DEFAULT_CHECKPOINT = _DATA / "vmamba_nano_det_roads.pth"
+
+
+def default_sample_clip() -> Path:
+    """The short road clip shipped with the package (generated scenes the default detector never saw)."""
+    return _DATA / "sample_clip.mp4"
+
+
+def default_model_file(progress=None) -> Path:
+    """The default detector (DEFAULT_MODEL with the shipped DEFAULT_CHECKPOINT) as a plugin-form, dynamic-shape
+    ONNX file, exported once into the cache. The backends run its SelectiveScan nodes with avssm's op on the CPU
+    and TensorRT plugin, and lower them to standard ops elsewhere (avssm.runtime.backends).
+
+    Building it needs PyTorch (only the first time); afterwards the runtime uses the file alone. The cached
+    file is named by the checkpoint and by the code that writes the graph (avssm/graph, models, ops, export), so a
+    new checkpoint or a changed exporter is exported again instead of an old file being reused.
+    """
+    import hashlib
+    import os
+    import tempfile
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes())
+    for source in sorted(p for sub in ("graph", "models", "ops", "export") for p in (package / sub).rglob("*.py")):
+        digest.update(source.read_bytes())
+    cache = native.cache_dir() / "models"
+    path = cache / f"{DEFAULT_MODEL}_{digest.hexdigest()[:12]}_plugin_dynamic.onnx"
+    if path.is_file():
+        return path
+    try:
+        from avssm.export import export_onnx
+        import torch  # noqa: F401
+    except ImportError:
+        raise AvssmError("no --model given and PyTorch is not installed to build the default detector; "
+                         "pass --model FILE.onnx (from `avssm export`)") from None
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:  # an interrupted export leaves no file to reuse
+        partial = Path(tmp) / path.name
+        export_onnx(DEFAULT_MODEL, partial, checkpoint=str(DEFAULT_CHECKPOINT), input_size=(1080, 1920),
+                    dynamic=True, scan_op="plugin", progress=progress)
+        os.replace(partial, path)
+    return path

@@ -1,0 +1,35 @@
+"""Opening exported files: their input (name, fixed size, dtype) and avssm's ONNX Runtime session options."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from avssm.graph.metadata import MetadataError, require_metadata
+
+
+def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
+    """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
+        raise MetadataError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
+    meta = require_metadata(model, source=path)
+    inp = model.graph.input[0]
+    dims = inp.type.tensor_type.shape.dim
+    hw = tuple(d.dim_value for d in dims[2:4])
+    fixed = hw if all(v > 0 for v in hw) and not any(d.dim_param for d in dims[2:4]) else None
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).type
+    return meta, inp.name, fixed, dtype
+
+
+def session_options():
+    """Options for every ONNX Runtime session avssm makes: no memory pattern. The pattern allocates a second
+    block for a run's intermediates on the second run of a shape, beside what the arena kept from the first,
+    so peak memory nearly doubles and the frame after the warm-up pays its page faults; steady-state time is
+    the same without it (the measurements are in the commit message that introduced this)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_mem_pattern = False
+    return options

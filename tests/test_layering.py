@@ -1,0 +1,110 @@
+"""The package's layers, checked from the source (every import, at module level or inside a function):
+
+    base (errors, outputs, sizes, malloc, native, datasets)
+    graph  <- ops <- models <- export          the torch side writes exported files
+    graph  <- runtime <- calib                 the deployment side reads them, without PyTorch
+    app, doctor, evaluate, bench, train, cli   the application layer, above both; nothing imports cli
+
+export may import runtime: the PyTorch backend registers itself with the runtime's backend registry.
+"""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import avssm
+
+PACKAGE = Path(avssm.__file__).resolve().parent
+BASE = {"errors", "outputs", "sizes", "malloc", "native", "datasets"}
+ALLOWED = {
+    "graph": {"graph"},
+    "ops": {"graph", "ops"},
+    "models": {"graph", "ops", "models"},
+    "export": {"graph", "ops", "models", "export", "runtime"},
+    "runtime": {"graph", "runtime"},
+    "calib": {"graph", "runtime", "calib"},
+    **{name: BASE for name in BASE},
+}
+APPLICATION = {"app", "doctor", "evaluate", "bench", "train", "cli", "__init__"}
+
+
+def _layer(module: str) -> str:
+    """'avssm.runtime.backends' -> 'runtime'; 'avssm.native' -> 'native'; 'avssm' -> '__init__'."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def avssm_imports(path: Path) -> set[str]:
+    """Every avssm module a source file imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "avssm")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "avssm":
+            if node.module == "avssm":  # from avssm import native
+                found.update(f"avssm.{a.name}" for a in node.names)
+            else:
+                found.add(node.module)
+    return found
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        yield ".".join(p for p in rel.parts if p != "__init__"), path
+
+
+def test_every_module_has_a_layer():
+    for name, _ in modules():
+        layer = _layer(name)
+        assert layer in ALLOWED or layer in APPLICATION, f"{name}: not in any layer; add it to tests/test_layering.py"
+
+
+def test_layers_import_only_what_is_below_them():
+    wrong = []
+    for name, path in modules():
+        layer = _layer(name)
+        if layer in APPLICATION:
+            continue
+        allowed = ALLOWED[layer] | BASE | {"__init__"}
+        wrong += [f"{name} imports {imported}" for imported in sorted(avssm_imports(path))
+                  if _layer(imported) not in allowed]
+    assert wrong == []
+
+
+def test_nothing_imports_the_cli():
+    wrong = [f"{name} imports avssm.cli" for name, path in modules()
+             if name != "avssm.cli" and any(i.startswith("avssm.cli") for i in avssm_imports(path))]
+    assert wrong == []
+
+
+def _import_all(packages, blocked, then: str = "") -> subprocess.CompletedProcess:
+    names = [name for name, _ in modules() if _layer(name) in packages]
+    code = (f"import sys\nfor m in {sorted(blocked)!r}: sys.modules[m] = None\n"
+            + "".join(f"import {name}\n" for name in names) + then)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+
+
+def test_deployment_side_imports_and_works_without_torch():
+    # A Jetson that only runs engines has no PyTorch: every deployment module imports, and frames flow.
+    r = _import_all({"graph", "runtime", "calib", "datasets", "errors", "outputs", "sizes", "malloc", "native"},
+                    {"torch"}, then=("f, _ = avssm.datasets.roads.render_scene(0, 64, 96)\n"
+                                     "assert avssm.runtime.preprocess.preprocess(f).shape == (1, 3, 64, 96)\n"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_graph_needs_only_onnx_and_numpy():
+    r = _import_all({"graph"}, {"torch", "cv2", "onnxruntime"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_cli_runs_exported_files_without_torch_loaded():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import avssm.cli, avssm.app, avssm.evaluate, avssm.doctor\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_walk_finds_the_modules():
+    assert {"avssm.graph.lowering", "avssm.runtime.backends", "avssm.export.torch_backend"} <= {n for n, _ in modules()}
+    assert "avssm.runtime.backends" in avssm_imports(PACKAGE / "calib" / "frames.py")
