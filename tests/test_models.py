@@ -114,3 +114,36 @@ def test_real_tiny_detector_at_1080p(name):
     assert boxes.shape == (1, 136 * 240 + 68 * 120 + 34 * 60, 4)
     assert torch.isfinite(boxes).all() and torch.isfinite(scores).all()
     assert boxes[..., 2].max() <= 1920 and boxes[..., 3].max() <= 1080
+
+
+@pytest.mark.parametrize("name,overrides", [("vmamba_tiny", dict(depths=(1, 1, 1, 1), embed_dim=16)),
+                                            ("vmamba_v0_tiny", dict(depths=(1, 1, 1, 1), embed_dim=16)),
+                                            ("vim_tiny", dict(depth=1, embed_dim=32)),
+                                            ("vim_tiny_stride8", dict(depth=1, embed_dim=32)),
+                                            ("deit_tiny", dict(depth=1))])
+def test_every_backbone_speaks_the_feature_protocol(name, overrides):
+    # One API for detectors and users (timm's): feature_info says what forward_intermediates returns.
+    model = create_model(name, num_classes=0, **overrides).eval()
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        maps = model.forward_intermediates(x)
+    assert len(maps) == len(model.feature_info) >= 1
+    for info, m in zip(model.feature_info, maps):
+        r = info["reduction"]
+        assert m.shape[:2] == (1, info["num_chs"]), (info, m.shape)
+        # stride r: H/r cells (H/r - 1 where patches overlap, as in the stride-8 Vim models)
+        assert m.shape[2] in (96 // r, 96 // r - 1) and m.shape[3] in (128 // r, 128 // r - 1), (info, m.shape)
+        assert info["module"] in dict(model.named_modules())
+    last = len(maps) - 1
+    with torch.no_grad():
+        assert torch.equal(model.forward_intermediates(x, [last])[0], maps[last])
+    assert model.default_cfg["input"]["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_detector_metadata_comes_from_its_default_config():
+    det = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1), class_names=("a", "b"))
+    assert det.default_cfg["class_names"] == ["a", "b"] and det.default_cfg["pad_to"] == 32
+    from avssm.export.onnx_export import build_metadata
+
+    meta = build_metadata(det, "vim_tiny_det", (64, 64), "plugin", "fp32", 17, False)
+    assert meta["class_names"] == ["a", "b"] and meta["padding"]["multiple"] == 32

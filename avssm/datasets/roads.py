@@ -20,7 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-CLASSES = ("car", "truck", "pedestrian", "cyclist", "traffic_sign", "traffic_light")
+from avssm.datasets.classes import ROAD_CLASSES
+
+CLASSES = ROAD_CLASSES
 # Real-world size (width, height) in metres, used with the perspective to size objects in pixels.
 _SIZES_M = {"car": (1.8, 1.5), "truck": (2.5, 3.4), "pedestrian": (0.55, 1.75), "cyclist": (0.7, 1.75),
             "traffic_sign": (0.75, 0.75), "traffic_light": (0.4, 1.1)}

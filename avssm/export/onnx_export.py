@@ -85,12 +85,13 @@ def _tensor_infos(values) -> list[TensorInfo]:
 
 def build_metadata(model, model_name: str, input_size, scan_op: str, precision: str, opset: int, dynamic: bool,
                    weights: str | None = None) -> dict:
-    """The avssm metadata (avssm.graph.metadata) of ``model`` exported as ``model_name``. ``weights``: the
+    """The avssm metadata (avssm.graph.metadata) of ``model`` exported as ``model_name``: what the model's
+    ``default_cfg`` says (classes, normalization, padding) and how it was exported. ``weights``: the
     checkpoint's file name, "random" for a registered model built without one, None when unknown."""
-    detector = hasattr(model, "class_names")
-    return make_metadata(model_name, class_names=model.class_names if detector else None,
-                         pad_to=model.config.pad_to if detector else None, input_size=input_size, scan_op=scan_op,
-                         precision=precision, opset=opset, dynamic=dynamic, weights=weights)
+    cfg = model.default_cfg
+    return make_metadata(model_name, class_names=cfg.get("class_names"), pad_to=cfg.get("pad_to"),
+                         input_meta=cfg.get("input"), input_size=input_size, scan_op=scan_op, precision=precision,
+                         opset=opset, dynamic=dynamic, weights=weights)
 
 
 def _verification_sizes(input_size, dynamic: bool) -> list[tuple[int, int]]:

@@ -28,10 +28,11 @@ class MetadataError(AvssmError):
     pass
 
 
-def make_metadata(model: str, *, class_names=None, pad_to: int | None = None, input_size=(0, 0),
-                  scan_op: str = "plugin", precision: str = "fp32", opset: int = 17, dynamic: bool = False,
-                  weights: str | None = None) -> dict:
-    """The metadata of a file exported from ``model``: a detector when ``class_names`` is given."""
+def make_metadata(model: str, *, class_names=None, pad_to: int | None = None, input_meta: dict | None = None,
+                  input_size=(0, 0), scan_op: str = "plugin", precision: str = "fp32", opset: int = 17,
+                  dynamic: bool = False, weights: str | None = None) -> dict:
+    """The metadata of a file exported from ``model``: a detector when ``class_names`` is given;
+    ``input_meta`` is the model's normalization (default DEFAULT_INPUT)."""
     import avssm
 
     detector = class_names is not None
@@ -40,7 +41,7 @@ def make_metadata(model: str, *, class_names=None, pad_to: int | None = None, in
         "model": model,
         "task": "detection" if detector else "classification",
         "class_names": list(class_names) if detector else None,
-        "input": {**DEFAULT_INPUT, "dtype": "float16" if precision == "fp16" else "float32"},
+        "input": {**(input_meta or DEFAULT_INPUT), "dtype": "float16" if precision == "fp16" else "float32"},
         # The detector pads bottom/right with zeros (after normalization) inside the graph, so any frame
         # size is accepted and boxes come back in the frame's pixels.
         "padding": {"multiple": pad_to, "where": "bottom_right", "inside_model": True} if detector else None,

@@ -17,7 +17,6 @@ Missing or unexpected keys and shape mismatches are reported by name with both s
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,16 +27,6 @@ from avssm.errors import CheckpointError
 from avssm.models.safe_pickle import PickledConfig, RefusedCheckpointError, load_checkpoint_file
 
 __all__ = ["PickledConfig", "extract_state_dict", "load_checkpoint", "load_state_dict_checked", "read_checkpoint_file"]
-
-
-_LEGACY_VMAMBA_NAMES = [
-    (r"^patch_embed\.proj\.", "patch_embed.0."),
-    (r"^patch_embed\.norm\.", "patch_embed.2."),
-    (r"^(layers\.\d+\.blocks\.\d+)\.ln_1\.", r"\1.norm."),
-    (r"^(layers\.\d+\.blocks\.\d+)\.self_attention\.", r"\1.op."),
-    (r"^norm\.", "classifier.norm."),
-    (r"^head\.", "classifier.head."),
-]
 
 
 def read_checkpoint_file(path: str | Path) -> Mapping:
@@ -72,15 +61,6 @@ def extract_state_dict(obj: Mapping, ema: bool = False, source: str = "checkpoin
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
-
-
-def _rename_legacy_vmamba(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        for pattern, repl in _LEGACY_VMAMBA_NAMES:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
 
 
 def _fit_shape(value: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -132,15 +112,13 @@ def load_checkpoint(model: nn.Module, path_or_state_dict, strict: bool = True, e
         source, obj = f"checkpoint {path_or_state_dict}", read_checkpoint_file(path_or_state_dict)
     state = extract_state_dict(obj, ema=ema, source=source)
 
-    from avssm.models.vmamba import VMamba
-
     target = model
     backbone = getattr(model, "backbone", None)
     if backbone is not None and not any(k.startswith("backbone.") for k in state):
         # A classification checkpoint for a detector: fill the backbone, drop the classifier.
         target = backbone
-    if isinstance(target, VMamba):
-        state = _rename_legacy_vmamba(state)
+    if hasattr(target, "checkpoint_filter"):  # the model's own renames (VMamba's legacy v0 names)
+        state = target.checkpoint_filter(state)
     if target is not model:  # a detector's backbone has no classifier to fill
         state = {k: v for k, v in state.items() if not k.startswith(("classifier.", "head."))}
     return load_state_dict_checked(target, state, strict=strict, source=source)

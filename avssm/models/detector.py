@@ -19,19 +19,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avssm.datasets.classes import ROAD_CLASSES
+from avssm.graph.metadata import DEFAULT_INPUT
 from avssm.models.layers import LayerNorm2d
 from avssm.models.registry import model_constructor, register_model
-from avssm.models.vim import Vim
-from avssm.models.vit import ViT
-from avssm.models.vmamba import VMamba
 
-AV_CLASSES = ("car", "truck", "pedestrian", "cyclist", "traffic_sign", "traffic_light")
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     backbone: str = "vmamba_tiny"
-    class_names: tuple[str, ...] = AV_CLASSES
+    class_names: tuple[str, ...] = ROAD_CLASSES
     neck_channels: int = 128
     head_convs: int = 2
     strides: tuple[int, ...] = (8, 16, 32)
@@ -127,22 +125,36 @@ class Detector(nn.Module):
         self.config = cfg
         self.class_names = list(cfg.class_names)
         self.backbone = model_constructor(cfg.backbone)(num_classes=0, **cfg.backbone_overrides)
-        if isinstance(self.backbone, VMamba):
-            dims = self.backbone.config.dims
-            self.levels = [{4: 0, 8: 1, 16: 2, 32: 3}[s] for s in cfg.strides]  # backbone stage per stride
-            self.out_norms = nn.ModuleList([LayerNorm2d(dims[i]) for i in self.levels])
-            self.neck = FPN([dims[i] for i in self.levels], cfg.neck_channels)
-        elif isinstance(self.backbone, (Vim, ViT)):  # one stride-16 map
-            self.neck = SimpleFeaturePyramid(self.backbone.config.embed_dim, cfg.neck_channels, cfg.strides)
-        else:
-            raise TypeError(f"no detector neck for backbone {cfg.backbone}")
+        info = self.backbone.feature_info  # every backbone: channels and stride of each map it gives
+        self.multi_scale = len(info) > 1
+        if self.multi_scale:  # its maps at the detector's strides, normalized, into a top-down pyramid
+            by_stride = {f["reduction"]: i for i, f in enumerate(info)}
+            missing = [s for s in cfg.strides if s not in by_stride]
+            if missing:
+                raise ValueError(f"backbone {cfg.backbone} has no map at stride(s) {missing}")
+            self.levels = [by_stride[s] for s in cfg.strides]
+            channels = [info[i]["num_chs"] for i in self.levels]
+            self.out_norms = nn.ModuleList([LayerNorm2d(c) for c in channels])
+            self.neck = FPN(channels, cfg.neck_channels)
+        else:  # one map: ViTDet's simple pyramid around it
+            if info[0]["reduction"] != 16:
+                raise ValueError(f"backbone {cfg.backbone}: the simple pyramid needs a stride-16 map, not "
+                                 f"{info[0]['reduction']}")
+            self.levels = [0]
+            self.neck = SimpleFeaturePyramid(info[0]["num_chs"], cfg.neck_channels, cfg.strides)
         self.head = FCOSHead(cfg.neck_channels, cfg.num_classes, cfg.head_convs, len(cfg.strides))
 
+    @property
+    def default_cfg(self) -> dict:
+        """What an exported file records about the model (avssm.graph.metadata): classes, normalization,
+        padding."""
+        return {"class_names": list(self.class_names), "input": dict(DEFAULT_INPUT), "pad_to": self.config.pad_to}
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if isinstance(self.backbone, VMamba):
-            stages = self.backbone.forward_stages(x)
-            return self.neck([norm(stages[i]) for norm, i in zip(self.out_norms, self.levels)])
-        return self.neck(self.backbone.forward_feature_map(x))
+        maps = self.backbone.forward_intermediates(x, self.levels)
+        if self.multi_scale:
+            return self.neck([norm(m) for norm, m in zip(self.out_norms, maps)])
+        return self.neck(maps[0])
 
     def forward_raw(self, images: torch.Tensor):
         """Per level (class logits, box distances in pixels, centerness logits), on the padded image."""

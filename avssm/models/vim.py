@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avssm.graph.metadata import DEFAULT_INPUT
 from avssm.models.layers import DropPath, RMSNorm, drop_path_rates, init_A_log, init_dt_bias
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan
@@ -172,12 +173,23 @@ class Vim(nn.Module):
         out = self.norm_f((residual + self.final_drop_path(h).float()).to(x.dtype))
         return out, (gh, gw)
 
-    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, D, gh, gw): the grid tokens (class token removed) as a map."""
+    @property
+    def feature_info(self) -> list[dict]:
+        """One map (as timm lists it): the grid tokens after the final norm, at the patch stride."""
+        return [{"num_chs": self.config.embed_dim, "reduction": self.config.stride, "module": "norm_f"}]
+
+    @property
+    def default_cfg(self) -> dict:
+        return {"input": dict(DEFAULT_INPUT)}
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """[(B, D, gh, gw)]: the grid tokens (class token removed) as a map; ``indices`` may only name map 0."""
+        if indices is not None and list(indices) != [0]:
+            raise ValueError(f"Vim has one feature map (index 0), not {list(indices)}")
         tokens, (gh, gw) = self.forward_tokens(x)
         mid = (gh * gw) // 2
         grid = torch.cat([tokens[:, :mid], tokens[:, mid + 1:]], dim=1)
-        return grid.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+        return [grid.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, (gh, gw) = self.forward_tokens(x)

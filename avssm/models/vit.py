@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avssm.graph.metadata import DEFAULT_INPUT
 from avssm.models.registry import register_model
 
 
@@ -42,8 +43,22 @@ class ViT(nn.Module):
         self.head = nn.Linear(d, cfg.num_classes) if cfg.num_classes > 0 else None
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
-    def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> (B, D, H/16, W/16)."""
+    @property
+    def feature_info(self) -> list[dict]:
+        """One map (as timm lists it): the normalized tokens at the patch stride."""
+        return [{"num_chs": self.config.embed_dim, "reduction": self.config.patch_size, "module": "norm"}]
+
+    @property
+    def default_cfg(self) -> dict:
+        return {"input": dict(DEFAULT_INPUT)}
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """[(B, D, H/16, W/16)]; ``indices`` may only name map 0."""
+        if indices is not None and list(indices) != [0]:
+            raise ValueError(f"ViT has one feature map (index 0), not {list(indices)}")
+        return [self._feature_map(x)]
+
+    def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
         b, d, gh, gw = x.shape
         pos = self.pos_embed
@@ -53,7 +68,7 @@ class ViT(nn.Module):
         return tokens.transpose(1, 2).reshape(b, d, gh, gw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_feature_map(x).mean(dim=(2, 3)))
+        return self.head(self._feature_map(x).mean(dim=(2, 3)))
 
 
 @register_model

@@ -16,6 +16,7 @@ No position embedding: any input size works.
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avssm.graph.metadata import DEFAULT_INPUT
 from avssm.models.layers import DropPath, LayerNorm2d, Linear2d, drop_path_rates, init_A_log, init_dt_bias
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan
@@ -188,8 +190,30 @@ def _downsample(cfg: VMambaConfig, dim: int, out_dim: int) -> nn.Module:
                          LayerNorm2d(out_dim))
 
 
+_LEGACY_NAMES = [  # VMamba's released v0 files -> avssm's names
+    (r"^patch_embed\.proj\.", "patch_embed.0."),
+    (r"^patch_embed\.norm\.", "patch_embed.2."),
+    (r"^(layers\.\d+\.blocks\.\d+)\.ln_1\.", r"\1.norm."),
+    (r"^(layers\.\d+\.blocks\.\d+)\.self_attention\.", r"\1.op."),
+    (r"^norm\.", "classifier.norm."),
+    (r"^head\.", "classifier.head."),
+]
+
+
+def checkpoint_filter_fn(state: dict) -> dict:
+    """An official VMamba state dict -> avssm's key names (the legacy v0 release used other names)."""
+    out = {}
+    for key, value in state.items():
+        for pattern, repl in _LEGACY_NAMES:
+            key = re.sub(pattern, repl, key)
+        out[key] = value
+    return out
+
+
 class VMamba(nn.Module):
-    """VMamba classifier; :meth:`forward_stages` gives the per-stage maps a detector uses."""
+    """VMamba classifier or backbone: four stages at strides 4, 8, 16, 32 (``feature_info``), any input size."""
+
+    checkpoint_filter = staticmethod(checkpoint_filter_fn)
 
     def __init__(self, cfg: VMambaConfig):
         super().__init__()
@@ -211,15 +235,24 @@ class VMamba(nn.Module):
                 head=nn.Linear(dims[-1], cfg.num_classes)))
         self.apply(_init_weights)
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Each stage's output before its downsample: strides 4, 8, 16, 32."""
+    @property
+    def feature_info(self) -> list[dict]:
+        """Per stage (as timm lists them): channels, stride and the module whose output it is."""
+        return [{"num_chs": d, "reduction": 4 * 2**i, "module": f"layers.{i}"} for i, d in enumerate(self.config.dims)]
+
+    @property
+    def default_cfg(self) -> dict:
+        return {"input": dict(DEFAULT_INPUT)}
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
+        """The maps of stages ``indices`` (default: all), each stage's output before its downsample, NCHW."""
+        indices = list(range(len(self.layers))) if indices is None else list(indices)
         x = self.patch_embed(x)
-        outs = []
-        for layer in self.layers:
-            o = layer.blocks(x)
-            outs.append(o)
-            x = layer.downsample(o)
-        return outs
+        outs = {}
+        for i, layer in enumerate(self.layers[:max(indices) + 1]):
+            outs[i] = layer.blocks(x)
+            x = layer.downsample(outs[i])
+        return [outs[i] for i in indices]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
