@@ -2,10 +2,9 @@
 
 PyTorch's CPU allocator takes every tensor from malloc. glibc serves blocks above its mmap threshold (which
 it adapts up to 32 MiB) with fresh mmaps and unmaps them on free, so every forward pass at camera resolution
-page-faults all of its large activations in again: vmamba_nano_det at 1920x1080 took ~600,000 page faults
-and ~1.2 s of kernel time per frame on a 2-core VM, in a 1.4-1.6 s forward pass. With the thresholds raised,
-freed blocks stay in the heap and the next frame reuses them: 0.75-0.9 s per frame, no faults after the first
-two, and a peak RSS about a fifth higher (1222 against 1002 MiB), since the heap keeps its largest footprint.
+page-faults all of its large activations in again. With the thresholds raised, freed blocks stay in the heap
+and the next frame reuses them: no faults after the first frames, for a peak RSS somewhat higher, since the
+heap keeps its largest footprint (the measurements are in docs/notes/history.md).
 
 Torch-free; does nothing where the C library is not glibc.
 """
