@@ -448,7 +448,7 @@ def build_plugins_cmd(
     tensorrt_root: Optional[str] = typer.Option(None, "--tensorrt-root", envvar="TensorRT_ROOT",
                                                 help="TensorRT installation (headers suffice); without it only the kernels build."),
     arch: Optional[str] = typer.Option(None, "--arch", help='CUDA architectures, e.g. "87;90" (default 80;86;87;89;90).'),
-    build_dir: Optional[str] = typer.Option(None, "--build-dir", help="Build directory (default plugins/build)."),
+    build_dir: Optional[str] = typer.Option(None, "--build-dir", help="Build directory (default ~/.cache/avssm/native-build, where the libraries are looked for)."),
 ):
     """Build the CUDA kernel library and (with TensorRT headers) the TensorRT plugin with CMake."""
     from avssm.native import build_plugins

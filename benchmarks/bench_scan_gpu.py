@@ -13,7 +13,7 @@ L 4k-130k, N 1 and 16, fp16 and fp32; D and delta_bias, no z, one group):
 * the plan the kernel ran (lanes per channel, segments per sequence: avssm.native.scan_plan);
 * with --layouts, each N = 16 row again in every layout: the channel layout with 1, 2, 4 and 8 lanes per
   channel forced, each split as the plan splits it and not split at all, and the token layout (never split;
-  the measurements the plan's choice of layout needs: plugins/README.md);
+  the measurements the plan's choice of layout needs: avssm/csrc/README.md);
 then the tiny detectors' forward at 1080x1920 with and without the kernel.
 """
 from __future__ import annotations

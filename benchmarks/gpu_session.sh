@@ -37,8 +37,8 @@ arch=$(python3 -c "import torch; assert torch.cuda.is_available(); m, n = torch.
 } > "$out/gpu.txt" 2>&1
 cat "$out/gpu.txt"
 
-step build build.log python3 -m avssm.cli build-plugins --arch "$arch" || exit $status
-export AVSSM_KERNEL_LIB="$PWD/plugins/build/libavssm_kernels.so"
+step build build.log python3 -m avssm.cli build-plugins --arch "$arch" --build-dir build/native || exit $status
+export AVSSM_KERNEL_LIB="$PWD/build/native/libavssm_kernels.so"
 step tests tests.log python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_selective_scan.py
 tail -n 3 "$out/tests.log"
 step layouts layouts.log python3 benchmarks/bench_scan_gpu.py --kernel-only --layouts \

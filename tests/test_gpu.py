@@ -56,7 +56,7 @@ def test_tiny_detector_cuda_matches_cpu_at_1080p(name):
     assert rel_err(scores_gpu.cpu(), scores_cpu) < 1e-4
 
 
-# ------------------------------------------------------------------------------ the CUDA kernel (plugins/)
+# ------------------------------------------------------------------------------ the CUDA kernel (avssm/csrc/cuda)
 
 from avssm import native  # noqa: E402
 from avssm.ops import cuda_kernel  # noqa: E402

@@ -63,7 +63,7 @@ def test_plugin_library_exports_loader_entry_points(build):
 
 
 def tensorrt_include():
-    """TensorRT's include directory under $TensorRT_ROOT (the suffixes plugins/CMakeLists.txt searches)."""
+    """TensorRT's include directory under $TensorRT_ROOT (the suffixes avssm/csrc/CMakeLists.txt searches)."""
     for suffix in ("include", "include/x86_64-linux-gnu", "include/aarch64-linux-gnu", ""):
         path = os.path.join(TRT_ROOT, suffix)
         if os.path.isfile(os.path.join(path, "NvInferRuntime.h")):
@@ -156,7 +156,7 @@ def compile_on_cpu(tmp_path_factory, name):
     exe = tmp_path_factory.mktemp(name) / name
     here = os.path.dirname(__file__)
     r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
-                        os.path.join(here, "..", "plugins", "include"), "-isystem", cuda_include(),
+                        os.path.join(here, "..", "avssm", "csrc", "include"), "-isystem", cuda_include(),
                         os.path.join(here, "native", f"{name}.cpp"), "-o", str(exe)],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
@@ -201,7 +201,7 @@ def test_cpu_emulator_exposes_shared_memory_races(tmp_path_factory):
 def test_n16_kernels_on_the_cpu(scan_on_cpu, tmp_path, layout, batch, dim, length, groups, dtype, softplus, given,
                                 tol):
     """The N = 16 kernels against the reference, run from their CUDA source on the CPU: the channel layout
-    (plugins/selective_scan/channel_scan_kernel.cuh; 4 and 8 lanes per channel have not run on a GPU yet)
+    (avssm/csrc/cuda/channel_scan_kernel.cuh; 4 and 8 lanes per channel have not run on a GPU yet)
     and the token layout (token_scan_kernel.cuh: its loads, its block-wide scan across threads, warps and
     chunks, its gate and skip). tests/test_gpu.py runs both on a GPU."""
     from avssm.ops.selective_scan import selective_scan_ref
@@ -241,7 +241,7 @@ def test_ctypes_struct_matches_c_header(tmp_path):
                    + "".join(f'printf("%zu\\n", offsetof(avssm_scan_params, {f}));\n' for f in fields)
                    + 'printf("%zu\\n", sizeof(avssm_scan_params));\nreturn 0;}\n')
     exe = tmp_path / "layout"
-    include = os.path.join(os.path.dirname(__file__), "..", "plugins", "include")
+    include = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc", "include")
     subprocess.run(["cc", "-I", include, "-I", cuda_include(), str(src), "-o", str(exe)], check=True)
     got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
     expected = [getattr(ScanParams, f).offset for f in fields] + [ctypes.sizeof(ScanParams)]

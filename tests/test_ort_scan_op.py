@@ -1,4 +1,4 @@
-"""avssm's SelectiveScan op for ONNX Runtime on the CPU (avssm/ops/csrc/ort_selective_scan.c), run by the real
+"""avssm's SelectiveScan op for ONNX Runtime on the CPU (avssm/csrc/ort/ort_selective_scan.c), run by the real
 ONNX Runtime: the node contract against the reference, its errors, and plugin-form detectors on the runtime."""
 import os
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(native.ort_scan_op_library() is None,
 
 
 def scan_node_model(has_D, has_z, has_delta_bias, delta_softplus, overrides=None):
-    """One SelectiveScan node as `avssm export --scan-op plugin` writes it (plugins/selective_scan/README.md);
+    """One SelectiveScan node as `avssm export --scan-op plugin` writes it (avssm/csrc/trt/README.md);
     ``overrides`` replaces attributes (None drops one)."""
     names = ["u", "delta", "A", "B", "C"] + ["D"] * has_D + ["z"] * has_z + ["delta_bias"] * has_delta_bias
     attributes = dict(has_D=has_D, has_z=has_z, has_delta_bias=has_delta_bias, delta_softplus=delta_softplus,

@@ -1,6 +1,6 @@
 """A Python implementation of the SelectiveScan node for ``onnx.reference`` (no TensorRT needed).
 
-It reads the node exactly as the contract says (plugins/selective_scan/README.md): inputs u, delta,
+It reads the node exactly as the contract says (avssm/csrc/trt/README.md): inputs u, delta,
 A, B, C, then D, z, delta_bias as flagged by ``has_*``; ``delta_softplus``. The arithmetic is
 avssm's selective scan (the same semantics; on the CPU the compiled kernel).
 """

@@ -1,4 +1,4 @@
-"""The exported scan node, ``trt.plugins::SelectiveScan`` (contract: plugins/selective_scan/README.md).
+"""The exported scan node, ``trt.plugins::SelectiveScan`` (contract: avssm/csrc/trt/README.md).
 
 Its inputs are u, delta, A, B, C, then whichever of D, z, delta_bias the call uses, in that order (no
 empty-named inputs), announced by the int attributes ``has_D``, ``has_z``, ``has_delta_bias``; with

@@ -1,4 +1,4 @@
-"""The compiled CPU selective scan (csrc/selective_scan_cpu.c), built on first use and called via ctypes.
+"""The compiled CPU selective scan (avssm/csrc/cpu/selective_scan_cpu.c), built on first use and called via ctypes.
 
 The C file has no dependency beyond libc and OpenMP, so building it takes about a second with the
 system C compiler (avssm.native.build_c_library). The library is cached under ``$AVSSM_CACHE_DIR`` (default
@@ -12,13 +12,12 @@ in PyTorch around it) that `avssm train` uses on the CPU.
 from __future__ import annotations
 
 import ctypes
-import os
 import subprocess
 import threading
 
 import torch
 
-from avssm.native import build_c_library
+from avssm.native import build_c_library, settings
 
 _lock = threading.Lock()
 _lib = None
@@ -26,7 +25,7 @@ _failed = False
 
 
 def _build() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["selective_scan_cpu.c"])))
+    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c"])))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
                                        + [ctypes.c_int64] * 5 + [ctypes.c_int])
@@ -48,7 +47,7 @@ def _library():
 
 
 def available() -> bool:
-    if os.environ.get("AVSSM_CPU_KERNEL", "1") == "0":
+    if not settings.cpu_kernel_enabled():
         return False
     return _library() is not None
 

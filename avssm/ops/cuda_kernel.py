@@ -1,26 +1,25 @@
-"""The CUDA selective scan (plugins/selective_scan/selective_scan_kernel.cu) for PyTorch tensors.
+"""The CUDA selective scan (avssm/csrc/cuda/selective_scan_kernel.cu) for PyTorch tensors.
 
-The library ``libavssm_kernels.so`` is built by CMake (``avssm build-plugins`` or plugins/README.md) and
+The library ``libavssm_kernels.so`` is built by CMake (``avssm build-plugins`` or avssm/csrc/README.md) and
 found and bound by avssm.native (torch-free: ``$AVSSM_KERNEL_LIB``, beside ``$AVSSM_PLUGIN_LIB``,
-``avssm/lib/``, or ``plugins/build/`` of a source checkout). Tensors' device pointers and PyTorch's
+``avssm/lib/``, or ``~/.cache/avssm/native-build/``, where `avssm build-plugins` puts it). Tensors' device pointers and PyTorch's
 current stream are passed as they are: no copies beyond making inputs contiguous, no synchronization.
 Forward only.
 """
 from __future__ import annotations
 
 import ctypes
-import os
 
 import torch
 
-from avssm.native import SCAN_LAYOUTS, ScanParams, kernel_library, workspace_size
+from avssm.native import SCAN_LAYOUTS, ScanParams, kernel_library, settings, workspace_size
 
 _DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 
 def available() -> bool:
     """True when CUDA is usable and the kernel library loads."""
-    if os.environ.get("AVSSM_CUDA_KERNEL", "1") == "0" or not torch.cuda.is_available():
+    if not settings.cuda_kernel_enabled() or not torch.cuda.is_available():
         return False
     return kernel_library() is not None
 

@@ -247,7 +247,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
                    return_last_state=False):
     """Selective scan with mamba_ssm's semantics; dispatches to the fastest available path.
 
-    Inference uses the CUDA kernel (plugins/, when built) for CUDA tensors and the compiled CPU
+    Inference uses the CUDA kernel (avssm/csrc/cuda, when built) for CUDA tensors and the compiled CPU
     kernel for CPU tensors; training (autograd) uses the CPU kernel's forward and backward on the CPU and
     the parallel PyTorch path elsewhere; the last state on
     CUDA and anything else use the chunked PyTorch path. Under ``torch.onnx.export`` each call becomes one

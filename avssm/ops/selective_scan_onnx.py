@@ -1,4 +1,4 @@
-"""The selective scan as one ONNX node: ``trt.plugins::SelectiveScan`` (contract: plugins/selective_scan/README.md).
+"""The selective scan as one ONNX node: ``trt.plugins::SelectiveScan`` (contract: avssm/csrc/trt/README.md).
 
 During ``torch.onnx.export`` :func:`avssm.ops.selective_scan` routes here; the node's value in the trace
 is computed by the normal path, and the exporter writes one node per call. Its inputs are u, delta, A,

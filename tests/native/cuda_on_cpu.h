@@ -4,7 +4,7 @@
 // __syncthreads and __syncwarp release threads in an adversarial order (let_half_run_ahead), so in a loop a
 // missing barrier or a shared slot reused too early shows up in every run, not only by chance.
 //
-// What it provides is what avssm's channel- and token-layout kernels use (plugins/selective_scan/
+// What it provides is what avssm's channel- and token-layout kernels use (avssm/csrc/cuda/
 // channel_scan_kernel.cuh, token_scan_kernel.cuh): threadIdx (x), blockIdx (x, y), __syncthreads,
 // __shfl_up_sync, __shfl_sync, __shfl_xor_sync, __syncwarp, __fdividef, __launch_bounds__, and __shared__
 // variables (function statics: one block runs at a time). CUDA's vector and half-precision types come from

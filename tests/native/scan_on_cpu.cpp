@@ -1,5 +1,5 @@
 // Runs the N = 16 kernels' own source on the CPU through cuda_on_cpu.h, for tests/test_native.py: the channel
-// layout (plugins/selective_scan/channel_scan_kernel.cuh) with any lanes per channel and split, and the token
+// layout (avssm/csrc/cuda/channel_scan_kernel.cuh) with any lanes per channel and split, and the token
 // layout (token_scan_kernel.cuh).
 //
 //   scan_on_cpu DIR LAYOUT BATCH DIM LENGTH GROUPS DTYPE SOFTPLUS
@@ -11,8 +11,8 @@
 // z.bin (DTYPE). It writes y.bin in DTYPE.
 #include "cuda_on_cpu.h"
 
-#include "../../plugins/selective_scan/channel_scan_kernel.cuh"
-#include "../../plugins/selective_scan/token_scan_kernel.cuh"
+#include "../../avssm/csrc/cuda/channel_scan_kernel.cuh"
+#include "../../avssm/csrc/cuda/token_scan_kernel.cuh"
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,6 +1,6 @@
 /* avssm selective scan: C API of the CUDA kernel library (libavssm_kernels).
  *
- * Semantics: plugins/selective_scan/README.md (the SelectiveScan node contract, mamba_ssm's selective
+ * Semantics: avssm/csrc/trt/README.md (the SelectiveScan node contract, mamba_ssm's selective
  * scan). Every call is stream-ordered, allocates nothing, never synchronizes the host, and is
  * deterministic, so it can be captured in a CUDA graph.
  */
@@ -21,7 +21,7 @@ extern "C" {
 /* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
 typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
 
-/* Kernel layout of the N = 16 path (plugins/README.md, "Kernel design"). */
+/* Kernel layout of the N = 16 path (avssm/csrc/README.md, "Kernel design"). */
 typedef enum {
     AVSSM_LAYOUT_PLAN = 0,    /* the plan's choice: today always the channel layout */
     AVSSM_LAYOUT_CHANNEL = 1, /* lanes own channels and walk their sequences; split when the GPU is short of warps */

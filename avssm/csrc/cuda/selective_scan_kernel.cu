@@ -1,7 +1,7 @@
-// avssm selective scan forward: the CUDA kernels behind plugins/include/avssm/selective_scan.h, their
+// avssm selective scan forward: the CUDA kernels behind avssm/csrc/include/avssm/selective_scan.h, their
 // plan (layout and split) and the C API.
 //
-// Semantics: plugins/selective_scan/README.md (mamba_ssm's selective scan). Three kernels, one contract:
+// Semantics: avssm/csrc/trt/README.md (mamba_ssm's selective scan). Three kernels, one contract:
 //
 // * channel_scan_kernel (channel_scan_kernel.cuh), the N = 16 path (Vim, VMamba v0): lanes own channels and
 //   walk their sequences in order with the states in registers.
@@ -186,7 +186,7 @@ struct Plan {
 // more time per token (measured on an H100); segments add the first pass over segments - 1 of them,
 // which costs about as much as the second (the exponentials). Take the plan that minimizes
 // work / min(1, warps / capacity). 4 and 8 lanes per channel are unmeasured: they run only when
-// p.lanes_per_channel asks for them (plugins/README.md says what they may gain).
+// p.lanes_per_channel asks for them (avssm/csrc/README.md says what they may gain).
 Plan channel_plan(const avssm_scan_params &p, int sms) {
     const int64_t tiles = (p.length + kTile - 1) / kTile;
     const double full = static_cast<double>(kChannelWarpsPerSM) * std::max(sms, 1);

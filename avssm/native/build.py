@@ -1,0 +1,109 @@
+"""Building avssm's native code from avssm/csrc: the C libraries on first use with the system compiler (cpu/: the
+CPU scan kernel PyTorch calls; ort/: the SelectiveScan op for ONNX Runtime on the CPU), and the CUDA kernels
+and TensorRT plugin with CMake (`avssm build-plugins`)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+from avssm.errors import AvssmError
+from avssm.native import settings
+
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "csrc"
+C_DIRS = ("cpu", "ort")  # the C sources compiled on first use (any file in them is part of the cache key)
+C_FLAGS = ["-O3", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
+
+
+def _cpu_id() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    return platform.machine() + flags
+
+
+def _arch_flags(compiler: str) -> list[str]:
+    # -march=native lets the compiler vectorize expf over the state dimension (AVX2/AVX-512).
+    probe = subprocess.run([compiler, "-march=native", "-E", "-x", "c", "-"], input=b"", capture_output=True)
+    return ["-march=native"] if probe.returncode == 0 else []
+
+
+def build_c_library(name: str, sources: list[str]) -> Path:
+    """``sources`` (paths under avssm/csrc, e.g. "cpu/selective_scan_cpu.c") compiled into
+    ``<cache>/<name>_<key>.so`` with the system C compiler, once: the key covers every file in avssm/csrc/cpu and
+    ort, the flags, the compiler and this CPU, so an edited source or another machine builds anew and an unchanged
+    one is reused. RuntimeError without a compiler, CalledProcessError when the compiler fails."""
+    compiler = settings.c_compiler()
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    digest = hashlib.sha256(" ".join(C_FLAGS + sources).encode() + compiler.encode() + _cpu_id().encode())
+    for file in sorted(p for d in C_DIRS for p in (SOURCE_DIR / d).glob("*.[ch]")):
+        digest.update(file.read_bytes())
+    target = settings.cache_dir() / f"{name}_{digest.hexdigest()[:16]}.so"
+    if not target.exists():  # the flags follow from compiler and CPU; probing them costs a compiler run
+        target.parent.mkdir(parents=True, exist_ok=True)
+        includes = [f"-I{SOURCE_DIR / d}" for d in C_DIRS]
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            out = Path(tmp) / target.name
+            subprocess.run([compiler, *C_FLAGS, *_arch_flags(compiler), *includes,
+                            *(str(SOURCE_DIR / s) for s in sources), "-o", str(out), "-lm"],
+                           check=True, capture_output=True)
+            os.replace(out, target)  # atomic: concurrent builders never see a partial file
+    return target
+
+
+_ort_op_lock = threading.Lock()
+_ort_op_path: Path | None = None
+_ort_op_tried = False
+
+
+def ort_scan_op_library() -> Path | None:
+    """avssm's SelectiveScan op for ONNX Runtime on the CPU (csrc/ort with the CPU scan kernel), built on first
+    use, for ``SessionOptions.register_custom_ops_library``. None where no C compiler is found, it does not
+    compile, or ``AVSSM_CPU_KERNEL=0`` turns the compiled CPU kernel off."""
+    global _ort_op_path, _ort_op_tried
+    if not settings.cpu_kernel_enabled():
+        return None
+    with _ort_op_lock:
+        if not _ort_op_tried:
+            _ort_op_tried = True
+            try:
+                _ort_op_path = build_c_library("ort_selective_scan",
+                                               ["cpu/selective_scan_cpu.c", "ort/ort_selective_scan.c"])
+            except (OSError, RuntimeError, subprocess.CalledProcessError):
+                _ort_op_path = None
+        return _ort_op_path
+
+
+def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None = None,
+                  architectures: str | None = None, jobs: int | None = None, log=print) -> Path:
+    """Configure and build avssm/csrc with CMake (the kernels; the plugin too with TensorRT's headers); returns
+    the build directory (default ``<cache>/native-build``, where the libraries are looked for)."""
+    if not (SOURCE_DIR / "CMakeLists.txt").is_file():
+        raise AvssmError(f"native sources not found at {SOURCE_DIR} (reinstall avssm)")
+    for tool in ("cmake", "nvcc"):
+        if shutil.which(tool) is None:
+            raise AvssmError(f"build-plugins: '{tool}' not found on PATH (install CMake and the CUDA toolkit)")
+    build = Path(build_dir) if build_dir else settings.cache_dir() / "native-build"
+    configure = ["cmake", "-S", str(SOURCE_DIR), "-B", str(build)]
+    if tensorrt_root:
+        configure.append(f"-DTensorRT_ROOT={tensorrt_root}")
+    if architectures:
+        configure.append(f"-DCMAKE_CUDA_ARCHITECTURES={architectures}")
+    for cmd in (configure, ["cmake", "--build", str(build), "-j", str(jobs or os.cpu_count() or 2)]):
+        log(" ".join(cmd))
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        for line in result.stdout.splitlines():
+            if line.startswith("-- avssm") or "error" in line.lower():
+                log(line)
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise AvssmError(f"build-plugins: '{' '.join(cmd[:2])}' failed: " + " | ".join(tail))
+    return build

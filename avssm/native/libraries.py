@@ -1,0 +1,77 @@
+"""Finding and loading the built libraries: the CUDA kernels (loaded once, for PyTorch) and the TensorRT plugin
+(checked for its loader entry points; TensorRT loads it)."""
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+
+from avssm.native import settings
+from avssm.native.abi import load_kernel_library
+
+PLUGIN_LIB = "libavssm_trt_plugin.so"
+KERNEL_LIB = "libavssm_kernels.so"
+_PACKAGE = Path(__file__).resolve().parent.parent
+_kernel_lock = threading.Lock()
+_kernel_lib = None
+_kernel_searched = False
+
+
+def build_dirs() -> list[Path]:
+    """Where `avssm build-plugins` puts libraries by default, and the package's own lib/ (a wheel that ships them)."""
+    return [_PACKAGE / "lib", settings.cache_dir() / "native-build"]
+
+
+def plugin_candidates() -> list[Path]:
+    """Where the TensorRT plugin library is looked for, in order."""
+    paths = [p for p in [settings.plugin_lib()] if p]
+    return paths + [d / PLUGIN_LIB for d in build_dirs()]
+
+
+def find_plugin_library() -> Path | None:
+    return next((p for p in plugin_candidates() if p.is_file()), None)
+
+
+def check_plugin_library(path: Path) -> str | None:
+    """None if ``path`` loads and exports the TensorRT loader entry points, else what is wrong."""
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        return f"cannot be loaded: {e}"
+    missing = [name for name in ("getCreators", "getPluginCreators", "setLoggerFinder") if not hasattr(lib, name)]
+    return f"not an avssm TensorRT plugin (missing {', '.join(missing)})" if missing else None
+
+
+def kernel_candidates() -> list[Path]:
+    """Where the kernel library is looked for, in order."""
+    paths = [p for p in [settings.kernel_lib()] if p]
+    if settings.plugin_lib():
+        paths.append(settings.plugin_lib().with_name(KERNEL_LIB))
+    return paths + [d / KERNEL_LIB for d in build_dirs()]
+
+
+def find_kernel_library() -> Path | None:
+    return next((p for p in kernel_candidates() if p.is_file()), None)
+
+
+def kernel_library() -> ctypes.CDLL | None:
+    """The found kernel library, loaded once (None if there is none, or it does not load)."""
+    global _kernel_lib, _kernel_searched
+    with _kernel_lock:
+        if not _kernel_searched:
+            _kernel_searched = True
+            path = find_kernel_library()
+            try:
+                _kernel_lib = load_kernel_library(path) if path else None
+            except (OSError, AttributeError):  # not loadable, or an older build without the whole C API
+                _kernel_lib = None
+        return _kernel_lib
+
+
+def kernel_library_loads(path: Path) -> bool:
+    """The library loads and has this version's C API (an older build lacks functions or has another version)."""
+    try:
+        load_kernel_library(path)
+        return True
+    except (OSError, AttributeError):
+        return False
