@@ -247,3 +247,39 @@ def test_tensorrt_parser_check_finds_what_it_looks_for():
     problems = tensorrt_parser_problems(model)
     assert len(problems) == 4, problems
     assert [p.split(" ")[0] for p in problems] == ["opset", "Slice", "Hardmax", "Resize"]
+
+
+def test_scan_lengths_are_recorded_for_the_export_in_progress_only(tmp_path):
+    # The portable lowering sizes its chunks from the lengths traced at export; they are collected for the
+    # export in progress (a context), never left behind for the next one or shared between threads.
+    import threading
+
+    from avssm.ops import selective_scan_onnx
+
+    class Scan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.A = torch.nn.Parameter(-torch.rand(4, 1))
+
+        def forward(self, u, delta, B, C):
+            return selective_scan(u, delta, self.A, B, C)
+
+    def export(L, path):
+        args = (torch.randn(1, 4, L), torch.rand(1, 4, L), torch.randn(1, 1, 1, L), torch.randn(1, 1, 1, L))
+        torch.onnx.export(Scan(), args, str(path), dynamo=False, opset_version=17)
+
+    seen = {}
+
+    def in_thread():
+        with selective_scan_onnx.recording_lengths() as lengths:
+            export(77, tmp_path / "b.onnx")
+        seen["thread"] = lengths
+
+    with selective_scan_onnx.recording_lengths() as lengths:
+        worker = threading.Thread(target=in_thread)
+        worker.start()
+        worker.join()
+        export(33, tmp_path / "a.onnx")
+    assert lengths == [33] and seen["thread"] == [77]
+    export(55, tmp_path / "c.onnx")  # outside any recording: nothing collected, nothing fails
+    assert lengths == [33]

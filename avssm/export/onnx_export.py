@@ -237,15 +237,12 @@ def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dyna
         step(f"tracing {model_name} at {input_size[0]}x{input_size[1]}")
         # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
         wrapper = _Exported(net).eval()
-        selective_scan_onnx.traced_lengths = lengths = []
-        try:
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-                warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected
-                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=["images"], output_names=output_names, dynamic_axes=dynamic_axes,
-                                  do_constant_folding=True)
-        finally:
-            selective_scan_onnx.traced_lengths = None
+        with selective_scan_onnx.recording_lengths() as lengths, warnings.catch_warnings(), \
+                torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected
+            torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["images"], output_names=output_names, dynamic_axes=dynamic_axes,
+                              do_constant_folding=True)
         proto = onnx.load(str(tmp))
         _name_output_dims(proto, wrapper.output_shapes, dynamic, detector)
         if scan_op == "portable":

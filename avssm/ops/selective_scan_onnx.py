@@ -8,13 +8,28 @@ TensorRT's ONNX parser uses to find the plugin (``plugin_version``, ``plugin_nam
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 
 from avssm.graph.scan_node import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-# While an exporter sets this to a list, every exported scan appends its sequence length (so the
-# portable lowering can size its chunks for the lengths the model was exported at).
-traced_lengths: list[int] | None = None
+# The list the export in progress (this thread or task) collects the scans' sequence lengths into, so that the
+# portable lowering can size its chunks for the lengths the model was exported at: see recording_lengths().
+_lengths: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("avssm_scan_lengths", default=None)
+
+
+@contextlib.contextmanager
+def recording_lengths():
+    """Within the block, each exported SelectiveScan node appends its sequence length to the list this yields.
+    Scoped to the calling thread or task: concurrent exports each get their own."""
+    lengths: list[int] = []
+    token = _lengths.set(lengths)
+    try:
+        yield lengths
+    finally:
+        _lengths.reset(token)
 
 
 class _SelectiveScanNode(torch.autograd.Function):
@@ -37,7 +52,8 @@ class _SelectiveScanNode(torch.autograd.Function):
 
 def selective_scan_onnx(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Emit one SelectiveScan node (only meaningful inside torch.onnx.export)."""
-    if traced_lengths is not None:
-        traced_lengths.append(int(u.shape[-1]))
+    lengths = _lengths.get()
+    if lengths is not None:
+        lengths.append(int(u.shape[-1]))
     return _SelectiveScanNode.apply(u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                     None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
