@@ -137,19 +137,36 @@ def test_every_calibration_frame_counts(exported, tmp_path, method):
 
 def test_calibration_sessions_run_without_the_memory_pattern(exported, tmp_path):
     """The calibrator's session is made without ONNX Runtime's memory pattern (which doubles the peak memory
-    of frame-by-frame calibration at full resolution), and ONNX Runtime's own method is back afterwards."""
+    of frame-by-frame calibration at full resolution) in avssm's calibration only: another thread's calibrator
+    and log records are untouched meanwhile, and ONNX Runtime's own method is back afterwards."""
+    import logging
+    import threading
+
     from onnxruntime.quantization.calibrate import CalibraterBase, create_calibrator
 
-    from avssm.calib.quantize import _calibration_sessions_without_memory_pattern
+    from avssm.calib.quantize import _calibration_hooks
 
     _, files, _ = exported
     original = CalibraterBase.create_inference_session
-    with _calibration_sessions_without_memory_pattern():
+    other = {}
+
+    def elsewhere():
+        other["calibrator"] = create_calibrator(files["portable"], augmented_model_path=str(tmp_path / "other.onnx"))
+        other["logged"] = logging.getLogger().filter(logging.makeLogRecord({"levelno": logging.WARNING}))
+
+    with _calibration_hooks():
         calibrator = create_calibrator(files["portable"], augmented_model_path=str(tmp_path / "augmented.onnx"))
+        mine = logging.getLogger().filter(logging.makeLogRecord({"levelno": logging.WARNING}))
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join()
     options = calibrator.infer_session.get_session_options()
     assert options.enable_mem_pattern is False
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert other["calibrator"].infer_session.get_session_options().enable_mem_pattern is True
+    assert not mine and other["logged"]  # the quantizer's advice is dropped here, not in the other thread
     assert CalibraterBase.create_inference_session is original
+    assert logging.getLogger().filter(logging.makeLogRecord({"levelno": logging.WARNING}))
 
 
 def _cli(*args):

@@ -18,9 +18,11 @@ model's precision.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -126,7 +128,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
         src = Path(tmp) / "fp32.onnx"
         onnx.save(lowered, str(src))
         portable_int8 = Path(tmp) / "int8.onnx"
-        with _quiet_quantizer(), _calibration_sessions_without_memory_pattern():
+        with _calibration_hooks():
             quantize_static(str(src), str(portable_int8), _Reader(input_name, frames, progress), quant_format=QuantFormat.QDQ,
                             op_types_to_quantize=list(op_types), nodes_to_quantize=to_quantize, per_channel=True,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
@@ -145,41 +147,61 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
                           to_quantize, kept, str(twin) if twin else None)
 
 
+# True while quantize_int8 calibrates, in its own thread or task only: the two hooks below act on that context
+# alone, so ONNX Runtime sessions and log records of other threads are left as they are.
+_calibrating: contextvars.ContextVar[bool] = contextvars.ContextVar("avssm_calibrating", default=False)
+_hooks_lock = threading.Lock()
+_hooks_users = 0
+_hooks_original = None
+
+
+class _QuantizerAdviceFilter(logging.Filter):
+    """The quantizer logs advice (pre-processing, bias layout) on the root logger: in avssm's calibration, keep
+    errors only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not _calibrating.get()
+
+
+_advice_filter = _QuantizerAdviceFilter()
+
+
 @contextlib.contextmanager
-def _calibration_sessions_without_memory_pattern():
-    """ONNX Runtime's calibrator runs its session once per frame with the memory pattern on (quantize_static
-    has no option for it; avssm.graph.onnx_io.session_options says why avssm's sessions run without it).
-    Its session is made as ONNX Runtime makes it (no graph optimization), with avssm's options."""
+def _calibration_hooks():
+    """For the calling context: the calibrator's ONNX Runtime session is made without the memory pattern
+    (quantize_static has no option for it; avssm.graph.onnx_io.session_options says why avssm's sessions run
+    without it), otherwise as ONNX Runtime makes it (no graph optimization); the quantizer's advice is not
+    logged. The hooks are installed while any context uses them and act only inside one."""
+    global _hooks_users, _hooks_original
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibraterBase
 
     from avssm.graph.onnx_io import session_options
 
-    original = CalibraterBase.create_inference_session
-
     def create_inference_session(self):
+        if not _calibrating.get():
+            return _hooks_original(self)
         options = session_options()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self.infer_session = ort.InferenceSession(self.augmented_model_path, sess_options=options,
                                                   providers=self.execution_providers)
 
-    CalibraterBase.create_inference_session = create_inference_session
+    with _hooks_lock:
+        if _hooks_users == 0:
+            _hooks_original = CalibraterBase.create_inference_session
+            CalibraterBase.create_inference_session = create_inference_session
+            logging.getLogger().addFilter(_advice_filter)
+        _hooks_users += 1
+    token = _calibrating.set(True)
     try:
         yield
     finally:
-        CalibraterBase.create_inference_session = original
-
-
-@contextlib.contextmanager
-def _quiet_quantizer():
-    """The quantizer logs advice (pre-processing, bias layout) on the root logger: keep errors only."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+        _calibrating.reset(token)
+        with _hooks_lock:
+            _hooks_users -= 1
+            if _hooks_users == 0:
+                CalibraterBase.create_inference_session = _hooks_original
+                logging.getLogger().removeFilter(_advice_filter)
 
 
 def portable_twin_path(output: Path) -> Path:
