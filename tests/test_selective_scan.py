@@ -152,3 +152,14 @@ def test_shape_errors_name_the_tensor(bad):
     name = "B" if bad == "groups" else bad
     with pytest.raises(ValueError, match=name):
         selective_scan(**args)
+
+
+def test_one_chunk_size_rule_for_the_pytorch_path_and_the_lowering():
+    import importlib
+
+    from avssm.graph import lowering, scan_node
+
+    ops = importlib.import_module("avssm.ops.selective_scan")  # the module (the package exports the function)
+
+    assert ops.scan_chunk_size is scan_node.chunk_size and lowering.chunk_size is scan_node.chunk_size
+    assert [scan_node.chunk_size(L) for L in (1, 300, 2900, 4096, 8161, 130560, 10**7)] == [16, 16, 32, 64, 64, 256, 256]

@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from avssm.graph.scan_node import DOMAIN, attribute, is_scan_node, node_inputs
+from avssm.graph.scan_node import DOMAIN, attribute, chunk_size, is_scan_node, node_inputs
 
 DEFAULT_CHUNK = 64
 
@@ -210,11 +210,6 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     return b
 
 
-def chunk_for_length(length: int) -> int:
-    """About sqrt(L), a power of two in [8, 256]: balances the step scans against the chunk scan."""
-    return int(min(256, max(8, 2 ** int(np.floor(np.log2(max(1.0, np.sqrt(length))))))))
-
-
 def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
                          lengths: list[int] | None = None) -> onnx.ModelProto:
     """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops.
@@ -242,9 +237,9 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
         out_dtype = dtypes.get(node.input[0], TensorProto.FLOAT)
         size = chunk
         if size is None and lengths is not None and scan_index < len(lengths):
-            size = chunk_for_length(lengths[scan_index])
+            size = chunk_size(lengths[scan_index])
         if size is None:
-            size = chunk_for_length(b_shape[3]) if b_shape[3] else DEFAULT_CHUNK
+            size = chunk_size(b_shape[3]) if b_shape[3] else DEFAULT_CHUNK
         scan_index += 1
         built = _lower_node(node, (a_shape[0], a_shape[1], b_shape[1]), out_dtype, size, f"scan{i}")
         new_nodes.extend(built.nodes)

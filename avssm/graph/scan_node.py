@@ -7,6 +7,7 @@ empty-named inputs), announced by the int attributes ``has_D``, ``has_z``, ``has
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 DOMAIN = "trt.plugins"
@@ -25,6 +26,13 @@ class ScanInputs(NamedTuple):
     D: object = None
     z: object = None
     delta_bias: object = None
+
+
+def chunk_size(length: int) -> int:
+    """The chunk size of a chunked scan over ``length`` tokens, for the PyTorch path and the portable lowering
+    alike: about sqrt(L), which balances the scan inside the chunks against the scan across them, as a power of
+    two in [16, 256] (at least 16 keeps the parallel work per step large)."""
+    return 1 << min(8, max(4, int(math.log2(max(1, length)) // 2)))
 
 
 def split_inputs(inputs, has_D, has_z, has_delta_bias) -> ScanInputs:

@@ -22,10 +22,11 @@ Math is fp32; the output has u's dtype; the last state (batch, dim, N) stays fp3
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 import torch.nn.functional as F
+
+from avssm.graph.scan_node import chunk_size as scan_chunk_size
 
 Tensor = torch.Tensor
 
@@ -100,12 +101,6 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return (out, h) if return_last_state else out
 
 
-def _chunk_size(length: int) -> int:
-    # About sqrt(L) balances the in-chunk loop against the carry loop; at least 16 keeps the
-    # parallel work per step large.
-    return max(16, min(256, 1 << int(round(math.log2(max(1, length)) / 2))))
-
-
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                            return_last_state=False, chunk_size: int | None = None):
     """Fast PyTorch path: chunks scanned in parallel, then the chunk states carried across.
@@ -125,7 +120,7 @@ def _scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_la
     if length == 0:
         out = _finish(u.new_zeros((batch, dim, 0), dtype=torch.float32), u, D, z, dtype_in)
         return (out, u.new_zeros((batch, dim, n), dtype=torch.float32)) if return_last_state else out
-    T = chunk_size or _chunk_size(length)
+    T = chunk_size or scan_chunk_size(length)
     nchunks = -(-length // T)
     pad = nchunks * T - length
 
