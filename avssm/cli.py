@@ -19,7 +19,7 @@ from rich.table import Table
 
 from avssm.errors import AvssmError
 from avssm.outputs import check_output, check_output_dir, write_json
-from avssm.runtime.pipeline import RunConfig
+from avssm.runtime.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="avssm: VMamba and Vim perception models for the edge.")

@@ -1,0 +1,38 @@
+"""What a run is asked to do: `avssm run`'s options as a dataclass (light: the CLI reads its defaults at start)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avssm.errors import AvssmError
+from avssm.outputs import check_output
+
+
+@dataclass
+class RunConfig:
+    """How a run reads, infers and writes (`avssm run`'s flags take their defaults from here)."""
+
+    camera: bool = False                     # ``source`` is a camera (index, /dev/videoN, gst:...)
+    resize: tuple[int, int] | None = None    # (H, W); None keeps full resolution
+    drop: str | None = None                  # "oldest" or "none"; None: oldest for cameras/streams, none for files
+    realtime: bool = False                   # play a file at its own frame rate, like a camera
+    max_frames: int | None = None            # stop after this many timed frames
+    warmup: int = 1                          # frames run before timing starts
+    score_threshold: float = 0.3
+    iou_threshold: float = 0.6
+    show: bool = False                       # a window with boxes and live FPS
+    save_video: str | None = None            # write the frames with boxes here
+    jsonl: str | None = None                 # one line of detections per frame here
+
+    def check(self, source: str, inputs: dict | None = None) -> None:
+        """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
+        if self.max_frames is not None and self.max_frames < 1:
+            raise AvssmError(f"--max-frames {self.max_frames}: must be at least 1")
+        if self.warmup < 0:
+            raise AvssmError(f"--warmup {self.warmup}: must be 0 or more")
+        for flag, value in (("--score-threshold", self.score_threshold), ("--iou-threshold", self.iou_threshold)):
+            if not 0.0 <= value <= 1.0:
+                raise AvssmError(f"{flag} {value}: must be between 0 and 1")
+        inputs = {"--source": None if self.camera else source, **(inputs or {})}
+        for flag, path in (("--save-video", self.save_video), ("--jsonl", self.jsonl)):
+            if path:
+                check_output(path, flag, inputs=inputs)
