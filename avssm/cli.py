@@ -19,6 +19,8 @@ from rich.table import Table
 
 from avssm.errors import AvssmError
 from avssm.outputs import check_output, check_output_dir, write_json
+from avssm.calib.options import CalibOptions
+from avssm.export.options import ExportOptions
 from avssm.runtime.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -101,13 +103,15 @@ def export_cmd(
     model: str = typer.Argument(..., help="Registered model name (see `avssm models`)."),
     output: str = typer.Option(..., "--output", "-o", help="Path of the .onnx file to write."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
-    input_size: str = typer.Option("1080x1920", "--input-size", help="Export (and, with --dynamic, optimal) size HxW."),
-    dynamic: bool = typer.Option(False, "--dynamic", help="Symbolic batch, height and width."),
-    batch: int = typer.Option(1, "--batch", min=1, help="Batch size of the example input."),
-    scan_op: str = typer.Option("plugin", "--scan-op",
+    input_size: str = typer.Option("x".join(map(str, ExportOptions.input_size)), "--input-size",
+                                   help="Export (and, with --dynamic, optimal) size HxW."),
+    dynamic: bool = typer.Option(ExportOptions.dynamic, "--dynamic", help="Symbolic batch, height and width."),
+    batch: int = typer.Option(ExportOptions.batch, "--batch", min=1, help="Batch size of the example input."),
+    scan_op: str = typer.Option(ExportOptions.scan_op, "--scan-op",
                                 help="plugin: SelectiveScan nodes for TensorRT + the avssm plugin; portable: standard ops only."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (>= 17)."),
+    precision: str = typer.Option(ExportOptions.precision, "--precision",
+                                  help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
+    opset: int = typer.Option(ExportOptions.opset, "--opset", help="ONNX opset (>= 17)."),
     verify: bool = typer.Option(False, "--verify", help="Run the file and PyTorch on the same input and print the errors."),
     json_path: Optional[str] = json_option(),
 ):
@@ -376,10 +380,12 @@ def calib_cmd(
                              "COCO JSON (its images/ folder)."),
     output: str = typer.Option(..., "--output", "-o", help="INT8 Q/DQ file to write (a plugin-form input also gets "
                                "OUTPUT.portable.onnx, its ONNX Runtime twin)."),
-    frames: int = typer.Option(256, "--frames", min=1, help="Calibration frames to read."),
-    holdout: int = typer.Option(16, "--holdout", min=0, help="Further frames, never calibrated on, for the fidelity report."),
-    min_frames: int = typer.Option(8, "--min-frames", min=1, help="Fail when fewer calibration frames can be read."),
-    method: str = typer.Option("entropy", "--method", help="entropy, minmax or percentile."),
+    frames: int = typer.Option(CalibOptions.frames, "--frames", min=1, help="Calibration frames to read."),
+    holdout: int = typer.Option(CalibOptions.holdout, "--holdout", min=0,
+                                help="Further frames, never calibrated on, for the fidelity report."),
+    min_frames: int = typer.Option(CalibOptions.min_frames, "--min-frames", min=1,
+                                   help="Fail when fewer calibration frames can be read."),
+    method: str = typer.Option(CalibOptions.method, "--method", help="entropy, minmax or percentile."),
     op_types: Optional[str] = typer.Option(None, "--op-types", help="Comma-separated op types to quantize "
                                            "(default Conv,MatMul,Gemm)."),
     keep: Optional[list[str]] = typer.Option(None, "--keep", help="Regex of node (or weight) names kept in higher precision; "

@@ -118,3 +118,34 @@ def test_doctor_runs_without_torch():
     report = json.loads(r.stdout)
     assert report["torch"] is None and report["cpu_scan_kernel"] is None and "kernel_library" in report
     assert report["onnxruntime_scan_op"] is None or report["onnxruntime_scan_op"].endswith(".so")
+
+
+def test_cli_defaults_are_the_librarys():
+    # The CLI states no default of its own for what the library decides: run, export and calib read theirs
+    # from the library's option dataclasses, which the library's functions use too.
+    import inspect
+
+    import typer.main
+
+    from avssm.calib.calibration import calibrate
+    from avssm.calib.options import CalibOptions
+    from avssm.cli import app
+    from avssm.export.onnx_export import export_onnx
+    from avssm.export.options import ExportOptions
+    from avssm.runtime.config import RunConfig
+
+    commands = typer.main.get_command(app).commands
+
+    def defaults(name):
+        return {p.name: p.default for p in commands[name].params}
+
+    run = defaults("run")
+    for field in ("max_frames", "warmup", "score_threshold", "iou_threshold"):
+        assert run[field] == getattr(RunConfig, field), field
+    export, signature = defaults("export"), inspect.signature(export_onnx).parameters
+    assert export["input_size"] == "x".join(map(str, ExportOptions.input_size)) == "1080x1920"
+    for field in ("dynamic", "batch", "scan_op", "precision", "opset"):
+        assert export[field] == signature[field].default == getattr(ExportOptions, field), field
+    calib, signature = defaults("calib"), inspect.signature(calibrate).parameters
+    for field in ("frames", "holdout", "min_frames", "method"):
+        assert calib[field] == signature[field].default == getattr(CalibOptions, field), field

@@ -108,3 +108,15 @@ def test_the_cli_runs_exported_files_without_torch_loaded():
 def test_the_walk_finds_the_modules():
     assert {"avssm.graph.lowering", "avssm.runtime.backends", "avssm.export.torch_backend"} <= {n for n, _ in modules()}
     assert "avssm.runtime.backends" in avssm_imports(PACKAGE / "calib" / "frames.py")
+
+
+def test_lazy_packages_export_no_name_of_their_own_submodules():
+    # A package that loads its names on first use must not export a name that is also one of its modules:
+    # once the module is imported it becomes the package's attribute, and `from avssm.calib import calibrate`
+    # would give the module instead of the function.
+    import importlib
+
+    for package in ("avssm.runtime", "avssm.export", "avssm.calib"):
+        exports = set(importlib.import_module(package)._EXPORTS)
+        modules = {p.stem for p in (PACKAGE / package.split(".")[1]).glob("*.py")}
+        assert exports.isdisjoint(modules), (package, exports & modules)

@@ -1,11 +1,18 @@
-"""Calibration and precision (INT8 explicit Q/DQ) for exported models. Imports without PyTorch.
+"""Calibration and precision (INT8 explicit Q/DQ) for exported models. Imports without PyTorch; names are loaded
+on first use, so the CLI's reading of ``avssm.calib.options`` costs nothing.
 
     from avssm.calib import calibrate
     report = calibrate("det.onnx", "clip.mp4", "det.int8.onnx", frames=256, method="entropy")
 """
-from avssm.calib.calibrate import calibrate
-from avssm.calib.frames import fidelity, read_frames
-from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, qdq_placement, quantize_int8
+import importlib
 
-__all__ = ["DEFAULT_KEEP", "DEFAULT_OP_TYPES", "CalibrationError", "calibrate", "fidelity", "qdq_placement",
-           "quantize_int8", "read_frames"]
+_EXPORTS = {"calibrate": "calibration", "fidelity": "frames", "read_frames": "frames", "CalibrationError": "quantize",
+            "qdq_placement": "quantize", "quantize_int8": "quantize", "DEFAULT_KEEP": "options",
+            "DEFAULT_OP_TYPES": "options", "CalibOptions": "options"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"avssm.calib.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'avssm.calib' has no attribute '{name}'")

@@ -30,18 +30,11 @@ from typing import Iterable
 import numpy as np
 import onnx
 
+from avssm.calib.options import DEFAULT_KEEP, DEFAULT_OP_TYPES, METHODS, CalibOptions  # noqa: F401 - re-exported
 from avssm.errors import AvssmError
 from avssm.graph.metadata import require_metadata, write_metadata
 from avssm.graph.qdq import keeps, qdq_placement, raise_scans  # noqa: F401 - qdq_placement is re-exported
 from avssm.graph.scan_node import scan_node_names
-
-DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
-DEFAULT_KEEP = (
-    r"^scan\d+/",                              # the SelectiveScan lowering (portable form)
-    r"(x_proj|dt_proj)",                       # delta, B and C feed softplus/exp inside the scan
-    r"/head/(cls_logits|box_pred|centerness)",  # the head's final decode
-)
-METHODS = ("entropy", "minmax", "percentile")
 
 
 class CalibrationError(AvssmError):
@@ -92,7 +85,7 @@ class _Reader:
 
 
 def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: str | Path, *,
-                  method: str = "entropy", op_types: Iterable[str] = DEFAULT_OP_TYPES,
+                  method: str = CalibOptions.method, op_types: Iterable[str] = DEFAULT_OP_TYPES,
                   keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999, progress=None) -> QuantizeResult:
     """Write an INT8 Q/DQ copy of ``model_path`` (fp32, plugin or portable form) calibrated on ``frames``
     (preprocessed (1, 3, H, W) float32 arrays, e.g. from :func:`avssm.calib.frames.calibration_frames`)."""

@@ -16,13 +16,11 @@ import onnx
 
 import avssm
 from avssm.errors import AvssmError
+from avssm.export.options import MIN_OPSET, PRECISIONS, SCAN_OPS, ExportOptions
 from avssm.outputs import atomic_output, check_output
 from avssm.graph.metadata import make_metadata, read_metadata, write_metadata
 from avssm.sizes import parse_size
 
-SCAN_OPS = ("plugin", "portable")
-PRECISIONS = ("fp32", "fp16")
-MIN_OPSET = 17
 
 
 @dataclass
@@ -167,8 +165,10 @@ def _name_output_dims(proto: onnx.ModelProto, shapes: list[list[int]], dynamic: 
                 dim.dim_value = size
 
 
-def export_onnx(model, output, *, checkpoint=None, input_size=(1080, 1920), dynamic: bool = False, batch: int = 1,
-                scan_op: str = "plugin", precision: str = "fp32", opset: int = MIN_OPSET, verify: bool = False,
+def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.input_size,
+                dynamic: bool = ExportOptions.dynamic, batch: int = ExportOptions.batch,
+                scan_op: str = ExportOptions.scan_op, precision: str = ExportOptions.precision,
+                opset: int = ExportOptions.opset, verify: bool = False,
                 progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``model`` (a registered name or an avssm nn.Module) to ``output``.
 

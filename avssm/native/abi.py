@@ -22,7 +22,7 @@ class ScanParams(ctypes.Structure):
     ]
 
 
-# avssm_scan_layout: the N = 16 kernel layouts (avssm/csrc/README.md, "Kernel design").
+# avssm_scan_layout: the N = 16 kernel layouts (docs/kernels.md).
 SCAN_LAYOUTS = {"plan": 0, "channel": 1, "tokens": 2}
 
 

@@ -186,7 +186,7 @@ struct Plan {
 // more time per token (measured on an H100); segments add the first pass over segments - 1 of them,
 // which costs about as much as the second (the exponentials). Take the plan that minimizes
 // work / min(1, warps / capacity). 4 and 8 lanes per channel are unmeasured: they run only when
-// p.lanes_per_channel asks for them (avssm/csrc/README.md says what they may gain).
+// p.lanes_per_channel asks for them (docs/notes/kernels.md says what they may gain).
 Plan channel_plan(const avssm_scan_params &p, int sms) {
     const int64_t tiles = (p.length + kTile - 1) / kTile;
     const double full = static_cast<double>(kChannelWarpsPerSM) * std::max(sms, 1);

@@ -1,5 +1,5 @@
-// token_scan_kernel: the token layout of the N = 16 scan, a candidate for batch 1 (avssm/csrc/README.md, "Kernel
-// design"). It runs only when avssm_scan_params.layout asks for it, until a GPU has timed it.
+// token_scan_kernel: the token layout of the N = 16 scan, a candidate for batch 1 (docs/kernels.md). It runs
+// only when avssm_scan_params.layout asks for it, until a GPU has timed it.
 //
 // One block of 128 threads per (batch, channel), each thread owning 32 consecutive tokens of a 4096-token
 // chunk, so batch 1 at dim 768 is 768 blocks of 4 warps and the sequence is never split (every exponential is
@@ -10,7 +10,7 @@
 //   3. each thread runs its tokens again from the state entering them, adding C * h into y; the last thread's
 //      final h is the state the next chunk starts from.
 // Per token and state: one exponential, two multiplies and one multiply-add in step 1, two multiply-adds in
-// step 3. Counted in sm_90 SASS (avssm/csrc/README.md): the state loop is 9.8 instructions per exponential in
+// step 3. Counted in sm_90 SASS (docs/notes/kernels.md): the state loop is 9.8 instructions per exponential in
 // fp16 and 8.1 in fp32; with the per-token work before it (conversions, bias, softplus) and y after it, a whole
 // chunk is 11.1 and 9.3.
 // Written against the helpers of scan_common.cuh and CUDA's warp primitives only (no CUB), so the tests can

@@ -21,7 +21,7 @@ extern "C" {
 /* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
 typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
 
-/* Kernel layout of the N = 16 path (avssm/csrc/README.md, "Kernel design"). */
+/* Kernel layout of the N = 16 path (docs/kernels.md). */
 typedef enum {
     AVSSM_LAYOUT_PLAN = 0,    /* the plan's choice: today always the channel layout */
     AVSSM_LAYOUT_CHANNEL = 1, /* lanes own channels and walk their sequences; split when the GPU is short of warps */

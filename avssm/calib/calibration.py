@@ -4,11 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from avssm.calib.frames import fidelity, read_frames
-from avssm.calib.quantize import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibrationError, portable_twin_path, quantize_int8
+from avssm.calib.options import DEFAULT_KEEP, DEFAULT_OP_TYPES, CalibOptions
+from avssm.calib.quantize import CalibrationError, portable_twin_path, quantize_int8
 
 
-def calibrate(model: str, data: str, output: str, *, frames: int = 256, holdout: int = 16, min_frames: int = 8,
-              method: str = "entropy", op_types=DEFAULT_OP_TYPES, keep=DEFAULT_KEEP,
+def calibrate(model: str, data: str, output: str, *, frames: int = CalibOptions.frames,
+              holdout: int = CalibOptions.holdout, min_frames: int = CalibOptions.min_frames,
+              method: str = CalibOptions.method, op_types=DEFAULT_OP_TYPES, keep=DEFAULT_KEEP,
               resize: tuple[int, int] | None = None, progress=None, warn=None) -> dict:
     """Calibrate ``model`` on the first ``frames`` frames of ``data``, write ``output`` and return the report.
 
