@@ -256,3 +256,21 @@ def test_doctor_reports_without_gpu():
     report = json.loads(r.stdout)
     assert {"torch", "tensorrt", "onnxruntime", "kernel_library", "trt_plugin_library", "cpu_scan_kernel"} <= set(report)
 
+
+
+def test_native_libraries_are_loaded_once_and_a_failure_is_none():
+    from avssm.native.libraries import load_once
+
+    calls = []
+
+    @load_once
+    def good():
+        calls.append(1)
+        return "lib"
+
+    @load_once
+    def bad():
+        calls.append(2)
+        raise OSError("cannot open shared object file")
+
+    assert [good(), good(), bad(), bad()] == ["lib", "lib", None, None] and calls == [1, 2]

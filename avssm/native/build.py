@@ -9,11 +9,11 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import threading
 from pathlib import Path
 
 from avssm.errors import AvssmError
 from avssm.native import settings
+from avssm.native.libraries import load_once
 
 SOURCE_DIR = Path(__file__).resolve().parent.parent / "csrc"
 C_DIRS = ("cpu", "ort")  # the C sources compiled on first use (any file in them is part of the cache key)
@@ -59,27 +59,16 @@ def build_c_library(name: str, sources: list[str]) -> Path:
     return target
 
 
-_ort_op_lock = threading.Lock()
-_ort_op_path: Path | None = None
-_ort_op_tried = False
+@load_once
+def _ort_scan_op_build() -> Path:
+    return build_c_library("ort_selective_scan", ["cpu/selective_scan_cpu.c", "ort/ort_selective_scan.c"])
 
 
 def ort_scan_op_library() -> Path | None:
     """avssm's SelectiveScan op for ONNX Runtime on the CPU (csrc/ort with the CPU scan kernel), built on first
     use, for ``SessionOptions.register_custom_ops_library``. None where no C compiler is found, it does not
     compile, or ``AVSSM_CPU_KERNEL=0`` turns the compiled CPU kernel off."""
-    global _ort_op_path, _ort_op_tried
-    if not settings.cpu_kernel_enabled():
-        return None
-    with _ort_op_lock:
-        if not _ort_op_tried:
-            _ort_op_tried = True
-            try:
-                _ort_op_path = build_c_library("ort_selective_scan",
-                                               ["cpu/selective_scan_cpu.c", "ort/ort_selective_scan.c"])
-            except (OSError, RuntimeError, subprocess.CalledProcessError):
-                _ort_op_path = None
-        return _ort_op_path
+    return _ort_scan_op_build() if settings.cpu_kernel_enabled() else None
 
 
 def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None = None,

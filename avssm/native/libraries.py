@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import functools
+import subprocess
 import threading
 from pathlib import Path
 
@@ -12,9 +14,25 @@ from avssm.native.abi import load_kernel_library
 PLUGIN_LIB = "libavssm_trt_plugin.so"
 KERNEL_LIB = "libavssm_kernels.so"
 _PACKAGE = Path(__file__).resolve().parent.parent
-_kernel_lock = threading.Lock()
-_kernel_lib = None
-_kernel_searched = False
+
+
+def load_once(loader):
+    """``loader()`` run once per process, thread-safe, its result kept; None when it fails as a native library
+    can (not found, not loadable, an older C API, no compiler, a compile error). The one loader of avssm's
+    native libraries: the CUDA kernels, the CPU kernel and the ONNX Runtime op."""
+    lock, result = threading.Lock(), []
+
+    @functools.wraps(loader)
+    def get():
+        with lock:
+            if not result:
+                try:
+                    result.append(loader())
+                except (OSError, AttributeError, RuntimeError, subprocess.CalledProcessError):
+                    result.append(None)
+            return result[0]
+
+    return get
 
 
 def build_dirs() -> list[Path]:
@@ -54,18 +72,11 @@ def find_kernel_library() -> Path | None:
     return next((p for p in kernel_candidates() if p.is_file()), None)
 
 
+@load_once
 def kernel_library() -> ctypes.CDLL | None:
     """The found kernel library, loaded once (None if there is none, or it does not load)."""
-    global _kernel_lib, _kernel_searched
-    with _kernel_lock:
-        if not _kernel_searched:
-            _kernel_searched = True
-            path = find_kernel_library()
-            try:
-                _kernel_lib = load_kernel_library(path) if path else None
-            except (OSError, AttributeError):  # not loadable, or an older build without the whole C API
-                _kernel_lib = None
-        return _kernel_lib
+    path = find_kernel_library()
+    return load_kernel_library(path) if path else None
 
 
 def kernel_library_loads(path: Path) -> bool:

@@ -12,19 +12,14 @@ in PyTorch around it) that `avssm train` uses on the CPU.
 from __future__ import annotations
 
 import ctypes
-import subprocess
-import threading
 
 import torch
 
 from avssm.native import build_c_library, settings
+from avssm.native.libraries import load_once
 
-_lock = threading.Lock()
-_lib = None
-_failed = False
-
-
-def _build() -> ctypes.CDLL:
+@load_once
+def _library() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c"])))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
@@ -32,18 +27,6 @@ def _build() -> ctypes.CDLL:
     lib.avssm_scan_cpu_bwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_bwd.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5 + [ctypes.c_int]
     return lib
-
-
-def _library():
-    global _lib, _failed
-    if _lib is None and not _failed:
-        with _lock:
-            if _lib is None and not _failed:
-                try:
-                    _lib = _build()
-                except (OSError, RuntimeError, subprocess.CalledProcessError):
-                    _failed = True
-    return _lib
 
 
 def available() -> bool:
