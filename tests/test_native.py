@@ -274,3 +274,41 @@ def test_native_libraries_are_loaded_once_and_a_failure_is_none():
         raise OSError("cannot open shared object file")
 
     assert [good(), good(), bad(), bad()] == ["lib", "lib", None, None] and calls == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def cmake_3_22(tmp_path_factory):
+    """JetPack 6's CMake (3.22.1), from PyPI."""
+    target = tmp_path_factory.mktemp("cmake-3.22.1")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", "--target",
+                        str(target), "cmake==3.22.1"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        pytest.skip(f"cmake==3.22.1 could not be installed from a registry: {r.stderr.strip().splitlines()[-1:]}")
+    return target / "cmake" / "data" / "bin"
+
+
+@pytest.mark.skipif(not os.path.isfile("/usr/local/cuda/bin/nvcc"), reason="needs the CUDA toolkit in /usr/local/cuda")
+def test_builds_with_jetpack_6s_cmake_and_nvcc_off_path(cmake_3_22, tmp_path):
+    # JetPack 6.1/6.2: CMake 3.22.1, and nvcc in /usr/local/cuda/bin without being on PATH.
+    env = {**os.environ, "PATH": f"{cmake_3_22}:/usr/bin:/bin", "CUDA_HOME": "/usr/local/cuda"}
+    env.pop("CUDACXX", None)
+    code = ("import sys; from avssm.native import build_plugins\n"
+            "build_plugins(sys.argv[1], architectures='87', log=lambda line: print(line, flush=True))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "build")], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nvcc: /usr/local/cuda/bin/nvcc (from CUDA_HOME)" in r.stdout
+    assert "cmake version 3.22.1" in subprocess.run([str(cmake_3_22 / "cmake"), "--version"], capture_output=True,
+                                                    text=True).stdout
+    assert (tmp_path / "build" / KERNEL_LIB).is_file()
+
+
+def test_nvcc_is_looked_for_in_order(tmp_path):
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "CUDA_HOME": str(tmp_path), "CUDACXX": str(tmp_path / "nvcc")}
+    env.pop("CUDA_PATH", None)
+    code = "from avssm.native import settings\nfound = settings.nvcc()\nprint(found[1] if found else 'none')\n"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # CUDACXX and CUDA_HOME point at nothing; /usr/local/cuda/bin is the last place looked at
+    expected = "/usr/local/cuda/bin" if os.path.isfile("/usr/local/cuda/bin/nvcc") else "none"
+    assert r.stdout.strip() == expected

@@ -77,11 +77,17 @@ def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None
     the build directory (default ``<cache>/native-build``, where the libraries are looked for)."""
     if not (SOURCE_DIR / "CMakeLists.txt").is_file():
         raise AvssmError(f"native sources not found at {SOURCE_DIR} (reinstall avssm)")
-    for tool in ("cmake", "nvcc"):
-        if shutil.which(tool) is None:
-            raise AvssmError(f"build-plugins: '{tool}' not found on PATH (install CMake and the CUDA toolkit)")
+    if shutil.which("cmake") is None:
+        raise AvssmError("build-plugins: 'cmake' not found on PATH (apt install cmake, or pip install cmake; "
+                         "3.18 or newer)")
+    found = settings.nvcc()
+    if found is None:
+        raise AvssmError("build-plugins: nvcc not found (looked at CUDACXX, CUDA_HOME, CUDA_PATH, PATH and "
+                         "/usr/local/cuda/bin): install the CUDA toolkit or set CUDA_HOME")
+    nvcc, where = found
+    log(f"nvcc: {nvcc} (from {where})")
     build = Path(build_dir) if build_dir else settings.cache_dir() / "native-build"
-    configure = ["cmake", "-S", str(SOURCE_DIR), "-B", str(build)]
+    configure = ["cmake", "-S", str(SOURCE_DIR), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}"]
     if tensorrt_root:
         configure.append(f"-DTensorRT_ROOT={tensorrt_root}")
     if architectures:
