@@ -124,6 +124,12 @@ int main(int argc, char** argv) {
         return 2;
     }
 
+    auto getPluginCreators = reinterpret_cast<GetCreators>(dlsym(plugin, "getPluginCreators"));
+    int32_t nbV1 = -1;
+    IPluginCreatorInterface* const* v1 = getPluginCreators ? getPluginCreators(nbV1) : nullptr;
+    check(getPluginCreators && nbV1 == 0 && v1 == nullptr,
+          "getPluginCreators (the V1 entry point) lists no creator: the library has no IPluginCreator");
+
     int32_t nbCreators = 0;
     IPluginCreatorInterface* const* creators = getCreators(nbCreators);
     check(nbCreators == 1 && creators && creators[0], "getCreators gives one creator");

@@ -332,7 +332,13 @@ extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
     return gCreators;
 }
 
-extern "C" IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators) { return getCreators(nbCreators); }
+// The IPluginCreator (V1) entry point that loaders of TensorRT 10.0-10.1 call first: it lists V1 creators only,
+// and this library has none (handing the V3 creator to a V1 interface would be read as the wrong class), so it
+// lists nothing and those loaders go on to getCreators.
+extern "C" IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators) {
+    nbCreators = 0;
+    return nullptr;
+}
 
 extern "C" void setLoggerFinder(ILoggerFinder* finder) {
     std::lock_guard<std::mutex> lock(avssm::trt::gLoggerMutex);
