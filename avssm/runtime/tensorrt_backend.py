@@ -58,9 +58,19 @@ def engine_device_memory_mib(engine) -> float:
     return (engine.device_memory_size if size is None else size) / 2**20
 
 
+PLUGIN_ID = ("SelectiveScan", "1", "avssm")  # name, version, namespace of the creator (avssm/csrc/trt/README.md)
+
+
 def _load_plugin(trt, plugin_lib: str | None) -> str | None:
+    """Make avssm's plugin creator available to TensorRT: found already registered (another component of the
+    process loaded it), or loaded from ``plugin_lib`` (default: the one found); the path, or None without one.
+    ``load_library`` returns nothing useful when the creator is there already, so the creator is looked up
+    before and after, and its absence after loading is the error."""
     from avssm.native import check_plugin_library, find_plugin_library
 
+    registry = trt.get_plugin_registry()
+    if registry.get_creator(*PLUGIN_ID) is not None:
+        return plugin_lib or "(already registered)"
     path = Path(plugin_lib) if plugin_lib else find_plugin_library()
     if path is None:
         return None
@@ -69,8 +79,33 @@ def _load_plugin(trt, plugin_lib: str | None) -> str | None:
     problem = check_plugin_library(path)
     if problem:
         raise BackendError(f"plugin library {path}: {problem}")
-    trt.get_plugin_registry().load_library(str(path))
+    registry.load_library(str(path))
+    if registry.get_creator(*PLUGIN_ID) is None:
+        raise BackendError(f"plugin library {path}: loaded, but TensorRT has no SelectiveScan creator (version 1, "
+                           "namespace avssm) after it; rebuild it with avssm build-plugins for this TensorRT")
     return str(path)
+
+
+def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) -> str | None:
+    """The plugin library an engine needs: none for one without SelectiveScan nodes (a portable-form file);
+    otherwise ``--plugin-lib``, then ``$AVSSM_PLUGIN_LIB`` and the usual places, then the path recorded when it was
+    built. An engine copied to another machine so finds the library where it is there, not where it was."""
+    from avssm.native import find_plugin_library
+
+    if plugin_lib:
+        return plugin_lib
+    if sidecar.get("avssm", {}).get("scan_op") != "plugin":
+        return None
+    found = find_plugin_library()
+    if found is not None:
+        return str(found)
+    recorded = sidecar.get("plugin_lib")
+    if recorded and Path(recorded).is_file():
+        return recorded
+    raise BackendError(f"engine {engine_path}: has SelectiveScan nodes and needs avssm's plugin "
+                       f"({Path(recorded).name if recorded else 'libavssm_trt_plugin.so'}), found neither in "
+                       "$AVSSM_PLUGIN_LIB, the usual places nor where it was built; run avssm build-plugins or pass "
+                       "--plugin-lib")
 
 
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
@@ -149,7 +184,8 @@ class TensorRTBackend(Backend):
             raise BackendError(f"engine {engine_path}: built with TensorRT {sidecar.get('tensorrt')} on {sidecar.get('gpu')}, "
                                f"this is TensorRT {here_trt} on {here_gpu}; rebuild it: avssm build {sidecar.get('onnx')} "
                                f"-o {engine_path}")
-        plugin = _load_plugin(trt, plugin_lib or sidecar.get("plugin_lib"))
+        library = engine_plugin_library(engine_path, sidecar, plugin_lib)
+        plugin = _load_plugin(trt, library) if library else None  # a portable-form engine needs none
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())

@@ -1,0 +1,72 @@
+"""What the TensorRT paths decide before TensorRT runs, checked without TensorRT: which plugin library an engine
+loads, and how the plugin is put into a registry (a stand-in that records calls; it shows avssm's calls, not
+that TensorRT accepts them)."""
+import pytest
+
+from avssm.errors import AvssmError
+from avssm.runtime.tensorrt_backend import PLUGIN_ID, _load_plugin, engine_plugin_library
+
+
+@pytest.fixture
+def plugin_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("AVSSM_PLUGIN_LIB", raising=False)
+    monkeypatch.setenv("AVSSM_CACHE_DIR", str(tmp_path / "cache"))  # nothing built in the usual places
+    return tmp_path
+
+
+def test_a_portable_engine_needs_no_plugin(plugin_file):
+    sidecar = {"avssm": {"scan_op": "portable"}, "plugin_lib": "/gone/libavssm_trt_plugin.so"}
+    assert engine_plugin_library("e.engine", sidecar, None) is None
+
+
+def test_a_copied_engine_finds_the_plugin_where_it_is_now(plugin_file, monkeypatch):
+    here = plugin_file / "libavssm_trt_plugin.so"
+    here.write_bytes(b"")
+    sidecar = {"avssm": {"scan_op": "plugin"}, "plugin_lib": "/build/machine/libavssm_trt_plugin.so"}
+    monkeypatch.setenv("AVSSM_PLUGIN_LIB", str(here))
+    assert engine_plugin_library("e.engine", sidecar, None) == str(here)  # not the path recorded elsewhere
+    assert engine_plugin_library("e.engine", sidecar, "/explicit.so") == "/explicit.so"
+    monkeypatch.delenv("AVSSM_PLUGIN_LIB")
+    with pytest.raises(AvssmError, match="needs avssm's plugin \\(libavssm_trt_plugin.so\\).*avssm build-plugins"):
+        engine_plugin_library("e.engine", sidecar, None)
+    sidecar["plugin_lib"] = str(here)  # the same machine: the recorded path still works
+    assert engine_plugin_library("e.engine", sidecar, None) == str(here)
+
+
+class RecordingRegistry:
+    def __init__(self, registered=False, registers_on_load=True):
+        self.registered, self.registers_on_load, self.calls = registered, registers_on_load, []
+
+    def get_creator(self, *key):
+        self.calls.append(("get_creator", key))
+        return object() if self.registered else None
+
+    def load_library(self, path):
+        self.calls.append(("load_library", path))
+        self.registered = self.registered or self.registers_on_load
+        return None
+
+
+class FakeTensorRT:
+    def __init__(self, registry):
+        self.registry = registry
+
+    def get_plugin_registry(self):
+        return self.registry
+
+
+def test_the_plugin_is_loaded_only_when_its_creator_is_absent(tmp_path, monkeypatch):
+    import avssm.native
+
+    library = tmp_path / "libavssm_trt_plugin.so"
+    library.write_bytes(b"")
+    monkeypatch.setattr(avssm.native, "check_plugin_library", lambda path: None)
+    already = RecordingRegistry(registered=True)  # another component of the process loaded it
+    assert _load_plugin(FakeTensorRT(already), str(library)) == str(library)
+    assert [c[0] for c in already.calls] == ["get_creator"] and already.calls[0][1] == PLUGIN_ID
+    fresh = RecordingRegistry()
+    assert _load_plugin(FakeTensorRT(fresh), str(library)) == str(library)
+    assert [c[0] for c in fresh.calls] == ["get_creator", "load_library", "get_creator"]
+    broken = RecordingRegistry(registers_on_load=False)
+    with pytest.raises(AvssmError, match="loaded, but TensorRT has no SelectiveScan creator"):
+        _load_plugin(FakeTensorRT(broken), str(library))
