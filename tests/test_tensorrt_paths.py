@@ -70,3 +70,25 @@ def test_the_plugin_is_loaded_only_when_its_creator_is_absent(tmp_path, monkeypa
     broken = RecordingRegistry(registers_on_load=False)
     with pytest.raises(AvssmError, match="loaded, but TensorRT has no SelectiveScan creator"):
         _load_plugin(FakeTensorRT(broken), str(library))
+
+
+def test_onnx_runtimes_tensorrt_provider_gets_plugin_nodes_only_from_1_22(tmp_path, monkeypatch):
+    import onnxruntime
+
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+    from avssm.runtime.backends import _plugin_form_model, ort_tensorrt_runs_v3_plugins, session_options
+
+    assert [ort_tensorrt_runs_v3_plugins(v) for v in ("1.17.3", "1.21.1", "1.22.0", "1.23.2", "2.0.0.dev1")] == [
+        False, False, True, True, True]
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    path = tmp_path / "det.onnx"
+    export_onnx(model, path, input_size=(64, 64), scan_op="plugin")
+    monkeypatch.setattr(onnxruntime, "__version__", "1.21.1")
+    lowered, how = _plugin_form_model(path, "tensorrt", None, session_options())
+    import onnx
+
+    assert "1.22 and newer run" in how
+    assert not [n for n in onnx.load_from_string(lowered).graph.node if n.op_type == "SelectiveScan"]
+    monkeypatch.setattr(onnxruntime, "__version__", "1.22.0")
+    assert _plugin_form_model(path, "tensorrt", None, session_options()) == (str(path), "avssm TensorRT plugin")

@@ -56,15 +56,35 @@ class Backend:
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
 
+# ONNX Runtime's TensorRT provider lists plugin creators with getPluginCreatorList() (V1 creators only) before
+# 1.22 and with getAllCreators() from 1.22 on; avssm's plugin has only a V3 creator.
+ORT_TENSORRT_V3_PLUGINS = (1, 22)
+
+
+def ort_tensorrt_runs_v3_plugins(version: str) -> bool:
+    """Whether this onnxruntime(-gpu) version's TensorRT provider can use avssm's (V3) plugin creator."""
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= ORT_TENSORRT_V3_PLUGINS
+
+
 def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str | bytes, str]:
     """(model path or bytes, how its scans run) for a plugin-form file (SelectiveScan nodes). TensorRT runs the
-    nodes with avssm's plugin; on the CPU avssm's SelectiveScan op runs them (fp32 files, where a C compiler
-    built it; registered in ``options``); anywhere else they are lowered to standard ops in memory, as
-    `--scan-op portable` would have written them."""
+    nodes with avssm's plugin (through ONNX Runtime's TensorRT provider from ONNX Runtime 1.22 on); on the CPU
+    avssm's SelectiveScan op runs them (fp32 files, where a C compiler built it; registered in ``options``);
+    anywhere else they are lowered to standard ops in memory, as `--scan-op portable` would have written them."""
+    import onnxruntime as ort
+
     from avssm import native
 
+    lowered = "standard ops (lowered at load)"
     if provider == "tensorrt":
-        return str(path), "avssm TensorRT plugin"
+        if ort_tensorrt_runs_v3_plugins(ort.__version__):
+            return str(path), "avssm TensorRT plugin"
+        lowered = (f"standard ops (lowered at load: the TensorRT provider of ONNX Runtime {ort.__version__} takes "
+                   "only V1 plugin creators; 1.22 and newer run avssm's plugin)")
     if provider == "cpu" and dtype == np.float32 and (library := native.ort_scan_op_library()) is not None:
         options.register_custom_ops_library(str(library))
         return str(path), "avssm CPU op"
@@ -72,7 +92,7 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
 
     from avssm.graph.lowering import lower_selective_scan
 
-    return lower_selective_scan(onnx.load(str(path))).SerializeToString(), "standard ops (lowered at load)"
+    return lower_selective_scan(onnx.load(str(path))).SerializeToString(), lowered
 
 
 class OnnxRuntimeBackend(Backend):
