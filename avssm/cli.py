@@ -495,6 +495,8 @@ def doctor_cmd(json_path: Optional[str] = json_option()):
     op = report["onnxruntime_scan_op"] or ("unavailable (no ONNX Runtime or C compiler): plugin-form files run "
                                            "their scans as standard ops")
     console.print(f"ONNX Runtime SelectiveScan op (plugin-form files on the CPU): {op}", markup=False)
+    for problem in report["compatibility"]:
+        console.print(f"does not fit: {problem}", markup=False)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

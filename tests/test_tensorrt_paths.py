@@ -92,3 +92,22 @@ def test_onnx_runtimes_tensorrt_provider_gets_plugin_nodes_only_from_1_22(tmp_pa
     assert not [n for n in onnx.load_from_string(lowered).graph.node if n.op_type == "SelectiveScan"]
     monkeypatch.setattr(onnxruntime, "__version__", "1.22.0")
     assert _plugin_form_model(path, "tensorrt", None, session_options()) == (str(path), "avssm TensorRT plugin")
+
+
+def test_doctor_says_when_gpu_packages_do_not_fit():
+    from avssm.doctor import compatibility_problems
+
+    jetpack6 = {"driver_cuda": "12.6", "cuda_python": "12.6.2", "tensorrt": "10.3.0", "tensorrt_cuda": None,
+                "onnxruntime_gpu": None}
+    assert compatibility_problems(jetpack6) == []
+    unpinned = {**jetpack6, "cuda_python": "13.0.1", "tensorrt": "11.4.0", "tensorrt_cuda": "13",
+                "onnxruntime_gpu": "1.21.1"}
+    problems = compatibility_problems(unpinned)
+    assert any(p.startswith("cuda-python is built for CUDA 13, but the driver supports CUDA 12.6") for p in problems)
+    assert any(p.startswith("tensorrt is built for CUDA 13") for p in problems)
+    assert any("takes only V1 plugins" in p for p in problems)
+    old = {**jetpack6, "tensorrt": "8.6.2"}
+    assert compatibility_problems(old) == [compatibility_problems(old)[0]] and "no IPluginV3" in compatibility_problems(old)[0]
+    mixed = {**jetpack6, "driver_cuda": "13.0", "cuda_python": "12.9.0", "tensorrt_cuda": "13"}
+    assert compatibility_problems(mixed) == ["cuda-python 12.9.0 (CUDA 12) and TensorRT for CUDA 13 do not match: "
+                                             "pip install 'cuda-python>=13,<14'"]
