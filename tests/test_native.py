@@ -60,6 +60,10 @@ def test_plugin_library_exports_loader_entry_points(build):
     exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == {"getCreators", "getPluginCreators", "setLoggerFinder", "avssmInitPlugins"}
+    # Self-contained: a copy embedded in a version-compatible engine has no libavssm_kernels.so or libcudart beside it.
+    dynamic = subprocess.run(["readelf", "-d", str(plugin)], capture_output=True, text=True).stdout
+    needed = [line.split("[")[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line]
+    assert not [n for n in needed if "avssm" in n or "cudart" in n or "nvinfer" in n], needed
 
 
 def tensorrt_include():
