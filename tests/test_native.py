@@ -316,3 +316,12 @@ def test_nvcc_is_looked_for_in_order(tmp_path):
     # CUDACXX and CUDA_HOME point at nothing; /usr/local/cuda/bin is the last place looked at
     expected = "/usr/local/cuda/bin" if os.path.isfile("/usr/local/cuda/bin/nvcc") else "none"
     assert r.stdout.strip() == expected
+
+
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to compile-check the C++ sample")
+def test_cpp_sample_compiles_against_tensorrt():
+    # Not linked or run here (no libnvinfer): -Wall -Wextra clean against the headers is what can be checked.
+    sample = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc", "samples", "run_engine.cpp")
+    r = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-isystem",
+                        tensorrt_include(), "-isystem", cuda_include(), sample], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -3,19 +3,23 @@
 //   run_engine model.engine [height width]
 //
 // It links libavssm_trt_plugin and registers the SelectiveScan creator with avssmInitPlugins() before
-// deserializing (instead of IPluginRegistry::loadLibrary), feeds one zero frame, and prints the output
-// shapes and the GPU time of one inference. Input preprocessing (normalization, NCHW, RGB) is the
-// engine's avssm metadata in model.engine.json; a real node converts its camera image accordingly.
+// deserializing (instead of IPluginRegistry::loadLibrary), unless another component of the process (a second
+// node in one ROS 2 container) registered it already. It feeds one zero frame of the profile's optimal shape
+// (height and width replaced when given), and prints the shapes and the GPU time of each stage: upload,
+// inference, download. Input preprocessing (normalization, NCHW, RGB) is the engine's avssm metadata in
+// model.engine.json; a real node converts its camera image accordingly.
 #include "NvInferRuntime.h"
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern "C" bool avssmInitPlugins(nvinfer1::IPluginRegistry* registry);
@@ -57,11 +61,12 @@ bool parseSize(char const* text, int64_t& value) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: %s model.engine [height width]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s model.engine [height width]  (default: the profile's optimal shape)\n", argv[0]);
         return 2;
     }
-    int64_t height = 1080, width = 1920;
-    if (argc > 3 && !(parseSize(argv[2], height) && parseSize(argv[3], width))) {
+    int64_t height = 0, width = 0;
+    bool const sizeHint = argc > 3;
+    if (sizeHint && !(parseSize(argv[2], height) && parseSize(argv[3], width))) {
         std::fprintf(stderr, "height and width must be positive integers, got '%s' '%s'\n", argv[2], argv[3]);
         return 2;
     }
@@ -73,8 +78,10 @@ int main(int argc, char** argv) {
     std::vector<char> plan((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
 
     Logger logger;
-    if (!avssmInitPlugins(getPluginRegistry())) {
-        std::fprintf(stderr, "avssm plugin: registration failed (already registered?)\n");
+    nvinfer1::IPluginRegistry* registry = getPluginRegistry();
+    bool const registered = registry->getCreator("SelectiveScan", "1", "avssm") != nullptr;  // by another component
+    if (!registered && !avssmInitPlugins(registry)) {
+        std::fprintf(stderr, "avssm plugin: registration of SelectiveScan (version 1, namespace avssm) failed\n");
         return 1;
     }
     std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger));
@@ -88,14 +95,21 @@ int main(int argc, char** argv) {
     if (!check(cudaStreamCreate(&stream), "cudaStreamCreate")) return 1;
 
     std::vector<void*> buffers;
+    std::vector<std::pair<void*, size_t>> inputs, outputs;  // device pointer, bytes
     for (int32_t i = 0; i < engine->getNbIOTensors(); ++i) {
         char const* name = engine->getIOTensorName(i);
-        if (engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT) {
-            nvinfer1::Dims dims = engine->getTensorShape(name);
-            if (dims.d[0] < 0) dims.d[0] = 1;
-            if (dims.d[2] < 0) dims.d[2] = height;
-            if (dims.d[3] < 0) dims.d[3] = width;
-            context->setInputShape(name, dims);
+        if (engine->getTensorIOMode(name) != nvinfer1::TensorIOMode::kINPUT) continue;
+        nvinfer1::Dims dims = engine->getTensorShape(name);
+        bool dynamic = false;
+        for (int32_t k = 0; k < dims.nbDims; ++k) dynamic = dynamic || dims.d[k] < 0;
+        if (dynamic) dims = engine->getProfileShape(name, 0, nvinfer1::OptProfileSelector::kOPT);
+        if (sizeHint && dims.nbDims >= 2) {  // the last two dimensions are height and width (NCHW)
+            dims.d[dims.nbDims - 2] = height;
+            dims.d[dims.nbDims - 1] = width;
+        }
+        if (!context->setInputShape(name, dims)) {
+            std::fprintf(stderr, "input %s: the engine's profile does not take this shape; build it for it\n", name);
+            return 1;
         }
     }
     for (int32_t i = 0; i < engine->getNbIOTensors(); ++i) {
@@ -110,21 +124,35 @@ int main(int argc, char** argv) {
         void* ptr = nullptr;
         if (!check(cudaMalloc(&ptr, bytes), "cudaMalloc") || !check(cudaMemsetAsync(ptr, 0, bytes, stream), "cudaMemset")) return 1;
         buffers.push_back(ptr);
+        (engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT ? inputs : outputs).emplace_back(ptr, bytes);
         context->setTensorAddress(name, ptr);
         std::printf("%s %s [%s]\n", engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT ? "input " : "output",
                     name, shape.c_str());
     }
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
-    context->enqueueV3(stream);  // warm-up
-    cudaEventRecord(start, stream);
+    // One frame's stages, as the Python runtime reports them: upload (host to device), inference, download.
+    std::vector<char> host;
+    for (auto const& io : inputs) host.resize(std::max(host.size(), io.second));
+    for (auto const& io : outputs) host.resize(std::max(host.size(), io.second));
+    cudaEvent_t events[4];
+    for (cudaEvent_t& e : events) cudaEventCreate(&e);
+    if (!context->enqueueV3(stream)) {  // warm-up
+        std::fprintf(stderr, "inference failed (see TensorRT's messages above)\n");
+        return 1;
+    }
+    cudaEventRecord(events[0], stream);
+    for (auto const& io : inputs) cudaMemcpyAsync(io.first, host.data(), io.second, cudaMemcpyHostToDevice, stream);
+    cudaEventRecord(events[1], stream);
     bool const ok = context->enqueueV3(stream);
-    cudaEventRecord(stop, stream);
+    cudaEventRecord(events[2], stream);
+    for (auto const& io : outputs) cudaMemcpyAsync(host.data(), io.first, io.second, cudaMemcpyDeviceToHost, stream);
+    cudaEventRecord(events[3], stream);
     if (!ok || !check(cudaStreamSynchronize(stream), "inference")) return 1;
-    float ms = 0.f;
-    cudaEventElapsedTime(&ms, start, stop);
-    std::printf("inference %.2f ms (GPU time, one frame)\n", ms);
+    char const* stages[] = {"upload", "inference", "download"};
+    for (int k = 0; k < 3; ++k) {
+        float ms = 0.f;
+        cudaEventElapsedTime(&ms, events[k], events[k + 1]);
+        std::printf("%-10s %8.2f ms (GPU time, one frame)\n", stages[k], ms);
+    }
     for (void* ptr : buffers) cudaFree(ptr);
     cudaStreamDestroy(stream);
     return 0;
