@@ -10,13 +10,13 @@ from pathlib import Path
 
 from avssm import native
 from avssm.errors import AvssmError
-from avssm.runtime.backends import ENGINE_SUFFIXES, Backend, load_backend
+from avssm.runtime.backends import Backend, load_backend, runs_on_pytorch
 
 
 def open_model(model: str, backend: str = "auto", *, checkpoint: str | None = None, device: str = "cpu",
                plugin_lib: str | None = None) -> Backend:
     """Open ``model`` (an exported file, an engine, or a registered model name) on ``backend``."""
-    if backend == "torch" or (backend == "auto" and Path(model).suffix.lower() not in (".onnx", *ENGINE_SUFFIXES)):
+    if runs_on_pytorch(model, backend):
         import avssm.export.torch_backend  # noqa: F401 - registers the "torch" backend
 
     return load_backend(model, backend, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib)

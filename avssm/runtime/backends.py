@@ -148,13 +148,18 @@ def register_backend(name: str, factory: Callable[..., Backend]) -> None:
     _REGISTRY[name] = factory
 
 
+def runs_on_pytorch(model: str, backend: str = "auto") -> bool:
+    """Whether ``model`` opens on the PyTorch backend: asked for, or, with auto, not an .onnx file or an engine
+    (a registered model name)."""
+    return backend == "torch" or (backend == "auto" and Path(model).suffix.lower() not in (".onnx", *ENGINE_SUFFIXES))
+
+
 def _choose(model: str, plugin_lib: str | None) -> tuple[str, str]:
     """(backend, why) for --backend auto."""
-    suffix = Path(model).suffix.lower()
-    if suffix in ENGINE_SUFFIXES:
-        return "tensorrt", "a TensorRT engine"
-    if suffix != ".onnx":
+    if runs_on_pytorch(model):
         return "torch", "a registered model name runs on PyTorch"
+    if Path(model).suffix.lower() in ENGINE_SUFFIXES:
+        return "tensorrt", "a TensorRT engine"
     providers = _ort_providers()
     if not providers:
         raise BackendError("no backend available: install onnxruntime (or onnxruntime-gpu)")
