@@ -20,8 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from avssm.datasets.classes import ROAD_CLASSES
-from avssm.graph.metadata import DEFAULT_INPUT
-from avssm.models.layers import LayerNorm2d
+from avssm.models.layers import LayerNorm2d, backbone_default_cfg
 from avssm.models.registry import model_constructor, register_model
 
 
@@ -148,7 +147,7 @@ class Detector(nn.Module):
     def default_cfg(self) -> dict:
         """What an exported file records about the model (avssm.graph.metadata): classes, normalization,
         padding."""
-        return {"class_names": list(self.class_names), "input": dict(DEFAULT_INPUT), "pad_to": self.config.pad_to}
+        return {**backbone_default_cfg(self), "class_names": list(self.class_names), "pad_to": self.config.pad_to}
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = self.backbone.forward_intermediates(x, self.levels)

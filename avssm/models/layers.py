@@ -5,6 +5,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avssm.graph.metadata import DEFAULT_INPUT
+
+
+def backbone_default_cfg(model) -> dict:
+    """A classifier's or backbone's default config (what its exported file records): the normalization."""
+    return {"input": dict(DEFAULT_INPUT)}
+
+
+def check_single_map(model, indices) -> None:
+    """forward_intermediates of a backbone with one feature map: ``indices`` may only name map 0."""
+    if indices is not None and list(indices) != [0]:
+        raise ValueError(f"{type(model).__name__} has one feature map (index 0), not {list(indices)}")
+
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor (keeps nn.LayerNorm's parameter names)."""

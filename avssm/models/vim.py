@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avssm.graph.metadata import DEFAULT_INPUT
-from avssm.models.layers import DropPath, RMSNorm, drop_path_rates, init_A_log, init_dt_bias
+from avssm.models.layers import (DropPath, RMSNorm, backbone_default_cfg, check_single_map, drop_path_rates, init_A_log,
+                                 init_dt_bias)
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan
 
@@ -178,14 +178,11 @@ class Vim(nn.Module):
         """One map (as timm lists it): the grid tokens after the final norm, at the patch stride."""
         return [{"num_chs": self.config.embed_dim, "reduction": self.config.stride, "module": "norm_f"}]
 
-    @property
-    def default_cfg(self) -> dict:
-        return {"input": dict(DEFAULT_INPUT)}
+    default_cfg = property(backbone_default_cfg)
 
     def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
         """[(B, D, gh, gw)]: the grid tokens (class token removed) as a map; ``indices`` may only name map 0."""
-        if indices is not None and list(indices) != [0]:
-            raise ValueError(f"Vim has one feature map (index 0), not {list(indices)}")
+        check_single_map(self, indices)
         tokens, (gh, gw) = self.forward_tokens(x)
         mid = (gh * gw) // 2
         grid = torch.cat([tokens[:, :mid], tokens[:, mid + 1:]], dim=1)

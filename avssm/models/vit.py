@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avssm.graph.metadata import DEFAULT_INPUT
+from avssm.models.layers import backbone_default_cfg, check_single_map
 from avssm.models.registry import register_model
 
 
@@ -48,14 +48,11 @@ class ViT(nn.Module):
         """One map (as timm lists it): the normalized tokens at the patch stride."""
         return [{"num_chs": self.config.embed_dim, "reduction": self.config.patch_size, "module": "norm"}]
 
-    @property
-    def default_cfg(self) -> dict:
-        return {"input": dict(DEFAULT_INPUT)}
+    default_cfg = property(backbone_default_cfg)
 
     def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
         """[(B, D, H/16, W/16)]; ``indices`` may only name map 0."""
-        if indices is not None and list(indices) != [0]:
-            raise ValueError(f"ViT has one feature map (index 0), not {list(indices)}")
+        check_single_map(self, indices)
         return [self._feature_map(x)]
 
     def _feature_map(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avssm.graph.metadata import DEFAULT_INPUT
-from avssm.models.layers import DropPath, LayerNorm2d, Linear2d, drop_path_rates, init_A_log, init_dt_bias
+from avssm.models.layers import (DropPath, LayerNorm2d, Linear2d, backbone_default_cfg, drop_path_rates, init_A_log,
+                                 init_dt_bias)
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan
 
@@ -240,9 +240,7 @@ class VMamba(nn.Module):
         """Per stage (as timm lists them): channels, stride and the module whose output it is."""
         return [{"num_chs": d, "reduction": 4 * 2**i, "module": f"layers.{i}"} for i, d in enumerate(self.config.dims)]
 
-    @property
-    def default_cfg(self) -> dict:
-        return {"input": dict(DEFAULT_INPUT)}
+    default_cfg = property(backbone_default_cfg)
 
     def forward_intermediates(self, x: torch.Tensor, indices=None) -> list[torch.Tensor]:
         """The maps of stages ``indices`` (default: all), each stage's output before its downsample, NCHW."""
