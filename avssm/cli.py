@@ -88,8 +88,6 @@ def models_cmd(json_path: Optional[str] = json_option()):
     rows = describe_models()
     if json_path:
         write_json(rows, json_path)
-        if json_path == "-":
-            return
     table = Table(title="avssm models")
     for col in ("name", "task", "family", "params"):
         table.add_column(col, justify="right" if col == "params" else "left")
@@ -317,8 +315,6 @@ def eval_cmd(
             results[-1]["file"] = model
     if json_path:
         write_json(results, json_path)
-        if json_path == "-":
-            return
     from rich import box
 
     table = Table(title=f"COCO mAP on {results[0]['images']} images of {data}", box=box.SIMPLE)
@@ -330,7 +326,7 @@ def eval_cmd(
     for r in results:
         table.add_row(r["file"], f"{r['backend']} {r['precision']}", *(f"{r[k]:.3f}" for k in (
             "map", "map50", "map75", "map_small", "map_medium", "map_large")))
-    console.print(table)
+    human_console(json_path).print(table)
 
 
 @app.command("train")
@@ -474,8 +470,7 @@ def doctor_cmd(json_path: Optional[str] = json_option()):
         report = doctor()
     if json_path:
         write_json(report, json_path)
-        if json_path == "-":
-            return
+    console = human_console(json_path)
     t = report["torch"]
     console.print(f"PyTorch: {t['version'] + (' CUDA ' + str(t['cuda']) if t['cuda'] else ' (CPU build)') if t else 'not installed'}"
                   + (f"; GPU: {t['gpu']}" if t and t.get('gpu') else "; no GPU visible"), markup=False)

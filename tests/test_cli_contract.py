@@ -286,6 +286,7 @@ def test_json_is_a_path_everywhere(tmp_path, command):
     to_stdout = avssm(*args, "--json", "-")
     assert to_stdout.returncode == 0, to_stdout.stderr
     json.loads(to_stdout.stdout)  # stdout is the JSON alone
+    assert {"models": "vmamba_tiny", "doctor": "ONNX Runtime", "export": "wrote "}[command[0]] in to_stdout.stderr
     r = avssm(*args, "--json", tmp_path / "out.json")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "out.json").read_text()) == json.loads(to_stdout.stdout) or command[0] != "models"
