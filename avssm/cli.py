@@ -484,6 +484,9 @@ def doctor_cmd(json_path: Optional[str] = json_option()):
     p = report["trt_plugin_library"]
     state = "loads, exports the loader entry points" if p["ok"] else p["problem"]
     console.print(f"TensorRT plugin library: {p['path'] + ' (' + state + ')' if p['path'] else state}", markup=False)
+    if p["path"]:
+        console.print("Self-registering plugin library (DeepStream, Triton, trtexec --staticPlugins, ONNX Runtime): "
+                      f"{p['autoregister'] or 'not built (rebuild with avssm build-plugins)'}", markup=False)
     cpu = report["cpu_scan_kernel"]
     console.print(f"CPU scan kernel: {'built' if cpu else 'no PyTorch (not needed to run engines)' if cpu is None else 'unavailable (no C compiler)'}",
                   markup=False)

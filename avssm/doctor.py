@@ -103,7 +103,10 @@ def doctor() -> dict:
                                 "loadable": native.kernel_library_loads(kernels) if kernels else False}
     plugin = native.find_plugin_library()
     problem = native.check_plugin_library(plugin) if plugin else "not found (avssm build-plugins, or set AVSSM_PLUGIN_LIB)"
-    report["trt_plugin_library"] = {"path": str(plugin) if plugin else None, "ok": problem is None, "problem": problem}
+    autoregister = plugin.with_name(native.AUTOREGISTER_LIB) if plugin else None
+    report["trt_plugin_library"] = {"path": str(plugin) if plugin else None, "ok": problem is None, "problem": problem,
+                                    "autoregister": str(autoregister) if autoregister and autoregister.is_file()
+                                    else None}
     ort_op = native.ort_scan_op_library() if report["onnxruntime"] is not None else None
     report["onnxruntime_scan_op"] = str(ort_op) if ort_op else None
     if report["torch"] is not None:  # the CPU kernel serves PyTorch's scan

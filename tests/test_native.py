@@ -2,6 +2,7 @@
 C API struct matches its ctypes mirror, the libraries load and export what loaders look for."""
 import ctypes
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from avssm.native import (KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins, check_plugin_library,
+from avssm.native import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins, check_plugin_library,
                           load_kernel_library, scan_plan, workspace_size)
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
@@ -58,12 +59,34 @@ def test_plugin_library_exports_loader_entry_points(build):
     plugin = out / "libavssm_trt_plugin.so"
     assert check_plugin_library(plugin) is None
     exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True).stdout
-    names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
-    assert names == {"getCreators", "getPluginCreators", "setLoggerFinder", "avssmInitPlugins"}
+    assert exported_functions(plugin) == {"getCreators", "getPluginCreators", "setLoggerFinder", "avssmInitPlugins",
+                                          "avssmRegisterPlugins"}
     # Self-contained: a copy embedded in a version-compatible engine has no libavssm_kernels.so or libcudart beside it.
-    dynamic = subprocess.run(["readelf", "-d", str(plugin)], capture_output=True, text=True).stdout
-    needed = [line.split("[")[1].rstrip("]") for line in dynamic.splitlines() if "(NEEDED)" in line]
+    needed, _ = dynamic_section(plugin)
     assert not [n for n in needed if "avssm" in n or "cudart" in n or "nvinfer" in n], needed
+    # The self-registering library: exports nothing, links no TensorRT, finds the plugin beside itself.
+    autoregister = out / AUTOREGISTER_LIB
+    assert exported_functions(autoregister) == set()
+    needed, runpath = dynamic_section(autoregister)
+    assert PLUGIN_LIB in needed and not [n for n in needed if "nvinfer" in n or "cudart" in n], needed
+    assert runpath == "$ORIGIN"
+    env = {**os.environ, "AVSSM_PLUGIN_LIB": str(plugin)}
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "doctor", "--json", "-"], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert json.loads(r.stdout)["trt_plugin_library"]["autoregister"] == str(autoregister)
+
+
+def exported_functions(library) -> set[str]:
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    return {line.split()[-1] for line in exported.splitlines() if " T " in line}
+
+
+def dynamic_section(library) -> tuple[list[str], str]:
+    """(NEEDED libraries, RUNPATH) of a shared library."""
+    lines = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True).stdout.splitlines()
+    needed = [line.split("[")[1].rstrip("]") for line in lines if "(NEEDED)" in line]
+    runpath = next((line.split("[")[1].rstrip("]") for line in lines if "(RUNPATH)" in line), "")
+    return needed, runpath
 
 
 def tensorrt_include():
@@ -92,6 +115,71 @@ def test_plugin_api_without_an_engine(build, tmp_path):
     assert r.stdout.strip().endswith("0 failed") and int(r.stdout.split()[-4]) >= 40, r.stdout
     # Before a logger finder is set (a program that linked the library), errors still reach stderr.
     assert "createPlugin: no fields given" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def loader_check(build, tmp_path_factory):
+    """tests/native/plugin_loader_check.cpp built as the loading program and as the recording libnvinfer."""
+    if not TRT_ROOT:
+        pytest.skip("set TensorRT_ROOT to TensorRT's headers to check the plugin's loaders")
+    if shutil.which("c++") is None or cuda_include() is None:
+        pytest.skip("needs a C++ compiler and CUDA headers")
+    out, _ = build
+    work = tmp_path_factory.mktemp("loader-check")
+    src = os.path.join(os.path.dirname(__file__), "native", "plugin_loader_check.cpp")
+    flags = ["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
+             "-isystem", tensorrt_include(), "-isystem", cuda_include()]
+    major = tensorrt_major()
+    nvinfer = work / f"libnvinfer.so.{major}"
+    subprocess.run([*flags, "-DRECORDING_NVINFER", "-shared", "-fPIC", src, "-o", str(nvinfer)], check=True)
+    subprocess.run([*flags, src, "-ldl", "-o", str(work / "plugin_loader_check")], check=True)
+
+    def run(mode, env=None):
+        return subprocess.run([str(work / "plugin_loader_check"), mode, str(nvinfer), str(out / PLUGIN_LIB),
+                               str(out / AUTOREGISTER_LIB)], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, **(env or {})})
+
+    return run, major
+
+
+def tensorrt_major() -> int:
+    text = open(os.path.join(tensorrt_include(), "NvInferVersion.h")).read()
+    for name in ("TRT_MAJOR_ENTERPRISE", "NV_TENSORRT_MAJOR"):
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "#define" and parts[1] == name and parts[2].isdigit():
+                return int(parts[2])
+    pytest.fail("no TensorRT major version in NvInferVersion.h")
+
+
+@needs_tools
+@pytest.mark.parametrize("mode", ["global", "local", "plugin-first", "init-after"])
+def test_plugin_registers_once_under_every_loader(loader_check, mode):
+    """trtexec --staticPlugins, DeepStream and Triton (TensorRT in the global scope), ONNX Runtime's TensorRT
+    provider (TensorRT loaded RTLD_LOCAL) dlopen libavssm_trt_autoregister.so and find SelectiveScan registered;
+    with loadLibrary or avssmInitPlugins in the same process it is still registered exactly once."""
+    run, _ = loader_check
+    r = run(mode)
+    assert r.returncode == 0 and r.stdout.strip().endswith(" 0 failed"), r.stdout + r.stderr
+    assert r.stderr == ""
+
+
+@needs_tools
+def test_autoregister_without_tensorrt_says_so(loader_check):
+    run, _ = loader_check
+    r = run("absent")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "no TensorRT (libnvinfer) is loaded in this process" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@needs_tools
+def test_registry_of_another_tensorrt_major_is_not_called(loader_check):
+    # IPluginRegistry's virtual functions differ between majors (TensorRT 11 dropped the V1 ones): calling one
+    # built against other headers would call the wrong function.
+    run, major = loader_check
+    r = run("other-major", {"AVSSM_TEST_TENSORRT_VERSION": str((major + 1) * 10000 + 200)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"built against TensorRT {major} headers and this process runs TensorRT {major + 1}.2" in r.stderr
 
 
 @needs_tools

@@ -94,6 +94,27 @@ def test_onnx_runtimes_tensorrt_provider_gets_plugin_nodes_only_from_1_22(tmp_pa
     assert _plugin_form_model(path, "tensorrt", None, session_options()) == (str(path), "avssm TensorRT plugin")
 
 
+def test_onnx_runtimes_tensorrt_provider_is_given_the_self_registering_library(plugin_file, monkeypatch):
+    # The provider dlopens trt_extra_plugin_lib_paths and then reads TensorRT's registry (onnxruntime
+    # core/providers/tensorrt/tensorrt_execution_provider_custom_ops.cc): libavssm_trt_plugin.so registers nothing
+    # when it is only dlopened, libavssm_trt_autoregister.so does.
+    from avssm.runtime.backends import ort_tensorrt_plugin_library
+
+    plugin = plugin_file / "libavssm_trt_plugin.so"
+    plugin.write_bytes(b"")
+    with pytest.raises(AvssmError, match="needs libavssm_trt_autoregister.so beside it"):
+        ort_tensorrt_plugin_library(str(plugin))
+    autoregister = plugin_file / "libavssm_trt_autoregister.so"
+    autoregister.write_bytes(b"")
+    assert ort_tensorrt_plugin_library(str(plugin)) == str(autoregister)
+    assert ort_tensorrt_plugin_library(str(autoregister)) == str(autoregister)
+    monkeypatch.setenv("AVSSM_PLUGIN_LIB", str(plugin))
+    assert ort_tensorrt_plugin_library(None) == str(autoregister)
+    monkeypatch.delenv("AVSSM_PLUGIN_LIB")
+    with pytest.raises(AvssmError, match="needs avssm's TensorRT plugin: run avssm build-plugins"):
+        ort_tensorrt_plugin_library(None)
+
+
 def test_doctor_says_when_gpu_packages_do_not_fit():
     from avssm.doctor import compatibility_problems
 

@@ -12,6 +12,8 @@ from avssm.native import settings
 from avssm.native.abi import load_kernel_library
 
 PLUGIN_LIB = "libavssm_trt_plugin.so"
+# Registers the plugin's creator as it is loaded, for loaders that only dlopen (it needs PLUGIN_LIB beside it).
+AUTOREGISTER_LIB = "libavssm_trt_autoregister.so"
 KERNEL_LIB = "libavssm_kernels.so"
 _PACKAGE = Path(__file__).resolve().parent.parent
 

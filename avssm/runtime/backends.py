@@ -95,6 +95,23 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
     return lower_selective_scan(onnx.load(str(path))).SerializeToString(), lowered
 
 
+def ort_tensorrt_plugin_library(plugin_lib: str | None) -> str:
+    """The library given to ONNX Runtime's TensorRT provider (``trt_extra_plugin_lib_paths``): the provider only
+    dlopens it and then reads TensorRT's registry, so it is the self-registering ``libavssm_trt_autoregister.so``,
+    beside ``plugin_lib`` (default: the plugin library found), or ``plugin_lib`` itself when it names that one."""
+    from avssm.native import AUTOREGISTER_LIB, find_plugin_library
+
+    base = Path(plugin_lib) if plugin_lib else find_plugin_library()
+    if base is None:
+        raise BackendError("the plugin-form model needs avssm's TensorRT plugin: run avssm build-plugins "
+                           "--tensorrt-root <TensorRT> or pass --plugin-lib")
+    library = base if base.name == AUTOREGISTER_LIB else base.with_name(AUTOREGISTER_LIB)
+    if not library.is_file():
+        raise BackendError(f"plugin library {base}: ONNX Runtime's TensorRT provider needs {AUTOREGISTER_LIB} beside "
+                           "it (it registers the plugin as it is loaded); build both with avssm build-plugins")
+    return str(library)
+
+
 class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, provider: str = "cpu", plugin_lib: str | None = None, reason: str = ""):
         import onnxruntime as ort
@@ -103,13 +120,15 @@ class OnnxRuntimeBackend(Backend):
         if not path.is_file():
             raise BackendError(f"model {path}: no such file")
         meta, input_name, fixed, dtype = read_onnx_input(path)
-        providers = {"cpu": ["CPUExecutionProvider"],
-                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                     "tensorrt": [("TensorrtExecutionProvider", {"trt_extra_plugin_lib_paths": plugin_lib or ""}),
-                                  "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
-        options, model, scan = session_options(), str(path), "standard ops"
+        options, model, scan, extra_plugins = session_options(), str(path), "standard ops", ""
         if meta.get("scan_op") == "plugin":
             model, scan = _plugin_form_model(path, provider, dtype, options)
+            if provider == "tensorrt" and isinstance(model, str):  # the provider runs the SelectiveScan nodes
+                extra_plugins = ort_tensorrt_plugin_library(plugin_lib)
+        providers = {"cpu": ["CPUExecutionProvider"],
+                     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                     "tensorrt": [("TensorrtExecutionProvider", {"trt_extra_plugin_lib_paths": extra_plugins}),
+                                  "CUDAExecutionProvider", "CPUExecutionProvider"]}[provider]
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as e:  # noqa: BLE001

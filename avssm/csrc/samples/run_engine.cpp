@@ -79,9 +79,9 @@ int main(int argc, char** argv) {
 
     Logger logger;
     nvinfer1::IPluginRegistry* registry = getPluginRegistry();
-    bool const registered = registry->getCreator("SelectiveScan", "1", "avssm") != nullptr;  // by another component
-    if (!registered && !avssmInitPlugins(registry)) {
-        std::fprintf(stderr, "avssm plugin: registration of SelectiveScan (version 1, namespace avssm) failed\n");
+    // Registers unless another component of the process (or libavssm_trt_autoregister.so) did; logs why it fails.
+    if (!avssmInitPlugins(registry)) {
+        std::fprintf(stderr, "avssm plugin: SelectiveScan (version 1, namespace avssm) is not registered\n");
         return 1;
     }
     std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger));

@@ -3,6 +3,9 @@
 
 #include "avssm/selective_scan.h"
 
+#include <dlfcn.h>
+#include <link.h>
+
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -345,6 +348,95 @@ extern "C" void setLoggerFinder(ILoggerFinder* finder) {
     avssm::trt::gLoggerFinder = finder;
 }
 
+namespace {
+
+using GetPluginRegistry = IPluginRegistry* (*)() noexcept;
+using GetInferLibVersion = int32_t (*)() noexcept;
+
+// The TensorRT library of this process: its registry and its version, both from the same library.
+struct TensorRT {
+    GetPluginRegistry registry{nullptr};
+    GetInferLibVersion version{nullptr};
+};
+
+int visitLoaded(dl_phdr_info* info, size_t, void* data) {
+    char const* path = info->dlpi_name;
+    char const* base = path ? std::strrchr(path, '/') : nullptr;
+    base = base ? base + 1 : path;
+    // libnvinfer.so.10, libnvinfer.so.11, libnvinfer_lean.so.10, ...
+    if (base == nullptr || std::strncmp(base, "libnvinfer", 10) != 0) return 0;
+    void* handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);  // only if loaded; it stays loaded by whoever loaded it
+    if (handle == nullptr) return 0;
+    TensorRT found{reinterpret_cast<GetPluginRegistry>(dlsym(handle, "getPluginRegistry")),
+                   reinterpret_cast<GetInferLibVersion>(dlsym(handle, "getInferLibVersion"))};
+    dlclose(handle);
+    if (found.registry == nullptr) return 0;
+    *static_cast<TensorRT*>(data) = found;
+    return 1;
+}
+
+// TensorRT as this process has it: in the global scope (a program linked with libnvinfer, or one that loaded it
+// RTLD_GLOBAL), else any loaded libnvinfer (ONNX Runtime's TensorRT provider loads it RTLD_LOCAL). Nothing is
+// loaded: a library that registers itself must use the TensorRT of the process that loads it.
+TensorRT findTensorRT() noexcept {
+    TensorRT found{reinterpret_cast<GetPluginRegistry>(dlsym(RTLD_DEFAULT, "getPluginRegistry")),
+                   reinterpret_cast<GetInferLibVersion>(dlsym(RTLD_DEFAULT, "getInferLibVersion"))};
+    if (found.registry == nullptr) dl_iterate_phdr(visitLoaded, &found);
+    return found;
+}
+
+// IPluginRegistry's virtual functions differ between TensorRT majors (11 dropped the V1 ones), so this library
+// calls a registry only of the major its headers are.
+bool registryFits(TensorRT const& process) noexcept {
+    if (process.version == nullptr) return true;
+    int32_t const version = process.version();
+    if (version / 10000 == NV_TENSORRT_MAJOR) return true;
+    avssm::trt::logError("this library was built against TensorRT " + std::to_string(NV_TENSORRT_MAJOR) +
+                         " headers and this process runs TensorRT " + std::to_string(version / 10000) + "." +
+                         std::to_string(version / 100 % 100) + ": SelectiveScan is not registered; rebuild it with "
+                         "avssm build-plugins --tensorrt-root <that TensorRT>");
+    return false;
+}
+
+// Whether `registry` holds a SelectiveScan creator (version 1, namespace avssm), from this library or another
+// copy. Read from getAllCreators: getCreator logs an error when the creator is absent.
+bool hasSelectiveScan(IPluginRegistry& registry) noexcept {
+    int32_t count = 0;
+    IPluginCreatorInterface* const* creators = registry.getAllCreators(&count);
+    for (int32_t i = 0; creators != nullptr && i < count; ++i) {
+        IPluginCreatorInterface* c = creators[i];
+        if (c == nullptr || std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) continue;
+        auto* v3 = static_cast<IPluginCreatorV3One*>(c);
+        if (std::strcmp(v3->getPluginName(), avssm::trt::kPluginName) == 0 &&
+            std::strcmp(v3->getPluginVersion(), avssm::trt::kPluginVersion) == 0 &&
+            std::strcmp(v3->getPluginNamespace(), avssm::trt::kPluginNamespace) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool registerOnce(IPluginRegistry* registry, TensorRT const& process) noexcept {
+    if (registry == nullptr || !registryFits(process)) return false;
+    if (hasSelectiveScan(*registry)) return true;  // another component or library registered it
+    if (registry->registerCreator(gCreator, avssm::trt::kPluginNamespace)) return true;
+    avssm::trt::logError("TensorRT's plugin registry refused the SelectiveScan creator (version 1, namespace avssm)");
+    return false;
+}
+
+}  // namespace
+
 extern "C" bool avssmInitPlugins(IPluginRegistry* registry) {
-    return registry != nullptr && registry->registerCreator(gCreator, avssm::trt::kPluginNamespace);
+    return registerOnce(registry, findTensorRT());
+}
+
+extern "C" bool avssmRegisterPlugins() {
+    TensorRT const process = findTensorRT();
+    if (process.registry == nullptr) {
+        avssm::trt::logError("no TensorRT (libnvinfer) is loaded in this process, so SelectiveScan is not registered: "
+                             "load libavssm_trt_autoregister.so after TensorRT, or pass libavssm_trt_plugin.so to "
+                             "IPluginRegistry::loadLibrary (trtexec --dynamicPlugins)");
+        return false;
+    }
+    return registerOnce(process.registry(), process);
 }

@@ -107,6 +107,11 @@ extern "C" {
 nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
 nvinfer1::IPluginCreatorInterface* const* getPluginCreators(int32_t& nbCreators);  // TensorRT 10.0-10.1
 void setLoggerFinder(nvinfer1::ILoggerFinder* finder);
-// Registers the creators with `registry` (pass getPluginRegistry()); returns false if already there.
+// Registers the creator with `registry` (pass getPluginRegistry()) unless it holds one already (another component
+// registered it). True when the creator is registered afterwards; false (the reason logged) when `registry` is
+// null, refuses it, or belongs to another TensorRT major than this library's headers.
 bool avssmInitPlugins(nvinfer1::IPluginRegistry* registry);
+// The same with the registry of the TensorRT loaded in this process, found when called (libavssm_trt_autoregister.so
+// calls it as it loads); false, with one line logged, when no TensorRT is loaded.
+bool avssmRegisterPlugins();
 }

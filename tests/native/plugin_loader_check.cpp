@@ -1,0 +1,211 @@
+// How avssm's plugin libraries behave under each way a program loads TensorRT plugins, with a plugin registry that
+// records the calls made to it instead of TensorRT's (tests/test_native.py builds and runs this). It checks what
+// the libraries do, not what TensorRT does with them: TensorRT itself is not here.
+//
+// Built twice from this file:
+//   -DRECORDING_NVINFER -shared -o libnvinfer.so.<major>   stands in for libnvinfer: exports getPluginRegistry and
+//       getInferLibVersion (the headers' version, or $AVSSM_TEST_TENSORRT_VERSION) and nothing else
+//   plugin_loader_check                                     the loading program:
+//
+//   plugin_loader_check MODE NVINFER PLUGIN AUTOREGISTER     prints one line per failed check and "N passed, M failed"
+//
+// MODE is how the program loads things (each mode is one process: a static initializer runs once per process):
+//   global       NVINFER loaded RTLD_GLOBAL (trtexec, DeepStream, Triton link TensorRT), then AUTOREGISTER dlopened
+//   local        NVINFER loaded RTLD_LOCAL (ONNX Runtime's TensorRT provider), then AUTOREGISTER dlopened
+//   plugin-first PLUGIN registered as IPluginRegistry::loadLibrary does (getCreators), then AUTOREGISTER dlopened
+//   init-after   AUTOREGISTER dlopened, then a second component calls avssmInitPlugins(getPluginRegistry())
+//   absent       AUTOREGISTER dlopened with no TensorRT loaded (NVINFER unused)
+//   other-major  as global, with a TensorRT of another major than the headers' ($AVSSM_TEST_TENSORRT_VERSION)
+#include "NvInferRuntime.h"
+
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+using namespace nvinfer1;
+
+namespace {
+
+// Records every call; holds what is registered so that lookups answer as a registry does.
+class RecordingRegistry : public IPluginRegistry {
+public:
+    std::vector<std::pair<IPluginCreatorInterface*, std::string>> registered;  // creator, namespace
+    int calls{0};            // every call to the registry
+    int getCreatorCalls{0};  // TensorRT's getCreator logs an error when the creator is absent
+
+    bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override {
+        ++calls;
+        registered.emplace_back(&creator, ns ? ns : "");
+        return true;
+    }
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override {
+        ++const_cast<RecordingRegistry*>(this)->calls;
+        mAll.clear();
+        for (auto const& r : registered) mAll.push_back(r.first);
+        *n = static_cast<int32_t>(mAll.size());
+        return mAll.data();
+    }
+    IPluginCreatorInterface* getCreator(AsciiChar const* const, AsciiChar const* const,
+                                        AsciiChar const* const = "") noexcept override {
+        ++calls;
+        ++getCreatorCalls;
+        return nullptr;
+    }
+    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override { return ++calls, false; }
+    void setErrorRecorder(IErrorRecorder* const) noexcept override { ++calls; }
+    IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
+    bool isParentSearchEnabled() const override { return true; }
+    void setParentSearchEnabled(bool const) override { ++calls; }
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override { return ++calls, nullptr; }
+    void deregisterLibrary(PluginLibraryHandle) noexcept override { ++calls; }
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override {
+        return ++calls, nullptr;
+    }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override { return ++calls, -1; }
+#if NV_TENSORRT_MAJOR < 11
+    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return ++calls, false; }
+    IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override { return *n = 0, nullptr; }
+    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const,
+                                     AsciiChar const* const = "") noexcept override {
+        return ++calls, nullptr;
+    }
+    bool deregisterCreator(IPluginCreator const&) noexcept override { return ++calls, false; }
+#else
+    ~RecordingRegistry() noexcept override = default;
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override {
+        return getAllCreators(n);
+    }
+#endif
+
+private:
+    mutable std::vector<IPluginCreatorInterface*> mAll;
+};
+
+}  // namespace
+
+#ifdef RECORDING_NVINFER
+
+extern "C" IPluginRegistry* getPluginRegistry() noexcept {
+    static RecordingRegistry registry;
+    return &registry;
+}
+
+extern "C" int32_t getInferLibVersion() noexcept {
+    char const* forced = std::getenv("AVSSM_TEST_TENSORRT_VERSION");
+    return forced ? std::atoi(forced) : NV_TENSORRT_VERSION;
+}
+
+#else
+
+namespace {
+
+int gPassed = 0, gFailed = 0;
+
+void check(bool ok, std::string const& what) {
+    if (ok) {
+        ++gPassed;
+    } else {
+        ++gFailed;
+        std::printf("FAILED: %s\n", what.c_str());
+    }
+}
+
+bool isSelectiveScan(IPluginCreatorInterface* c) {
+    if (c == nullptr || std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) return false;
+    auto* v3 = static_cast<IPluginCreatorV3One*>(c);
+    return std::strcmp(v3->getPluginName(), "SelectiveScan") == 0 && std::strcmp(v3->getPluginVersion(), "1") == 0 &&
+           std::strcmp(v3->getPluginNamespace(), "avssm") == 0;
+}
+
+// Exactly one creator registered: avssm's SelectiveScan V3 creator under namespace "avssm".
+void checkRegisteredOnce(RecordingRegistry const& registry, std::string const& when) {
+    check(registry.registered.size() == 1, when + ": one creator registered (got " +
+                                               std::to_string(registry.registered.size()) + ")");
+    if (registry.registered.empty()) return;
+    check(isSelectiveScan(registry.registered[0].first), when + ": the creator is SelectiveScan, version 1, V3");
+    check(registry.registered[0].second == "avssm", when + ": registered under namespace avssm");
+    check(registry.getCreatorCalls == 0, when + ": looked up without getCreator (which logs an error when absent)");
+}
+
+void* open(char const* path, int flags) {
+    void* handle = dlopen(path, flags);
+    if (handle == nullptr) std::printf("FAILED: cannot load %s: %s\n", path, dlerror());
+    return handle;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc != 5) {
+        std::fprintf(stderr, "usage: %s MODE NVINFER PLUGIN AUTOREGISTER\n", argv[0]);
+        return 2;
+    }
+    std::string const mode = argv[1];
+    char const *nvinferPath = argv[2], *pluginPath = argv[3], *autoregisterPath = argv[4];
+    using GetRegistry = IPluginRegistry* (*)();
+
+    if (mode == "absent") {
+        check(dlsym(RTLD_DEFAULT, "getPluginRegistry") == nullptr, "no TensorRT in this process");
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads without TensorRT");
+        std::printf("%d passed, %d failed\n", gPassed, gFailed);
+        return gFailed == 0 ? 0 : 1;
+    }
+
+    bool const local = mode == "local";
+    void* nvinfer = open(nvinferPath, RTLD_NOW | (local ? RTLD_LOCAL : RTLD_GLOBAL));
+    if (nvinfer == nullptr) return 2;
+    auto* registry = static_cast<RecordingRegistry*>(reinterpret_cast<GetRegistry>(dlsym(nvinfer, "getPluginRegistry"))());
+    check(local == (dlsym(RTLD_DEFAULT, "getPluginRegistry") == nullptr),
+          local ? "TensorRT loaded RTLD_LOCAL is not in the global scope" : "TensorRT is in the global scope");
+
+    if (mode == "global" || mode == "local") {
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the self-registering library loads");
+        checkRegisteredOnce(*registry, "dlopen alone");
+        if (!registry->registered.empty()) {
+            auto* creator = static_cast<IPluginCreatorV3One*>(registry->registered[0].first);
+            PluginFieldCollection const* names = creator->getFieldNames();
+            check(names && names->nbFields == 4, "the registered creator works (its four field names)");
+        }
+    } else if (mode == "plugin-first") {
+        // IPluginRegistry::loadLibrary: dlopen, then every creator from getCreators registered.
+        void* plugin = open(pluginPath, RTLD_NOW | RTLD_LOCAL);
+        if (plugin == nullptr) return 2;
+        using GetCreators = IPluginCreatorInterface* const* (*)(int32_t&);
+        int32_t n = 0;
+        IPluginCreatorInterface* const* creators = reinterpret_cast<GetCreators>(dlsym(plugin, "getCreators"))(n);
+        for (int32_t i = 0; i < n; ++i) {
+            registry->registerCreator(*creators[i], static_cast<IPluginCreatorV3One*>(creators[i])->getPluginNamespace());
+        }
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the self-registering library loads after it");
+        checkRegisteredOnce(*registry, "loadLibrary, then the self-registering library");
+    } else if (mode == "init-after") {
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the self-registering library loads");
+        // A second component of the process (another ROS 2 node) registers as the C++ sample does.
+        void* plugin = open(pluginPath, RTLD_NOW | RTLD_LOCAL);
+        if (plugin == nullptr) return 2;
+        using Init = bool (*)(IPluginRegistry*);
+        auto init = reinterpret_cast<Init>(dlsym(plugin, "avssmInitPlugins"));
+        check(init != nullptr && init(registry), "avssmInitPlugins reports the creator registered");
+        check(init != nullptr && init(registry), "and again");
+        checkRegisteredOnce(*registry, "the self-registering library, then avssmInitPlugins twice");
+    } else if (mode == "other-major") {
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads");
+        check(registry->calls == 0, "a registry of another TensorRT major is not called at all (got " +
+                                        std::to_string(registry->calls) + " calls)");
+        void* plugin = open(pluginPath, RTLD_NOW | RTLD_LOCAL);
+        using Init = bool (*)(IPluginRegistry*);
+        auto init = plugin ? reinterpret_cast<Init>(dlsym(plugin, "avssmInitPlugins")) : nullptr;
+        check(init != nullptr && !init(registry) && registry->calls == 0, "avssmInitPlugins refuses it too");
+    } else {
+        std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
+        return 2;
+    }
+    std::printf("%d passed, %d failed\n", gPassed, gFailed);
+    return gFailed == 0 ? 0 : 1;
+}
+
+#endif
