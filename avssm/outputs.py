@@ -96,6 +96,14 @@ def atomic_output(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike):
+    """Temporary paths beside each of ``paths``, renamed into place together when the block succeeds: files that
+    belong together (an engine and its sidecar) are all written, or none is."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_output(path)) for path in paths]
+
+
 def write_text(path: str | os.PathLike, text: str, flag: str = "output") -> None:
     """Write ``text`` atomically; a failure (disk full) is a fault during work: exit 1."""
     try:

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from avssm.errors import AvssmError
-from avssm.outputs import atomic_output, check_output, check_output_dir, write_json
+from avssm.outputs import atomic_output, atomic_outputs, check_output, check_output_dir, write_json
 
 
 def unwritable_places(tmp_path):
@@ -64,3 +64,16 @@ def test_writes_are_atomic_and_follow_the_umask(tmp_path):
         assert target.stat().st_mode & 0o777 == 0o640  # as open() would make it; mkstemp alone gives 0600
     finally:
         os.umask(old)
+
+
+def test_files_that_belong_together_are_written_together(tmp_path):
+    engine, sidecar = tmp_path / "det.engine", tmp_path / "det.engine.json"
+    with pytest.raises(RuntimeError):
+        with atomic_outputs(engine, sidecar) as (engine_tmp, sidecar_tmp):
+            engine_tmp.write_bytes(b"plan")
+            raise RuntimeError("the sidecar could not be made")
+    assert os.listdir(tmp_path) == []  # not an engine without its sidecar
+    with atomic_outputs(engine, sidecar) as (engine_tmp, sidecar_tmp):
+        engine_tmp.write_bytes(b"plan")
+        sidecar_tmp.write_text("{}")
+    assert engine.read_bytes() == b"plan" and sidecar.read_text() == "{}" and len(os.listdir(tmp_path)) == 2

@@ -1,6 +1,8 @@
 """What the TensorRT paths decide before TensorRT runs, checked without TensorRT: which plugin library an engine
 loads, and how the plugin is put into a registry (a stand-in that records calls; it shows avssm's calls, not
 that TensorRT accepts them)."""
+import json
+
 import pytest
 
 from avssm.errors import AvssmError
@@ -132,3 +134,59 @@ def test_doctor_says_when_gpu_packages_do_not_fit():
     mixed = {**jetpack6, "driver_cuda": "13.0", "cuda_python": "12.9.0", "tensorrt_cuda": "13"}
     assert compatibility_problems(mixed) == ["cuda-python 12.9.0 (CUDA 12) and TensorRT for CUDA 13 do not match: "
                                              "pip install 'cuda-python>=13,<14'"]
+
+
+class RecordingTensorRT:
+    """Stands in for the ``tensorrt`` module in build_engine: every object records the calls made to it and
+    returns another recorder (a "plan" from build_serialized_network). It shows the order of avssm's steps, not
+    that TensorRT builds anything."""
+
+    def __init__(self, calls, name="tensorrt"):
+        self._calls, self._name = calls, name
+        self.__version__ = "10.3.0"
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return RecordingTensorRT(self._calls, f"{self._name}.{attr}")
+
+    def __call__(self, *args, **kwargs):
+        self._calls.append(self._name)
+        if self._name.endswith("build_serialized_network"):
+            return b"plan"
+        if self._name.endswith(".shape"):
+            return (1, 3, 64, 64)
+        return RecordingTensorRT(self._calls, self._name + "()")
+
+    def __iter__(self):
+        return iter((1, 3, 64, 64))
+
+    def __int__(self):
+        return 0
+
+
+def test_an_engine_is_written_with_its_sidecar_or_not_at_all(tmp_path, monkeypatch):
+    import avssm.runtime.tensorrt_backend as backend
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    onnx_path = tmp_path / "det.onnx"
+    export_onnx(model, onnx_path, input_size=(64, 64), scan_op="portable")
+    calls = []
+    monkeypatch.setattr(backend, "_import_tensorrt", lambda: RecordingTensorRT(calls))
+    engine = tmp_path / "det.engine"
+
+    def no_gpu():
+        raise backend.BackendError("CUDA error 100 in cudaGetDevice")
+
+    monkeypatch.setattr(backend, "gpu_name", no_gpu)
+    with pytest.raises(AvssmError, match="cudaGetDevice"):
+        backend.build_engine(str(onnx_path), str(engine), log=lambda line: None)
+    assert not [c for c in calls if c.endswith("build_serialized_network")]  # failed before minutes of building
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["det.onnx"]
+
+    monkeypatch.setattr(backend, "gpu_name", lambda: "NVIDIA Orin")
+    sidecar = backend.build_engine(str(onnx_path), str(engine), log=lambda line: None)
+    assert engine.read_bytes() == b"plan"
+    assert json.loads((tmp_path / "det.engine.json").read_text()) == sidecar and sidecar["gpu"] == "NVIDIA Orin"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avssm.errors import AvssmError
+from avssm.errors import AvssmError, FaultError
 from avssm.runtime.backends import Backend, BackendError
 
 
@@ -90,7 +90,7 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
     """The plugin library an engine needs: none for one without SelectiveScan nodes (a portable-form file);
     otherwise ``--plugin-lib``, then ``$AVSSM_PLUGIN_LIB`` and the usual places, then the path recorded when it was
     built. An engine copied to another machine so finds the library where it is there, not where it was."""
-    from avssm.native import find_plugin_library
+    from avssm.native import PLUGIN_LIB, find_plugin_library
 
     if plugin_lib:
         return plugin_lib
@@ -102,8 +102,9 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
     recorded = sidecar.get("plugin_lib")
     if recorded and Path(recorded).is_file():
         return recorded
+    name = sidecar.get("plugin", {}).get("library") or (Path(recorded).name if recorded else PLUGIN_LIB)
     raise BackendError(f"engine {engine_path}: has SelectiveScan nodes and needs avssm's plugin "
-                       f"({Path(recorded).name if recorded else 'libavssm_trt_plugin.so'}), found neither in "
+                       f"({name}), found neither in "
                        "$AVSSM_PLUGIN_LIB, the usual places nor where it was built; run avssm build-plugins or pass "
                        "--plugin-lib")
 
@@ -111,7 +112,7 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
-    from avssm.outputs import atomic_output, check_output, write_json
+    from avssm.outputs import atomic_output, atomic_outputs, check_output
     from avssm.graph.metadata import require_metadata
 
     onnx_path = Path(onnx_path)
@@ -153,18 +154,25 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
         cache = config.create_timing_cache(data)
         config.set_timing_cache(cache, False)
+    # Everything the sidecar needs is gathered before the minutes of building: a failure afterwards cannot leave
+    # an engine without the sidecar the backend requires.
+    sidecar = {"tensorrt": trt.__version__, "gpu": gpu_name(), "onnx": str(onnx_path), "shapes": shapes,
+               "plugin_lib": plugin, "avssm": meta}
+    if plugin and meta.get("scan_op") == "plugin":
+        sidecar["plugin"] = dict(zip(("name", "version", "namespace"), PLUGIN_ID), library=Path(plugin).name)
     log("building the TensorRT engine (this takes minutes) ...")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise AvssmError(f"model {onnx_path}: TensorRT could not build an engine (see the messages above)")
-    with atomic_output(output) as tmp:
-        tmp.write_bytes(bytes(plan))
-    if timing_cache and cache is not None:
-        with atomic_output(timing_cache) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    sidecar = {"tensorrt": trt.__version__, "gpu": gpu_name(), "onnx": str(onnx_path), "shapes": shapes,
-               "plugin_lib": plugin, "avssm": meta}
-    write_json(sidecar, str(output) + ".json", "--output's .json")
+    try:
+        with atomic_outputs(output, str(output) + ".json") as (engine_tmp, sidecar_tmp):
+            engine_tmp.write_bytes(bytes(plan))
+            sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+        if timing_cache and cache is not None:
+            with atomic_output(timing_cache) as tmp:
+                tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    except OSError as e:
+        raise FaultError(f"--output {output}: could not be written ({e.strerror or e})") from None
     return sidecar
 
 
