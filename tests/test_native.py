@@ -182,6 +182,54 @@ def test_registry_of_another_tensorrt_major_is_not_called(loader_check):
     assert f"built against TensorRT {major} headers and this process runs TensorRT {major + 1}.2" in r.stderr
 
 
+def compile_plugin_gpu_check(out_dir) -> str:
+    """tests/native/plugin_gpu_check.cpp, linked with the static CUDA runtime (benchmarks/gpu_session.sh builds it
+    the same way)."""
+    exe = os.path.join(out_dir, "plugin_gpu_check")
+    lib = os.path.join(os.path.dirname(cuda_include()), "lib64")
+    src = os.path.join(os.path.dirname(__file__), "native", "plugin_gpu_check.cpp")
+    subprocess.run(["c++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
+                    "-isystem", tensorrt_include(), "-isystem", cuda_include(), src, f"-L{lib}", "-lcudart_static",
+                    "-ldl", "-lpthread", "-lrt", "-o", exe], check=True)
+    return exe
+
+
+@needs_tools
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to drive the plugin")
+@pytest.mark.skipif(shutil.which("c++") is None or cuda_include() is None, reason="needs a C++ compiler and CUDA")
+def test_plugin_through_every_call_tensorrt_makes(build, tmp_path):
+    """The build-time and run-time IPluginV3 calls in TensorRT's order (fields as the parser passes them, shapes
+    through an IExprBuilder, format negotiation, configure, workspace, serialize, re-create, attach, shape
+    change) on VMamba and Vim nodes, fp32 and fp16. On a GPU enqueue runs too and y is compared with the
+    reference (benchmarks/gpu_session.sh); without one it is not run."""
+    out, _ = build
+    exe = compile_plugin_gpu_check(tmp_path)
+    r = subprocess.run([exe, str(out / PLUGIN_LIB)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and " 0 failed" in r.stdout, r.stdout + r.stderr
+    compared = [line for line in r.stdout.splitlines() if "max |y - ref|" in line]
+    assert len(compared) == (16 if "GPU:" in r.stdout else 0), r.stdout
+
+
+@needs_tools
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to drive the plugin")
+@pytest.mark.skipif(shutil.which("c++") is None or cuda_include() is None, reason="needs a C++ compiler and CUDA")
+def test_plugin_enqueue_hands_the_scan_the_right_tensors(tmp_path):
+    """The plugin's own source built over tests/native/host_scan.cpp (the kernel API in plain loops, host memory)
+    so that enqueue runs without a GPU: the outputs match the reference for every case, so enqueue passes each
+    input as the scan's parameter it is (swapping D and delta_bias fails 16 comparisons)."""
+    exe = compile_plugin_gpu_check(tmp_path)
+    csrc = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc")
+    host_plugin = str(tmp_path / "libavssm_trt_plugin_host.so")
+    subprocess.run(["c++", "-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+                    f"-I{csrc}/include", "-isystem", tensorrt_include(), "-isystem", cuda_include(),
+                    f"{csrc}/trt/selectiveScanPlugin.cpp", os.path.join(os.path.dirname(__file__), "native",
+                                                                        "host_scan.cpp"), "-ldl", "-o", host_plugin],
+                   check=True)
+    r = subprocess.run([exe, host_plugin, "--host-memory"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith(" 0 failed"), r.stdout + r.stderr
+    assert len([line for line in r.stdout.splitlines() if "max |y - ref|" in line]) == 16
+
+
 @needs_tools
 def test_scan_plan_stays_within_its_workspace(build):
     """The split plan is host code, so it runs here: whatever the GPU, a call never uses more workspace
