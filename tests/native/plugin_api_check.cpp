@@ -6,6 +6,8 @@
 //   plugin_api_check PLUGIN_LIB KERNEL_LIB    prints one line per failed check and "N passed, M failed"
 #include "NvInferRuntime.h"
 
+#include "checks.h"
+
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -17,16 +19,7 @@ using namespace nvinfer1;
 
 namespace {
 
-int gPassed = 0, gFailed = 0;
-
-void check(bool ok, std::string const& what) {
-    if (ok) {
-        ++gPassed;
-    } else {
-        ++gFailed;
-        std::printf("FAILED: %s\n", what.c_str());
-    }
-}
+using checks::check;
 
 // What the plugin logs, as a TensorRT process would receive it.
 struct Logger : ILogger {
@@ -311,6 +304,5 @@ int main(int argc, char** argv) {
 
     delete deserialized;
     delete built;
-    std::printf("%d passed, %d failed\n", gPassed, gFailed);
-    return gFailed == 0 ? 0 : 1;
+    return checks::report();
 }

@@ -12,6 +12,8 @@
 // the CUDA kernels: the plugin's enqueue then runs without a GPU, which checks what it hands the scan.
 #include "NvInferRuntime.h"
 
+#include "checks.h"
+
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
@@ -30,17 +32,7 @@ using namespace nvinfer1;
 
 namespace {
 
-int gPassed = 0, gFailed = 0;
-
-bool check(bool ok, std::string const& what) {
-    if (ok) {
-        ++gPassed;
-    } else {
-        ++gFailed;
-        std::printf("FAILED: %s\n", what.c_str());
-    }
-    return ok;
-}
+using checks::check;
 
 struct Logger : ILogger {
     void log(Severity severity, AsciiChar const* msg) noexcept override {
@@ -539,6 +531,5 @@ int main(int argc, char** argv) {
             runCase(creator, c, gpu);
         }
     }
-    std::printf("%d passed, %d failed%s\n", gPassed, gFailed, gpu ? "" : " (enqueue not run: no CUDA device)");
-    return gFailed == 0 ? 0 : 1;
+    return checks::report(gpu ? "" : " (enqueue not run: no CUDA device)");
 }

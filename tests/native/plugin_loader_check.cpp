@@ -18,6 +18,8 @@
 //   other-major  as global, with a TensorRT of another major than the headers' ($AVSSM_TEST_TENSORRT_VERSION)
 #include "NvInferRuntime.h"
 
+#include "checks.h"
+
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -103,16 +105,7 @@ extern "C" int32_t getInferLibVersion() noexcept {
 
 namespace {
 
-int gPassed = 0, gFailed = 0;
-
-void check(bool ok, std::string const& what) {
-    if (ok) {
-        ++gPassed;
-    } else {
-        ++gFailed;
-        std::printf("FAILED: %s\n", what.c_str());
-    }
-}
+using checks::check;
 
 bool isSelectiveScan(IPluginCreatorInterface* c) {
     if (c == nullptr || std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) return false;
@@ -151,8 +144,7 @@ int main(int argc, char** argv) {
     if (mode == "absent") {
         check(dlsym(RTLD_DEFAULT, "getPluginRegistry") == nullptr, "no TensorRT in this process");
         check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads without TensorRT");
-        std::printf("%d passed, %d failed\n", gPassed, gFailed);
-        return gFailed == 0 ? 0 : 1;
+        return checks::report();
     }
 
     bool const local = mode == "local";
@@ -204,8 +196,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
         return 2;
     }
-    std::printf("%d passed, %d failed\n", gPassed, gFailed);
-    return gFailed == 0 ? 0 : 1;
+    return checks::report();
 }
 
 #endif
