@@ -1,0 +1,172 @@
+"""avssm_infer (avssm/csrc/infer), the C++ library for C++ / ROS 2 stacks: what runs without a GPU or TensorRT.
+
+Its C API is built here without TensorRT (postprocessing, errors; the detector functions say they are not built)
+and called through ctypes; its postprocessing is compared with the Python runtime's on the raw outputs of the
+shipped detector on the bundled clip."""
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+CSRC = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc")
+pytestmark = pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
+
+
+class Detection(ctypes.Structure):
+    _fields_ = [("x1", ctypes.c_float), ("y1", ctypes.c_float), ("x2", ctypes.c_float), ("y2", ctypes.c_float),
+                ("score", ctypes.c_float), ("label", ctypes.c_int32)]
+
+
+class Params(ctypes.Structure):
+    _fields_ = [("score_threshold", ctypes.c_float), ("iou_threshold", ctypes.c_float),
+                ("max_candidates", ctypes.c_int32), ("max_detections", ctypes.c_int32)]
+
+
+class Frame(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("width", ctypes.c_int32), ("height", ctypes.c_int32),
+                ("stride", ctypes.c_int64), ("format", ctypes.c_int), ("memory", ctypes.c_int)]
+
+
+class Timing(ctypes.Structure):
+    _fields_ = [("preprocess_ms", ctypes.c_double), ("inference_ms", ctypes.c_double),
+                ("postprocess_ms", ctypes.c_double), ("end_to_end_ms", ctypes.c_double)]
+
+
+STRUCTS = {"avssm_detection": Detection, "avssm_postprocess_params": Params, "avssm_frame": Frame,
+           "avssm_timing": Timing}
+
+
+@pytest.fixture(scope="module")
+def infer(tmp_path_factory):
+    """libavssm_infer's C API without TensorRT, built with the system C++ compiler."""
+    out = tmp_path_factory.mktemp("infer") / "libavssm_infer_cpu.so"
+    subprocess.run(["c++", "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                    f"-I{CSRC}/include", f"{CSRC}/infer/c_api.cpp", f"{CSRC}/infer/postprocess.cpp", "-o", str(out)],
+                   check=True)
+    lib = ctypes.CDLL(str(out))
+    lib.avssm_last_error.restype = ctypes.c_char_p
+    lib.avssm_postprocess.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                      ctypes.POINTER(Params), ctypes.POINTER(Detection), ctypes.c_int32,
+                                      ctypes.POINTER(ctypes.c_int32)]
+    return lib
+
+
+def c_postprocess(lib, boxes, scores, params=None, capacity=300):
+    boxes = np.ascontiguousarray(boxes, np.float32)
+    scores = np.ascontiguousarray(scores, np.float32)
+    out = (Detection * capacity)()
+    count = ctypes.c_int32(-1)
+    status = lib.avssm_postprocess(boxes.ctypes.data, scores.ctypes.data, boxes.shape[0], scores.shape[1],
+                                   ctypes.byref(params) if params else None, out, capacity, ctypes.byref(count))
+    return status, list(out[:count.value]), lib.avssm_last_error().decode()
+
+
+def test_structs_match_the_header(tmp_path):
+    """The ctypes mirrors here have the C header's sizes and offsets (a C program prints them)."""
+    lines = ['#include "avssm/infer.h"', "#include <stddef.h>", "#include <stdio.h>", "int main(void) {"]
+    for name, struct in STRUCTS.items():
+        lines.append(f'printf("{name} %zu\\n", sizeof({name}));')
+        for field, _ in struct._fields_:
+            lines.append(f'printf("{name}.{field} %zu\\n", offsetof({name}, {field}));')
+    lines += ['printf("version %d\\n", AVSSM_INFER_API_VERSION);', "return 0; }"]
+    (tmp_path / "sizes.c").write_text("\n".join(lines))
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([compiler, f"-I{CSRC}/include", str(tmp_path / "sizes.c"), "-o", str(tmp_path / "sizes")], check=True)
+    printed = dict(line.split() for line in subprocess.run([str(tmp_path / "sizes")], capture_output=True,
+                                                           text=True, check=True).stdout.splitlines())
+    for name, struct in STRUCTS.items():
+        assert int(printed[name]) == ctypes.sizeof(struct), name
+        for field, _ in struct._fields_:
+            assert int(printed[f"{name}.{field}"]) == getattr(struct, field).offset, f"{name}.{field}"
+    assert printed["version"] == "1"
+
+
+@pytest.fixture(scope="module")
+def shipped_outputs():
+    """Raw outputs (boxes, scores) of the shipped detector on each frame of the bundled clip (PyTorch, CPU)."""
+    import cv2
+
+    from avssm.app import DEFAULT_CHECKPOINT, DEFAULT_MODEL, default_sample_clip, open_model
+    from avssm.runtime.preprocess import preprocess
+
+    backend = open_model(DEFAULT_MODEL, checkpoint=str(DEFAULT_CHECKPOINT))
+    clip, outputs = cv2.VideoCapture(str(default_sample_clip())), []
+    while True:
+        ok, frame = clip.read()
+        if not ok:
+            break
+        raw = backend.infer(preprocess(frame, backend.metadata["input"], backend.input_dtype))
+        outputs.append((np.asarray(raw["boxes"][0], np.float32), np.asarray(raw["scores"][0], np.float32)))
+    assert len(outputs) == 4
+    return outputs
+
+
+@pytest.mark.parametrize("score_threshold,iou_threshold,max_detections",
+                         [(0.3, 0.6, 300), (0.05, 0.5, 300), (0.01, 0.3, 20), (0.001, 0.7, 300)])
+def test_postprocess_matches_the_python_runtime(infer, shipped_outputs, score_threshold, iou_threshold,
+                                                max_detections):
+    """Same boxes (1e-4), scores, classes and order as avssm run's postprocessing, on real detector outputs,
+    from the default thresholds down to ones that put thousands of boxes through NMS."""
+    from avssm.runtime.pipeline import postprocess
+
+    params = Params(score_threshold, iou_threshold, 2000, max_detections)
+    compared = 0
+    for boxes, scores in shipped_outputs:
+        expected = postprocess(boxes, scores, [], score_threshold, iou_threshold, max_detections=max_detections)
+        status, got, error = c_postprocess(infer, boxes, scores, params, capacity=max_detections)
+        assert status == 0, error
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert np.allclose([g.x1, g.y1, g.x2, g.y2], e.box, atol=1e-4)
+            assert g.score == np.float32(e.score) and g.label == e.label
+        compared += len(got)
+    assert compared > 0
+    print(f"{compared} detections identical over {len(shipped_outputs)} frames")
+
+
+def test_postprocess_defaults_are_avssm_runs(infer, shipped_outputs):
+    from avssm.runtime.config import RunConfig
+
+    defaults = Params()
+    infer.avssm_postprocess_default_params(ctypes.byref(defaults))
+    config = RunConfig()
+    assert (defaults.score_threshold, defaults.iou_threshold) == pytest.approx((config.score_threshold,
+                                                                                config.iou_threshold))
+    boxes, scores = shipped_outputs[0]
+    as_tuples = [[(d.x1, d.y1, d.x2, d.y2, d.score, d.label) for d in c_postprocess(infer, boxes, scores, params)[1]]
+                 for params in (None, defaults)]
+    assert as_tuples[0] == as_tuples[1] and as_tuples[0]
+
+
+def test_postprocess_class_aware_nms_and_ties(infer):
+    """Two classes on one box both stay; an overlapping box of the same class goes (IoU 0.68 > 0.6), one that
+    overlaps less stays; equal scores keep the earlier box first; a score equal to the threshold is dropped."""
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [80, 80, 90, 90],
+                      [5, 0, 15, 10], [200, 200, 210, 210]], np.float32)
+    scores = np.array([[0.9, 0.1], [0.1, 0.8], [0.85, 0.0], [0.7, 0.0], [0.7, 0.0], [0.75, 0.0], [0.3, 0.0]],
+                      np.float32)
+    status, got, error = c_postprocess(infer, boxes, scores, Params(0.3, 0.6, 2000, 300))
+    assert status == 0, error
+    assert [(d.label, round(d.score, 2), d.x1) for d in got] == [(0, 0.9, 0), (1, 0.8, 0), (0, 0.75, 5),
+                                                                (0, 0.7, 50), (0, 0.7, 80)]
+
+
+def test_c_api_errors_are_one_line_and_never_crash(infer):
+    boxes, scores = np.zeros((4, 4), np.float32), np.zeros((4, 2), np.float32)
+    count = ctypes.c_int32(0)
+    out = (Detection * 300)()
+    assert infer.avssm_postprocess(None, None, 4, 2, None, out, 300, ctypes.byref(count)) == 1
+    assert "must not be NULL" in infer.avssm_last_error().decode()
+    status, _, error = c_postprocess(infer, boxes, scores, Params(0.3, 0.6, 2000, 300), capacity=10)
+    assert status == 1 and error == "capacity 10 is less than params' max_detections 300: pass room for that many " \
+                                    "detections"
+    status, _, error = c_postprocess(infer, boxes, scores, Params(1.5, 0.6, 2000, 300))
+    assert status == 1 and "score_threshold and iou_threshold must be in [0, 1]" in error
+    assert c_postprocess(infer, boxes, scores)[0] == 0 and infer.avssm_last_error() == b""  # cleared by a success
+    detector = ctypes.c_void_p(1)
+    infer.avssm_detector_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    assert infer.avssm_detector_open(b"x.engine", None, ctypes.byref(detector)) == 8 and detector.value is None
+    assert "built without TensorRT" in infer.avssm_last_error().decode()
