@@ -1,4 +1,7 @@
+import glob
 import os
+import shutil
+import subprocess
 
 import onnx
 import pytest
@@ -76,3 +79,30 @@ def tensorrt_parser_problems(model: onnx.ModelProto) -> list[str]:
 
     walk(model.graph, set())
     return problems
+
+
+def cuda_include():
+    for root in [os.environ.get("CUDA_HOME", ""), *sorted(glob.glob("/usr/local/cuda*"), reverse=True)]:
+        if root and os.path.isfile(os.path.join(root, "include", "cuda_runtime_api.h")):
+            return os.path.join(root, "include")
+    return None
+
+
+def compile_on_cpu(tmp_path_factory, name, *sources):
+    """tests/native/<name>.cpp built with tests/native/cuda_on_cpu.h, which runs CUDA kernels' own source on the
+    CPU (one thread per CUDA thread), with ``sources`` (paths under avssm/csrc) linked in."""
+    if shutil.which("c++") is None or cuda_include() is None:
+        pytest.skip("needs a C++20 compiler and CUDA headers")
+    probe = subprocess.run(["c++", "-std=c++20", "-fsyntax-only", "-x", "c++", "-"], input="#include <barrier>\n",
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the C++ compiler has no C++20 <barrier>: {probe.stderr.strip()[:200]}")
+    exe = tmp_path_factory.mktemp(name) / name
+    here = os.path.dirname(__file__)
+    r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
+                        os.path.join(here, "..", "avssm", "csrc", "include"), "-isystem", cuda_include(),
+                        os.path.join(here, "native", f"{name}.cpp"),
+                        *(os.path.join(here, "..", "avssm", "csrc", source) for source in sources), "-o", str(exe)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    return exe

@@ -170,3 +170,75 @@ def test_c_api_errors_are_one_line_and_never_crash(infer):
     infer.avssm_detector_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     assert infer.avssm_detector_open(b"x.engine", None, ctypes.byref(detector)) == 8 and detector.value is None
     assert "built without TensorRT" in infer.avssm_last_error().decode()
+
+
+@pytest.fixture(scope="module")
+def preprocess_on_cpu(tmp_path_factory):
+    """tests/native/preprocess_on_cpu.cpp: the preprocessing kernel's CUDA source on the CPU, with its table."""
+    from conftest import compile_on_cpu
+
+    return compile_on_cpu(tmp_path_factory, "preprocess_on_cpu", "infer/preprocess.cpp")
+
+
+FORMATS = {"bgr": 0, "rgb": 1, "gray": 2}
+
+
+@pytest.mark.parametrize("fmt", ["bgr", "rgb", "gray"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("height,width,row_padding,pad", [(37, 53, 13, (0, 0)), (1, 129, 0, (0, 0)),
+                                                          (20, 30, 7, (12, 34))])
+def test_preprocess_kernel_matches_the_python_runtime(preprocess_on_cpu, tmp_path, fmt, dtype, height, width,
+                                                      row_padding, pad):
+    """Odd sizes, rows with padding bytes, each colour order, fp32 and fp16, with and without padding of the
+    input: the kernel's output is avssm run's preprocessing to the bit, and 0 in the padding."""
+    from avssm.graph.metadata import DEFAULT_INPUT
+    from avssm.runtime.preprocess import preprocess
+
+    rng = np.random.default_rng(height * width)
+    channels = 1 if fmt == "gray" else 3
+    image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    stride = width * channels + row_padding
+    rows = np.zeros((height, stride), np.uint8)
+    rows[:, :width * channels] = image.reshape(height, -1)
+    rows[:, width * channels:] = 255  # bytes a kernel must not read as pixels
+    (tmp_path / "frame.bin").write_bytes(rows.tobytes())
+    bgr = {"bgr": image, "rgb": image[:, :, ::-1], "gray": np.repeat(image, 3, axis=2)}[fmt]
+    inp = {**DEFAULT_INPUT, "mean": [0.5, 0.25, 0.125], "std": [0.2, 0.3, 0.7], "color": "RGB"}
+    if dtype == np.float16:
+        inp["color"] = "BGR"  # the other colour order once
+    expected = preprocess(np.ascontiguousarray(bgr), inp, dtype)[0]
+    out_h, out_w = height + pad[0], width + pad[1]
+    args = [str(preprocess_on_cpu), str(tmp_path / "frame.bin"), str(width), str(height), str(stride),
+            str(FORMATS[fmt]), str(int(dtype == np.float16)), str(out_w), str(out_h),
+            str(int(inp["color"] == "RGB")), repr(inp["scale"]), *map(repr, inp["mean"]), *map(repr, inp["std"]),
+            str(tmp_path / "out.bin")]
+    subprocess.run(args, check=True, timeout=120)
+    got = np.fromfile(tmp_path / "out.bin", dtype).reshape(3, out_h, out_w)
+    assert np.array_equal(got[:, :height, :width].view(np.uint16 if dtype == np.float16 else np.uint32),
+                          expected.view(np.uint16 if dtype == np.float16 else np.uint32))
+    assert not got[:, height:, :].any() and not got[:, :, width:].any()
+
+
+def test_half_rounding_is_numpys(tmp_path):
+    """avssm_infer's fp32 -> fp16 rounding (for fp16 engines' tables) against numpy's on values around every
+    rounding case: ties to even, subnormals, overflow to infinity, NaN."""
+    program = tmp_path / "half.cpp"
+    program.write_text('#include "infer/preprocess.hpp"\n#include <cstdio>\n#include <cstring>\n'
+                       'int main() { unsigned bits; while (std::scanf("%x", &bits) == 1) { float f; '
+                       'std::memcpy(&f, &bits, 4); std::printf("%u\\n", avssm::infer::halfBits(f)); } }\n')
+    exe = tmp_path / "half"
+    subprocess.run(["c++", "-std=c++17", "-O2", f"-I{CSRC}", f"-I{CSRC}/include", str(program),
+                    f"{CSRC}/infer/preprocess.cpp", "-o", str(exe)], check=True)
+    halves = np.arange(0, 0x7c01, dtype=np.uint16).view(np.float16).astype(np.float32)
+    between = (halves[:-1] + halves[1:]) / 2  # exact ties
+    values = np.concatenate([halves, between, np.nextafter(between, 0), np.nextafter(between, 1e9),
+                             np.float32([65504, 65519.996, 65520, 1e9, np.inf, 2.0 ** -25, 2.0 ** -24 * 0.75])])
+    values = np.concatenate([values, -values, np.float32([np.nan])])
+    r = subprocess.run([str(exe)], input="\n".join(f"{v:x}" for v in values.view(np.uint32)), capture_output=True,
+                       text=True, check=True, timeout=60)
+    got = np.array(r.stdout.split(), dtype=np.uint32).astype(np.uint16)
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).view(np.uint16)
+    nan = np.isnan(values)
+    assert np.array_equal(got[~nan], expected[~nan])
+    assert np.isnan(got[nan].view(np.float16)).all()

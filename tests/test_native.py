@@ -1,7 +1,6 @@
 """Native code that can be checked without a GPU: the kernel library and plugin compile (nvcc), the
 C API struct matches its ctypes mirror, the libraries load and export what loaders look for."""
 import ctypes
-import glob
 import json
 import os
 import shutil
@@ -11,19 +10,13 @@ import sys
 import pytest
 import torch
 
-from avssm.native import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins, check_plugin_library,
-                          load_kernel_library, scan_plan, workspace_size)
+from avssm.native import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins,
+                          check_plugin_library, load_kernel_library, scan_plan, workspace_size)
+from conftest import compile_on_cpu, cuda_include
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
 needs_tools = pytest.mark.skipif(not HAVE_TOOLS, reason="needs nvcc and cmake")
 TRT_ROOT = os.environ.get("TensorRT_ROOT")
-
-
-def cuda_include():
-    for root in [os.environ.get("CUDA_HOME", ""), *sorted(glob.glob("/usr/local/cuda*"), reverse=True)]:
-        if root and os.path.isfile(os.path.join(root, "include", "cuda_runtime_api.h")):
-            return os.path.join(root, "include")
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +51,6 @@ def test_plugin_library_exports_loader_entry_points(build):
     out, _ = build
     plugin = out / "libavssm_trt_plugin.so"
     assert check_plugin_library(plugin) is None
-    exported = subprocess.run(["nm", "-D", "--defined-only", str(plugin)], capture_output=True, text=True).stdout
     assert exported_functions(plugin) == {"getCreators", "getPluginCreators", "setLoggerFinder", "avssmInitPlugins",
                                           "avssmRegisterPlugins"}
     # Self-contained: a copy embedded in a version-compatible engine has no libavssm_kernels.so or libcudart beside it.
@@ -282,25 +274,6 @@ def test_scan_plan_stays_within_its_workspace(build):
     assert scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, layout="channel") == planned
     with pytest.raises(ValueError, match="lanes_per_channel 2 with layout tokens"):  # lanes are a channel-layout knob
         scan_plan(1, 768, 130_560, 16, 1, 132, full, lib, 2, layout="tokens")
-
-
-def compile_on_cpu(tmp_path_factory, name):
-    """tests/native/<name>.cpp built with tests/native/cuda_on_cpu.h, which runs CUDA kernels' own source on the
-    CPU (one thread per CUDA thread)."""
-    if shutil.which("c++") is None or cuda_include() is None:
-        pytest.skip("needs a C++20 compiler and CUDA headers")
-    probe = subprocess.run(["c++", "-std=c++20", "-fsyntax-only", "-x", "c++", "-"], input="#include <barrier>\n",
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"the C++ compiler has no C++20 <barrier>: {probe.stderr.strip()[:200]}")
-    exe = tmp_path_factory.mktemp(name) / name
-    here = os.path.dirname(__file__)
-    r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
-                        os.path.join(here, "..", "avssm", "csrc", "include"), "-isystem", cuda_include(),
-                        os.path.join(here, "native", f"{name}.cpp"), "-o", str(exe)],
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr, r.stderr
-    return exe
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,37 @@
+// Preprocessing of a camera frame into the engine's input, the rules of avssm's Python runtime
+// (avssm/runtime/preprocess.py): each 8-bit level of each channel normalized once into a table (the model's
+// scale, mean and std from its metadata, in fp32, as numpy computes them), then every pixel looked up, in the
+// model's colour order, into planar NCHW fp32 or fp16. preprocess.cuh is the CUDA kernel doing the lookups.
+#pragma once
+
+#include "avssm/infer.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace avssm {
+namespace infer {
+
+struct Normalization {
+    bool rgb{true};  // the model takes RGB (else BGR)
+    float scale{1.f / 255.f};
+    float mean[3]{0.485f, 0.456f, 0.406f};
+    float std[3]{0.229f, 0.224f, 0.225f};
+};
+
+// 3 x 256 normalized levels, channel-major (table[c * 256 + level]), as fp32.
+std::vector<float> normalizationTable(Normalization const& n);
+// The same rounded to fp16 (round to nearest even, as numpy's astype(float16)), as raw bits.
+std::vector<uint16_t> toHalf(std::vector<float> const& values);
+uint16_t halfBits(float value);
+
+// Which byte of a pixel each output channel reads, and how many bytes a pixel has, for a frame format and the
+// model's colour order.
+struct PixelLayout {
+    int32_t bytesPerPixel;
+    int32_t source[3];
+};
+PixelLayout pixelLayout(avssm_pixel_format format, bool modelRgb);
+
+}  // namespace infer
+}  // namespace avssm
