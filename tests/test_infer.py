@@ -242,3 +242,60 @@ def test_half_rounding_is_numpys(tmp_path):
     nan = np.isnan(values)
     assert np.array_equal(got[~nan], expected[~nan])
     assert np.isnan(got[nan].view(np.float16)).all()
+
+
+SIDECAR_PROGRAM = r"""
+#include "infer/errors.hpp"
+#include "infer/metadata.hpp"
+#include <cstdio>
+int main(int argc, char** argv) {
+    try {
+        avssm::infer::Metadata m = avssm::infer::readSidecar(argv[1], "det.engine");
+        std::printf("%s|%s|%s|%s|%d|%d|%s|%s|%s\n", m.model.c_str(), m.scanOp.c_str(), m.precision.c_str(),
+                    m.classNames.empty() ? "" : m.classNames.back().c_str(), (int)m.classNames.size(),
+                    (int)m.halfInput, m.tensorrt.c_str(), m.gpu.c_str(), m.pluginLibrary.c_str());
+        std::printf("%.9g %.9g %.9g %.9g %.9g %.9g %.9g %d\n", m.normalization.scale, m.normalization.mean[0],
+                    m.normalization.mean[1], m.normalization.mean[2], m.normalization.std[0], m.normalization.std[1],
+                    m.normalization.std[2], (int)m.normalization.rgb);
+    } catch (avssm::infer::Error const& e) {
+        std::printf("error %d: %s\n", (int)e.status, e.what());
+    }
+}
+"""
+
+
+def test_engine_sidecar_is_read_as_avssm_build_writes_it(tmp_path):
+    """The sidecar `avssm build` writes (avssm/runtime/tensorrt_backend.py::build_engine), read by avssm_infer:
+    the fields it needs, unicode class names, and one-line errors naming the file for what is missing."""
+    import json
+
+    from avssm.graph.metadata import make_metadata
+
+    program = tmp_path / "sidecar.cpp"
+    program.write_text(SIDECAR_PROGRAM)
+    exe = tmp_path / "sidecar"
+    subprocess.run(["c++", "-std=c++17", "-O2", "-Wall", "-Wextra", f"-I{CSRC}", f"-I{CSRC}/include", str(program),
+                    f"{CSRC}/infer/metadata.cpp", f"{CSRC}/infer/json.cpp", "-o", str(exe)], check=True)
+    meta = make_metadata("vmamba_nano_det", class_names=["car", "truck", "Fußgänger \"x\""], pad_to=32,
+                         input_size=(1080, 1920), scan_op="plugin", precision="fp16")
+    sidecar = {"tensorrt": "10.3.0", "gpu": "Orin", "onnx": "det.onnx", "shapes": {"min": [1, 3, 360, 640]},
+               "plugin_lib": "/x/libavssm_trt_plugin.so", "avssm": meta,
+               "plugin": {"name": "SelectiveScan", "version": "1", "namespace": "avssm",
+                          "library": "libavssm_trt_plugin.so"}}
+    path = tmp_path / "det.engine.json"
+    path.write_text(json.dumps(sidecar, indent=2))  # ensure_ascii: the name arrives as \u escapes
+    lines = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[0] == 'vmamba_nano_det|plugin|fp16|Fußgänger "x"|3|1|10.3.0|Orin|libavssm_trt_plugin.so'
+    values = [float(v) for v in lines[1].split()]
+    assert values[:7] == pytest.approx([1 / 255, *meta["input"]["mean"], *meta["input"]["std"]], rel=1e-7)
+    assert values[7] == 1
+
+    for broken, message in [("", "no "), ("{", "not JSON (offset 1"),
+                            (json.dumps({"avssm": {"model": "m"}}), "its avssm metadata lacks task"),
+                            (json.dumps({"avssm": dict(meta, task="classification")}), "avssm_infer runs detectors")]:
+        if broken:
+            path.write_text(broken)
+        else:
+            path.unlink()
+        out = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=True).stdout
+        assert out.startswith("error 2: ") and message in out and len(out.splitlines()) == 1, out
