@@ -167,8 +167,8 @@ def test_c_api_errors_are_one_line_and_never_crash(infer):
     assert status == 1 and "score_threshold and iou_threshold must be in [0, 1]" in error
     assert c_postprocess(infer, boxes, scores)[0] == 0 and infer.avssm_last_error() == b""  # cleared by a success
     detector = ctypes.c_void_p(1)
-    infer.avssm_detector_open.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
-    assert infer.avssm_detector_open(b"x.engine", None, ctypes.byref(detector)) == 8 and detector.value is None
+    infer.avssm_detector_open.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    assert infer.avssm_detector_open(b"x.engine", ctypes.byref(detector)) == 8 and detector.value is None
     assert "built without TensorRT" in infer.avssm_last_error().decode()
 
 

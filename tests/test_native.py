@@ -68,6 +68,51 @@ def test_plugin_library_exports_loader_entry_points(build):
     assert json.loads(r.stdout)["trt_plugin_library"]["autoregister"] == str(autoregister)
 
 
+@needs_tools
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to build avssm_infer")
+def test_infer_library_installs_for_find_package_and_reports_in_one_line(build, tmp_path):
+    """avssm_infer builds (TensorRT's headers only: it finds libnvinfer when a detector opens), exports its C API
+    alone, installs with a find_package(avssm_infer) config; a C program built against the install (the
+    sample avssm/csrc/samples/detect.c) gets one line and exit 1 for each fault before TensorRT runs."""
+    import json
+
+    out, _ = build
+    library = out / "libavssm_infer.so"
+    functions = exported_functions(library)
+    assert "avssm_detector_open" in functions and all(f.startswith("avssm_") for f in functions)
+    needed, runpath = dynamic_section(library)
+    assert PLUGIN_LIB in needed and not [n for n in needed if "nvinfer" in n or "cudart" in n], needed
+    assert runpath == "$ORIGIN"
+    prefix = tmp_path / "prefix"
+    subprocess.run(["cmake", "--install", str(out), "--prefix", str(prefix)], check=True, capture_output=True)
+    consumer = tmp_path / "consumer"
+    consumer.mkdir()
+    (consumer / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.18)\nproject(consumer C)\nfind_package(avssm_infer REQUIRED)\n"
+        "add_executable(detect ${SAMPLE})\ntarget_link_libraries(detect PRIVATE avssm::avssm_infer)\n")
+    sample = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc", "samples", "detect.c")
+    subprocess.run(["cmake", "-S", str(consumer), "-B", str(consumer / "build"), f"-DCMAKE_PREFIX_PATH={prefix}",
+                    f"-DSAMPLE={os.path.abspath(sample)}"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(consumer / "build")], check=True, capture_output=True)
+    frame = tmp_path / "frame.bgr"
+    frame.write_bytes(bytes(2 * 2 * 3))
+    engine = tmp_path / "det.engine"
+
+    def detect():
+        r = subprocess.run([str(consumer / "build" / "detect"), str(engine), str(frame), "2", "2"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "LD_LIBRARY_PATH": ""})
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        return r.stderr
+
+    assert "no such file" in detect()
+    engine.write_bytes(b"plan")
+    assert f"no {engine}.json beside it (build engines with avssm build)" in detect()
+    meta = {"model": "m", "task": "detection", "scan_op": "plugin", "precision": "fp32", "class_names": ["car"],
+            "input": {"mean": [0, 0, 0], "std": [1, 1, 1]}}
+    (tmp_path / "det.engine.json").write_text(json.dumps({"tensorrt": "10.3.0", "gpu": "Orin", "avssm": meta}))
+    assert f"TensorRT's libnvinfer.so.{tensorrt_major()} is not found" in detect()
+
+
 def exported_functions(library) -> set[str]:
     exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     return {line.split()[-1] for line in exported.splitlines() if " T " in line}

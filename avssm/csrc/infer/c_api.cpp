@@ -97,11 +97,11 @@ struct avssm_detector {
     avssm::infer::Detector impl;
 };
 
-avssm_status avssm_detector_open(const char* engine_path, const char* plugin_library, avssm_detector** detector) {
+avssm_status avssm_detector_open(const char* engine_path, avssm_detector** detector) {
     if (!engine_path || !detector) return fail(AVSSM_ERROR_ARGUMENT, "avssm_detector_open: engine_path and detector must not be NULL");
     *detector = nullptr;
     return guarded([&] {
-        *detector = new avssm_detector{avssm::infer::Detector(engine_path, plugin_library ? plugin_library : "")};
+        *detector = new avssm_detector{avssm::infer::Detector(engine_path)};
         return ok();
     });
 }
@@ -151,7 +151,7 @@ static avssm_status noTensorRT() {
                                          "avssm build-plugins --tensorrt-root <TensorRT>");
 }
 
-avssm_status avssm_detector_open(const char*, const char*, avssm_detector** detector) {
+avssm_status avssm_detector_open(const char*, avssm_detector** detector) {
     if (detector) *detector = nullptr;
     return noTensorRT();
 }

@@ -1,5 +1,6 @@
 #include "preprocess.hpp"
 
+#include <cmath>
 #include <cstring>
 
 namespace avssm {
@@ -36,6 +37,18 @@ uint16_t halfBits(float value) {
     uint32_t bits = exponent < -14 ? kept : ((static_cast<uint32_t>(exponent + 15) << 10) | (kept & 0x3ffu));
     if (rest > halfway || (rest == halfway && (kept & 1u))) ++bits;  // a carry into the exponent is right too
     return static_cast<uint16_t>(sign | bits);
+}
+
+float halfToFloat(uint16_t h) {
+    uint32_t const sign = static_cast<uint32_t>(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    float value;
+    if (exponent == 0) {
+        value = std::ldexp(static_cast<float>(mantissa), -24);
+        return sign ? -value : value;
+    }
+    uint32_t const bits = sign | (exponent == 31 ? 0x7f800000u | (mantissa << 13) : ((exponent + 112) << 23) | (mantissa << 13));
+    std::memcpy(&value, &bits, 4);
+    return value;
 }
 
 std::vector<uint16_t> toHalf(std::vector<float> const& values) {

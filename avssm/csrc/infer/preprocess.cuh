@@ -4,23 +4,12 @@
 // own padding. No intermediate buffer. tests/test_infer.py runs it on the CPU (tests/native/cuda_on_cpu.h).
 #pragma once
 
+#include "preprocess.hpp"
+
 #include <cstdint>
 
 namespace avssm {
 namespace infer {
-
-constexpr int kPreprocessThreads = 128;  // a block covers 128 pixels of one row: grid (ceil(W / 128), H)
-
-struct PreprocessArgs {
-    const uint8_t* frame;
-    int64_t stride;           // bytes per frame row
-    int32_t width, height;    // the frame's
-    int32_t bytesPerPixel;    // 3 or 1
-    int32_t source[3];        // the byte of a pixel each output channel reads
-    int32_t outWidth, outHeight;
-    const void* table;        // 3 x 256 of the output type, channel-major
-    void* input;              // (3, outHeight, outWidth) of the output type
-};
 
 // T: float (fp32 input) or uint16_t (the bits of an fp16 input).
 template <typename T>

@@ -32,6 +32,22 @@ struct PixelLayout {
     int32_t source[3];
 };
 PixelLayout pixelLayout(avssm_pixel_format format, bool modelRgb);
+float halfToFloat(uint16_t bits);
+
+// What the kernel (preprocess.cuh) is given; it runs on a grid of (ceil(outWidth / kPreprocessThreads), outHeight)
+// blocks of kPreprocessThreads threads.
+constexpr int kPreprocessThreads = 128;
+
+struct PreprocessArgs {
+    const uint8_t* frame;
+    int64_t stride;           // bytes per frame row
+    int32_t width, height;    // the frame's
+    int32_t bytesPerPixel;    // 3 or 1
+    int32_t source[3];        // the byte of a pixel each output channel reads
+    int32_t outWidth, outHeight;
+    const void* table;        // 3 x 256 of the output type, channel-major
+    void* input;              // (3, outHeight, outWidth) of the output type
+};
 
 }  // namespace infer
 }  // namespace avssm

@@ -80,10 +80,10 @@ avssm_status avssm_postprocess(const float *boxes, const float *scores, int64_t 
                                const avssm_postprocess_params *params, avssm_detection *detections, int32_t capacity,
                                int32_t *count);
 
-/* Opens `engine_path` and its sidecar `engine_path.json` (written by `avssm build`), registers avssm's plugin when
- * the engine has SelectiveScan nodes (`plugin_library`: NULL to use $AVSSM_PLUGIN_LIB or the build folder; a creator
- * already registered by another component is used as it is), and allocates its buffers once. */
-avssm_status avssm_detector_open(const char *engine_path, const char *plugin_library, avssm_detector **detector);
+/* Opens `engine_path` and its sidecar `engine_path.json` (written by `avssm build`) with the TensorRT of this process
+ * (or libnvinfer.so.<major>), registers avssm's plugin (libavssm_trt_plugin.so, beside this library) when the
+ * engine has SelectiveScan nodes unless another component registered it, and allocates its buffers once. */
+avssm_status avssm_detector_open(const char *engine_path, avssm_detector **detector);
 /* Detects in one frame on `cuda_stream` (a cudaStream_t; NULL: the detector's own) and waits for the result. */
 avssm_status avssm_detector_detect(avssm_detector *detector, const avssm_frame *frame,
                                    const avssm_postprocess_params *params, void *cuda_stream,
