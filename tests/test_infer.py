@@ -35,8 +35,19 @@ class Timing(ctypes.Structure):
                 ("postprocess_ms", ctypes.c_double), ("end_to_end_ms", ctypes.c_double)]
 
 
+class MemoryReport(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_double) for name in ("engine_device_memory_mib", "io_buffers_mib", "gpu_used_mib",
+                                                     "unified_total_mib", "unified_available_mib")]
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [("model", ctypes.c_char_p), ("precision", ctypes.c_char_p), ("scan_op", ctypes.c_char_p),
+                ("classes", ctypes.c_int32), ("min_height", ctypes.c_int32), ("min_width", ctypes.c_int32),
+                ("max_height", ctypes.c_int32), ("max_width", ctypes.c_int32)]
+
+
 STRUCTS = {"avssm_detection": Detection, "avssm_postprocess_params": Params, "avssm_frame": Frame,
-           "avssm_timing": Timing}
+           "avssm_timing": Timing, "avssm_memory_report": MemoryReport, "avssm_model_info": ModelInfo}
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +310,58 @@ def test_engine_sidecar_is_read_as_avssm_build_writes_it(tmp_path):
             path.unlink()
         out = subprocess.run([str(exe), str(path)], capture_output=True, text=True, check=True).stdout
         assert out.startswith("error 2: ") and message in out and len(out.splitlines()) == 1, out
+
+
+TABLE_PROGRAM = r"""
+#include "infer/report.hpp"
+#include <iostream>
+#include <sstream>
+int main() {
+    avssm::infer::RunSummary run;
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream in(line);
+        std::string key;
+        in >> key;
+        if (key == "model") in >> run.model >> run.precision >> run.scanOp;
+        if (key == "frames") in >> run.processed >> run.warmup >> run.dropped >> run.captured >> run.unreadable;
+        if (key == "throughput") in >> run.throughputFps;
+        if (key == "stage") { std::string name; double v; in >> name; while (in >> v) run.latencyMs[name].push_back(v); }
+        if (key == "memory") { std::string name; double v; in >> name >> v; run.memory.emplace_back(name, v); }
+        if (key == "error") { std::getline(in >> std::ws, run.error); }
+    }
+    std::cout << avssm::infer::formatTable(run);
+}
+"""
+
+
+@pytest.mark.parametrize("frames,error", [(1, ""), (7, ""), (250, "camera lost")])
+def test_run_table_is_avssm_runs(tmp_path, frames, error):
+    """The report table C++ programs over avssm_infer print (infer/report.cpp) is avssm run's
+    (avssm/runtime/report.py::format_table) for the same latencies, frames and memory: percentiles included."""
+    from avssm.runtime.report import STAGES, StageTimes, format_table
+
+    program = tmp_path / "table.cpp"
+    program.write_text(TABLE_PROGRAM)
+    exe = tmp_path / "table"
+    subprocess.run(["c++", "-std=c++17", "-O2", f"-I{CSRC}", str(program), f"{CSRC}/infer/report.cpp", "-o", str(exe)],
+                   check=True)
+    rng = np.random.default_rng(frames)
+    times = StageTimes()
+    lines = ["model vmamba_nano_det fp16 plugin", f"frames {frames} 3 0 {frames + 3} 0", "throughput 41.2345"]
+    for stage in STAGES[1:]:
+        values = rng.gamma(2.0, 3.0, frames)
+        for v in values:
+            times.add(stage, v / 1000.0)
+        lines.append(f"stage {stage} " + " ".join(repr(float(v)) for v in times.samples[stage]))
+    memory = {"engine_device_memory_mib": 212.49, "io_buffers_mib": 31.5, "gpu_used_mib": 1873.0}
+    lines += [f"memory {k} {v!r}" for k, v in memory.items()]
+    if error:
+        lines.append(f"error {error}")
+    report = {"backend": {"name": "avssm_infer", "device": "cuda"},
+              "model": {"model": "vmamba_nano_det", "precision": "fp16", "scan_op": "plugin"},
+              "frames": {"processed": frames, "warmup": 3, "dropped": 0, "captured": frames + 3, "unreadable": 0},
+              "throughput_fps": 41.2345, "latency_ms": times.summary(), "source": {"drop": "oldest"},
+              "memory": memory, "error": error or None}
+    got = subprocess.run([str(exe)], input="\n".join(lines), capture_output=True, text=True, check=True).stdout
+    assert got == format_table(report)

@@ -134,9 +134,17 @@ const char* avssm_detector_class_name(const avssm_detector* detector, int32_t la
     return label >= 0 && static_cast<size_t>(label) < names.size() ? names[static_cast<size_t>(label)].c_str() : nullptr;
 }
 
-avssm_status avssm_detector_device_memory(const avssm_detector* detector, size_t* bytes) {
-    if (!detector || !bytes) return fail(AVSSM_ERROR_ARGUMENT, "avssm_detector_device_memory: detector and bytes must not be NULL");
-    *bytes = detector->impl.deviceMemoryBytes();
+avssm_status avssm_detector_memory(const avssm_detector* detector, avssm_memory_report* memory) {
+    if (!detector || !memory) return fail(AVSSM_ERROR_ARGUMENT, "avssm_detector_memory: detector and memory must not be NULL");
+    return guarded([&] {
+        *memory = detector->impl.memory();
+        return ok();
+    });
+}
+
+avssm_status avssm_detector_info(const avssm_detector* detector, avssm_model_info* info) {
+    if (!detector || !info) return fail(AVSSM_ERROR_ARGUMENT, "avssm_detector_info: detector and info must not be NULL");
+    *info = detector->impl.info();
     return ok();
 }
 
@@ -162,7 +170,8 @@ avssm_status avssm_detector_detect(avssm_detector*, const avssm_frame*, const av
 }
 avssm_status avssm_detector_timing(const avssm_detector*, avssm_timing*) { return noTensorRT(); }
 const char* avssm_detector_class_name(const avssm_detector*, int32_t) { return nullptr; }
-avssm_status avssm_detector_device_memory(const avssm_detector*, size_t*) { return noTensorRT(); }
+avssm_status avssm_detector_memory(const avssm_detector*, avssm_memory_report*) { return noTensorRT(); }
+avssm_status avssm_detector_info(const avssm_detector*, avssm_model_info*) { return noTensorRT(); }
 void avssm_detector_close(avssm_detector*) {}
 
 #endif

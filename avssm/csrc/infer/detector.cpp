@@ -2,6 +2,7 @@
 
 #include "errors.hpp"
 #include "postprocess.hpp"
+#include "report.hpp"
 #include "preprocess_launch.hpp"
 
 #include "NvInferRuntime.h"
@@ -87,6 +88,8 @@ std::string firstThree(std::string const& version) {
     }
     return version.substr(0, end);
 }
+
+constexpr double kMiB = 1024.0 * 1024.0;
 
 size_t elementSize(nvinfer1::DataType t) { return t == nvinfer1::DataType::kHALF ? 2 : 4; }
 
@@ -320,14 +323,27 @@ avssm_timing Detector::timing() const { return mState->timing; }
 
 Metadata const& Detector::metadata() const { return mState->meta; }
 
-size_t Detector::deviceMemoryBytes() const {
+avssm_memory_report Detector::memory() const {
     State const& s = *mState;
 #if NV_TENSORRT_VERSION >= 100100
-    size_t const engine = static_cast<size_t>(s.cudaEngine->getDeviceMemorySizeV2());
+    double const engine = static_cast<double>(s.cudaEngine->getDeviceMemorySizeV2());
 #else
-    size_t const engine = s.cudaEngine->getDeviceMemorySize();
+    double const engine = static_cast<double>(s.cudaEngine->getDeviceMemorySize());
 #endif
-    return engine + s.inputBuffer.bytes + s.boxesBuffer.bytes + s.scoresBuffer.bytes + s.staging.bytes + s.table.bytes;
+    size_t freeBytes = 0, totalBytes = 0;
+    cuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+    size_t const buffers = s.inputBuffer.bytes + s.boxesBuffer.bytes + s.scoresBuffer.bytes + s.staging.bytes + s.table.bytes;
+    avssm_memory_report m{engine / kMiB, static_cast<double>(buffers) / kMiB,
+                   static_cast<double>(totalBytes - freeBytes) / kMiB, -1.0, -1.0};
+    unifiedMemory(m.unified_total_mib, m.unified_available_mib);
+    return m;
+}
+
+avssm_model_info Detector::info() const {
+    State const& s = *mState;
+    return {s.meta.model.c_str(), s.meta.precision.c_str(), s.meta.scanOp.c_str(),
+            static_cast<int32_t>(s.meta.classNames.size()), static_cast<int32_t>(s.minH), static_cast<int32_t>(s.minW),
+            static_cast<int32_t>(s.maxH), static_cast<int32_t>(s.maxW)};
 }
 
 }  // namespace infer

@@ -28,7 +28,8 @@ public:
                                         cudaStream_t stream);
     avssm_timing timing() const;
     Metadata const& metadata() const;
-    size_t deviceMemoryBytes() const;
+    avssm_memory_report memory() const;
+    avssm_model_info info() const;
 
 private:
     struct State;

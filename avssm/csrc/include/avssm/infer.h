@@ -67,6 +67,21 @@ typedef struct {
     double preprocess_ms, inference_ms, postprocess_ms, end_to_end_ms;
 } avssm_timing;
 
+/* Memory in MiB, names as avssm run's report. unified_*: Jetson's shared memory (/proc/meminfo), -1 elsewhere. */
+typedef struct {
+    double engine_device_memory_mib; /* TensorRT's activation memory for the engine */
+    double io_buffers_mib;           /* the detector's input, output, upload and table buffers */
+    double gpu_used_mib;             /* device memory in use on the GPU (all processes) */
+    double unified_total_mib, unified_available_mib;
+} avssm_memory_report;
+
+/* What the engine is (from its metadata and profile); strings valid while the detector is open. */
+typedef struct {
+    const char *model, *precision, *scan_op;
+    int32_t classes;
+    int32_t min_height, min_width, max_height, max_width; /* the frame sizes the engine takes */
+} avssm_model_info;
+
 typedef struct avssm_detector avssm_detector;
 
 int avssm_infer_api_version(void);
@@ -91,8 +106,8 @@ avssm_status avssm_detector_detect(avssm_detector *detector, const avssm_frame *
 avssm_status avssm_detector_timing(const avssm_detector *detector, avssm_timing *timing);
 /* The class name of `label` (from the engine's metadata), or NULL. Valid while the detector is open. */
 const char *avssm_detector_class_name(const avssm_detector *detector, int32_t label);
-/* Device memory the engine and the detector's buffers use, in bytes. */
-avssm_status avssm_detector_device_memory(const avssm_detector *detector, size_t *bytes);
+avssm_status avssm_detector_memory(const avssm_detector *detector, avssm_memory_report *memory);
+avssm_status avssm_detector_info(const avssm_detector *detector, avssm_model_info *info);
 void avssm_detector_close(avssm_detector *detector);
 
 #ifdef __cplusplus
