@@ -365,3 +365,60 @@ def test_run_table_is_avssm_runs(tmp_path, frames, error):
               "memory": memory, "error": error or None}
     got = subprocess.run([str(exe)], input="\n".join(lines), capture_output=True, text=True, check=True).stdout
     assert got == format_table(report)
+
+
+def _tensorrt_and_gpu() -> str | None:
+    """Why the detector cannot run here, or None."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "needs TensorRT's Python package and libraries (none here)"
+    if not os.environ.get("TensorRT_ROOT"):
+        return "set TensorRT_ROOT to TensorRT's headers to build avssm_infer"
+    if shutil.which("nvidia-smi") is None or shutil.which("nvcc") is None or shutil.which("cmake") is None:
+        return "needs a CUDA GPU, nvcc and cmake"
+    return None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_tensorrt_and_gpu() is not None, reason=_tensorrt_and_gpu() or "")
+def test_detector_matches_avssm_run_on_a_gpu(tmp_path):
+    """The shipped detector as a TensorRT engine, each frame of the bundled clip through avssm_infer's C API
+    (host BGR frames) and through avssm run's TensorRT backend: the same detections (boxes within 1e-2 pixel,
+    scores within 1e-4)."""
+    import cv2
+
+    from avssm.app import default_model_file, default_sample_clip
+    from avssm.native import PLUGIN_LIB, build_plugins
+    from avssm.runtime.pipeline import postprocess
+    from avssm.runtime.preprocess import preprocess
+    from avssm.runtime.tensorrt_backend import TensorRTBackend, build_engine
+
+    out = build_plugins(tmp_path / "native", tensorrt_root=os.environ["TensorRT_ROOT"], log=lambda line: None)
+    engine = tmp_path / "det.engine"
+    build_engine(str(default_model_file()), str(engine), plugin_lib=str(out / PLUGIN_LIB), min_shape=(1, 3, 1080, 1920),
+                 opt_shape=(1, 3, 1080, 1920), max_shape=(1, 3, 1080, 1920), log=lambda line: None)
+    lib = ctypes.CDLL(str(out / "libavssm_infer.so"))
+    lib.avssm_last_error.restype = ctypes.c_char_p
+    detector = ctypes.c_void_p()
+    assert lib.avssm_detector_open(str(engine).encode(), ctypes.byref(detector)) == 0, lib.avssm_last_error()
+    python = TensorRTBackend(engine, str(out / PLUGIN_LIB))
+    clip, compared = cv2.VideoCapture(str(default_sample_clip())), 0
+    while True:
+        ok, image = clip.read()
+        if not ok:
+            break
+        raw = python.infer(preprocess(image, python.metadata["input"], python.input_dtype))
+        expected = postprocess(raw["boxes"][0], raw["scores"][0], [])
+        frame = Frame(image.ctypes.data, image.shape[1], image.shape[0], image.strides[0], 0, 0)
+        found, count = (Detection * 300)(), ctypes.c_int32()
+        assert lib.avssm_detector_detect(detector, ctypes.byref(frame), None, None, found, 300, ctypes.byref(count)) == 0
+        assert count.value == len(expected)
+        for g, e in zip(found[:count.value], expected):
+            assert np.allclose([g.x1, g.y1, g.x2, g.y2], e.box, atol=1e-2) and abs(g.score - e.score) < 1e-4
+            assert g.label == e.label
+        compared += count.value
+    timing = Timing()
+    assert lib.avssm_detector_timing(detector, ctypes.byref(timing)) == 0 and timing.inference_ms > 0
+    lib.avssm_detector_close(detector)
+    assert compared > 0
