@@ -191,29 +191,36 @@ def preprocess_on_cpu(tmp_path_factory):
     return compile_on_cpu(tmp_path_factory, "preprocess_on_cpu", "infer/preprocess.cpp")
 
 
-FORMATS = {"bgr": 0, "rgb": 1, "gray": 2}
+FORMATS = {"bgr": 0, "rgb": 1, "gray": 2, "nv12": 3}
 
 
-@pytest.mark.parametrize("fmt", ["bgr", "rgb", "gray"])
+@pytest.mark.parametrize("fmt", ["bgr", "rgb", "gray", "nv12"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("height,width,row_padding,pad", [(37, 53, 13, (0, 0)), (1, 129, 0, (0, 0)),
-                                                          (20, 30, 7, (12, 34))])
+                                                          (20, 30, 7, (12, 34)), (64, 258, 6, (0, 0))])
 def test_preprocess_kernel_matches_the_python_runtime(preprocess_on_cpu, tmp_path, fmt, dtype, height, width,
                                                       row_padding, pad):
     """Odd sizes, rows with padding bytes, each colour order, fp32 and fp16, with and without padding of the
-    input: the kernel's output is avssm run's preprocessing to the bit, and 0 in the padding."""
+    input: the kernel's output is avssm run's preprocessing to the bit, and 0 in the padding. NV12 (even sizes)
+    against OpenCV's COLOR_YUV2BGR_NV12 followed by avssm run's preprocessing."""
+    import cv2
+
     from avssm.graph.metadata import DEFAULT_INPUT
     from avssm.runtime.preprocess import preprocess
 
+    if fmt == "nv12" and (height % 2 or width % 2):
+        pytest.skip("NV12 frames have even sizes")
     rng = np.random.default_rng(height * width)
-    channels = 1 if fmt == "gray" else 3
-    image = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    channels = 1 if fmt in ("gray", "nv12") else 3
+    planes = height * 3 // 2 if fmt == "nv12" else height
+    image = rng.integers(0, 256, (planes, width, channels), dtype=np.uint8)
     stride = width * channels + row_padding
-    rows = np.zeros((height, stride), np.uint8)
-    rows[:, :width * channels] = image.reshape(height, -1)
+    rows = np.zeros((planes, stride), np.uint8)
+    rows[:, :width * channels] = image.reshape(planes, -1)
     rows[:, width * channels:] = 255  # bytes a kernel must not read as pixels
     (tmp_path / "frame.bin").write_bytes(rows.tobytes())
-    bgr = {"bgr": image, "rgb": image[:, :, ::-1], "gray": np.repeat(image, 3, axis=2)}[fmt]
+    bgr = {"bgr": lambda: image, "rgb": lambda: image[:, :, ::-1], "gray": lambda: np.repeat(image, 3, axis=2),
+           "nv12": lambda: cv2.cvtColor(image[:, :, 0], cv2.COLOR_YUV2BGR_NV12)}[fmt]()
     inp = {**DEFAULT_INPUT, "mean": [0.5, 0.25, 0.125], "std": [0.2, 0.3, 0.7], "color": "RGB"}
     if dtype == np.float16:
         inp["color"] = "BGR"  # the other colour order once

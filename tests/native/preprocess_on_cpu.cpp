@@ -3,7 +3,7 @@
 //
 //   preprocess_on_cpu FRAME WIDTH HEIGHT STRIDE FORMAT HALF OUT_WIDTH OUT_HEIGHT RGB SCALE M0 M1 M2 S0 S1 S2 OUT
 //
-// FRAME: raw rows of STRIDE bytes; FORMAT an avssm_pixel_format; HALF 1 for fp16 output; RGB 1 when the model
+// FRAME: raw rows of STRIDE bytes (NV12: the Y rows, then the UV rows); FORMAT an avssm_pixel_format; HALF 1 for fp16 output; RGB 1 when the model
 // takes RGB. Writes OUT: (3, OUT_HEIGHT, OUT_WIDTH) fp32 or fp16.
 #include "cuda_on_cpu.h"
 
@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
     args.stride = std::atoll(argv[4]);
     args.bytesPerPixel = layout.bytesPerPixel;
     for (int c = 0; c < 3; ++c) args.source[c] = layout.source[c];
+    args.nv12 = layout.nv12;
     args.outWidth = std::atoi(argv[7]);
     args.outHeight = std::atoi(argv[8]);
     size_t const count = 3 * static_cast<size_t>(args.outWidth) * args.outHeight;

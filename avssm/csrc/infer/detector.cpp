@@ -234,7 +234,7 @@ std::vector<avssm_detection> Detector::detect(avssm_frame const& frame, avssm_po
     State& s = *mState;
     auto const start = std::chrono::steady_clock::now();
     if (frame.data == nullptr) throw Error(AVSSM_ERROR_ARGUMENT, "frame: data is NULL");
-    if (frame.format < AVSSM_PIXEL_BGR8 || frame.format > AVSSM_PIXEL_GRAY8) {
+    if (frame.format < AVSSM_PIXEL_BGR8 || frame.format > AVSSM_PIXEL_NV12) {
         throw Error(AVSSM_ERROR_ARGUMENT, "frame: format " + std::to_string(frame.format) + " is not an avssm_pixel_format");
     }
     if (frame.memory != AVSSM_MEMORY_HOST && frame.memory != AVSSM_MEMORY_DEVICE) {
@@ -246,6 +246,10 @@ std::vector<avssm_detection> Detector::detect(avssm_frame const& frame, avssm_po
         throw Error(AVSSM_ERROR_ARGUMENT, "frame: " + std::to_string(frame.width) + "x" + std::to_string(frame.height) +
                                               " (WxH) with stride " + std::to_string(frame.stride) +
                                               ": width and height must be >= 1 and stride >= width x bytes per pixel");
+    }
+    if (layout.nv12 && (frame.width % 2 || frame.height % 2)) {
+        throw Error(AVSSM_ERROR_ARGUMENT, "frame: an NV12 frame has even width and height, got " +
+                                              std::to_string(frame.width) + "x" + std::to_string(frame.height));
     }
     if (frame.height < s.minH || frame.height > s.maxH || frame.width < s.minW || frame.width > s.maxW) {
         throw Error(AVSSM_ERROR_SHAPE, "frame " + std::to_string(frame.height) + "x" + std::to_string(frame.width) +
@@ -260,8 +264,9 @@ std::vector<avssm_detection> Detector::detect(avssm_frame const& frame, avssm_po
     args.frame = static_cast<uint8_t const*>(frame.data);
     args.stride = frame.stride;
     if (frame.memory == AVSSM_MEMORY_HOST) {
+        int64_t const rows = layout.nv12 ? frame.height * 3 / 2 : frame.height;  // NV12: the UV rows follow
         cuda(cudaMemcpy2DAsync(s.staging.data, static_cast<size_t>(rowBytes), frame.data, static_cast<size_t>(frame.stride),
-                               static_cast<size_t>(rowBytes), static_cast<size_t>(frame.height), cudaMemcpyHostToDevice, st),
+                               static_cast<size_t>(rowBytes), static_cast<size_t>(rows), cudaMemcpyHostToDevice, st),
              "cudaMemcpy2DAsync (frame upload)");
         args.frame = static_cast<uint8_t const*>(s.staging.data);
         args.stride = rowBytes;
@@ -270,6 +275,7 @@ std::vector<avssm_detection> Detector::detect(avssm_frame const& frame, avssm_po
     args.height = args.outHeight = frame.height;  // the model pads to its multiple itself
     args.bytesPerPixel = layout.bytesPerPixel;
     for (int c = 0; c < 3; ++c) args.source[c] = layout.source[c];
+    args.nv12 = layout.nv12;
     args.table = s.table.data;
     args.input = s.inputBuffer.data;
     cuda(launchPreprocess(args, s.meta.halfInput, st), "preprocess kernel");

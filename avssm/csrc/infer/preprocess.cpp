@@ -59,10 +59,11 @@ std::vector<uint16_t> toHalf(std::vector<float> const& values) {
 
 PixelLayout pixelLayout(avssm_pixel_format format, bool modelRgb) {
     switch (format) {
-        case AVSSM_PIXEL_GRAY8: return {1, {0, 0, 0}};
-        case AVSSM_PIXEL_RGB8: return modelRgb ? PixelLayout{3, {0, 1, 2}} : PixelLayout{3, {2, 1, 0}};
+        case AVSSM_PIXEL_GRAY8: return {1, {0, 0, 0}, false};
+        case AVSSM_PIXEL_RGB8: return modelRgb ? PixelLayout{3, {0, 1, 2}, false} : PixelLayout{3, {2, 1, 0}, false};
+        case AVSSM_PIXEL_NV12: return modelRgb ? PixelLayout{1, {2, 1, 0}, true} : PixelLayout{1, {0, 1, 2}, true};
         case AVSSM_PIXEL_BGR8:
-        default: return modelRgb ? PixelLayout{3, {2, 1, 0}} : PixelLayout{3, {0, 1, 2}};
+        default: return modelRgb ? PixelLayout{3, {2, 1, 0}, false} : PixelLayout{3, {0, 1, 2}, false};
     }
 }
 

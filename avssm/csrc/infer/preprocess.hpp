@@ -28,8 +28,9 @@ uint16_t halfBits(float value);
 // Which byte of a pixel each output channel reads, and how many bytes a pixel has, for a frame format and the
 // model's colour order.
 struct PixelLayout {
-    int32_t bytesPerPixel;
-    int32_t source[3];
+    int32_t bytesPerPixel;  // of the (Y) plane
+    int32_t source[3];      // for NV12: of the B, G, R the kernel converts to
+    bool nv12;
 };
 PixelLayout pixelLayout(avssm_pixel_format format, bool modelRgb);
 float halfToFloat(uint16_t bits);
@@ -44,6 +45,7 @@ struct PreprocessArgs {
     int32_t width, height;    // the frame's
     int32_t bytesPerPixel;    // 3 or 1
     int32_t source[3];        // the byte of a pixel each output channel reads
+    int32_t nv12;             // the frame is NV12: Y plane, then the UV plane (height / 2 rows of stride)
     int32_t outWidth, outHeight;
     const void* table;        // 3 x 256 of the output type, channel-major
     void* input;              // (3, outHeight, outWidth) of the output type

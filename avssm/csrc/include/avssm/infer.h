@@ -35,7 +35,10 @@ typedef enum {
 typedef enum {
     AVSSM_PIXEL_BGR8 = 0, /* 3 bytes per pixel, B G R (OpenCV's order) */
     AVSSM_PIXEL_RGB8 = 1,
-    AVSSM_PIXEL_GRAY8 = 2 /* 1 byte per pixel, used for all three channels */
+    AVSSM_PIXEL_GRAY8 = 2, /* 1 byte per pixel, used for all three channels */
+    AVSSM_PIXEL_NV12 = 3   /* Jetson cameras: the Y plane (height rows), then the interleaved UV plane (height / 2
+                            * rows) right after it, both with `stride`; even width and height; converted to RGB as
+                            * OpenCV's COLOR_YUV2BGR_NV12 (BT.601, video range) */
 } avssm_pixel_format;
 
 typedef enum { AVSSM_MEMORY_HOST = 0, AVSSM_MEMORY_DEVICE = 1 } avssm_memory;
