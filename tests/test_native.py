@@ -122,6 +122,19 @@ def test_infer_library_installs_for_find_package_and_reports_in_one_line(build, 
         assert r.returncode == 1 and r.stderr.strip().endswith("or add its lib folder to LD_LIBRARY_PATH"), r.stderr
 
 
+@pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to compile-check avssm_infer")
+@pytest.mark.skipif(shutil.which("c++") is None or cuda_include() is None, reason="needs a C++ compiler and CUDA headers")
+def test_infer_library_compiles_without_warnings():
+    """avssm_infer's TensorRT-facing code and the C++ sample, -Wall -Wextra -Werror against TensorRT's headers."""
+    csrc = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc")
+    sources = [f"{csrc}/infer/{name}" for name in ("detector.cpp", "c_api.cpp", "metadata.cpp", "json.cpp",
+                                                   "postprocess.cpp", "preprocess.cpp", "report.cpp")]
+    r = subprocess.run(["c++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
+                        "-DAVSSM_INFER_WITH_TENSORRT", f"-I{csrc}/include", "-isystem", tensorrt_include(), "-isystem",
+                        cuda_include(), *sources], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def exported_functions(library) -> set[str]:
     exported = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
     return {line.split()[-1] for line in exported.splitlines() if " T " in line}
