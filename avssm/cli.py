@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -135,7 +135,10 @@ def export_cmd(
 @app.command("run")
 def run_cmd(
     camera: Optional[str] = typer.Option(None, "--camera", help="Camera: index (0), /dev/videoN, or gst:<pipeline>."),
-    source: Optional[str] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or image."),
+    source: Optional[str] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or image, or "
+                                         "a recorded drive (.mcap, rosbag2 folder, ROS 1 .bag) with --topic."),
+    topic: Optional[List[str]] = typer.Option(None, "--topic", help="Image topic of a recording (Image or "
+                                              "CompressedImage); repeat for several. Without it the topics are listed."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="ONNX file from `avssm export`, or a registered model name (PyTorch). "
                                              "Default: the shipped trained vmamba_nano_det, exported once into ~/.cache/avssm."),
@@ -157,6 +160,9 @@ def run_cmd(
     show: bool = typer.Option(False, "--show", help="Show a window with boxes and live FPS."),
     save_video: Optional[str] = typer.Option(None, "--save-video", help="Write the frames with boxes to this video."),
     jsonl: Optional[str] = typer.Option(None, "--jsonl", help="Write one line of detections per frame."),
+    record: Optional[str] = typer.Option(None, "--record", help="Write the detections as vision_msgs/"
+                                         "Detection2DArray to this MCAP file (ROS 2; Foxglove, RViz)."),
+    record_images: bool = typer.Option(False, "--record-images", help="With --record: the images too."),
     json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write the report (and "
                                             "environment) as JSON to this file, or to stdout with '-' (the table "
                                             "then goes to stderr)."),
@@ -177,7 +183,8 @@ def run_cmd(
     spec = camera or source or str(default_sample_clip())
     config = RunConfig(camera=camera is not None, resize=parse_size(resize, "--resize") if resize else None, drop=drop,
                        realtime=realtime, max_frames=max_frames, warmup=warmup, score_threshold=score_threshold,
-                       iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl)
+                       iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl,
+                       topics=tuple(topic or ()), record=record, record_images=record_images)
     inputs = {"--model": model, "--checkpoint": checkpoint}
     config.check(spec, inputs)
     check_json_path(json_path, {**inputs, "--source": source})

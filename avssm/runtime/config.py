@@ -22,6 +22,9 @@ class RunConfig:
     show: bool = False                       # a window with boxes and live FPS
     save_video: str | None = None            # write the frames with boxes here
     jsonl: str | None = None                 # one line of detections per frame here
+    topics: tuple[str, ...] = ()             # image topics of a recording (rosbag2 / MCAP / ROS 1 bag) to run on
+    record: str | None = None                # detections (vision_msgs/Detection2DArray) to this MCAP file
+    record_images: bool = False              # and the images
 
     def check(self, source: str, inputs: dict | None = None) -> None:
         """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
@@ -32,7 +35,18 @@ class RunConfig:
         for flag, value in (("--score-threshold", self.score_threshold), ("--iou-threshold", self.iou_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise AvssmError(f"{flag} {value}: must be between 0 and 1")
+        if not self.camera:  # a recording's topics are checked (and listed) before any work
+            from avssm.runtime.bags import is_bag, open_topics
+
+            if is_bag(source):
+                open_topics(source, list(self.topics))
+            elif self.topics:
+                raise AvssmError(f"--topic: source {source} is not a recording (.mcap, .db3, .bag or a rosbag2 folder)")
         inputs = {"--source": None if self.camera else source, **(inputs or {})}
-        for flag, path in (("--save-video", self.save_video), ("--jsonl", self.jsonl)):
+        if self.record_images and not self.record:
+            raise AvssmError("--record-images: needs --record FILE.mcap")
+        if self.record and not self.record.endswith(".mcap"):
+            raise AvssmError(f"--record {self.record}: give a .mcap file")
+        for flag, path in (("--save-video", self.save_video), ("--jsonl", self.jsonl), ("--record", self.record)):
             if path:
                 check_output(path, flag, inputs=inputs)

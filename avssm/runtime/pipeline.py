@@ -71,11 +71,17 @@ def draw(frame: np.ndarray, detections: list[Detection], fps: float | None = Non
 
 
 class _Sinks:
-    def __init__(self, show: bool, save_video: str | None, jsonl: str | None):
+    def __init__(self, show: bool, save_video: str | None, jsonl: str | None, record: str | None = None,
+                 record_images: bool = False):
         self.show = show
         self.save_video = save_video
         self.writer = None
         self.jsonl = open(jsonl, "w") if jsonl else None
+        self.recorder = None
+        if record:
+            from avssm.runtime.recording import DetectionRecorder
+
+            self.recorder = DetectionRecorder(record, record_images)
         if show:
             try:
                 cv2.namedWindow("avssm", cv2.WINDOW_NORMAL)
@@ -85,8 +91,12 @@ class _Sinks:
 
     def write(self, frame: Frame, detections: list[Detection], fps: float | None) -> None:
         if self.jsonl:
-            self.jsonl.write(json.dumps({"frame": frame.index, "name": frame.name,
-                                         "detections": [d.to_dict() for d in detections]}) + "\n")
+            line = {"frame": frame.index, "name": frame.name}
+            if frame.topic:
+                line.update(topic=frame.topic, stamp_ns=frame.stamp_ns)
+            self.jsonl.write(json.dumps({**line, "detections": [d.to_dict() for d in detections]}) + "\n")
+        if self.recorder:
+            self.recorder.write(frame, detections)
         if self.save_video or self.show:
             img = draw(frame.image, detections, fps)
             if self.save_video:
@@ -103,6 +113,8 @@ class _Sinks:
     def close(self) -> None:
         if self.jsonl:
             self.jsonl.close()
+        if self.recorder:
+            self.recorder.close()
         if self.writer is not None:
             self.writer.release()
         if self.show:
@@ -129,9 +141,9 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
         warn(message)
     camera, warmup, max_frames = c.camera, c.warmup, c.max_frames
     src = FrameSource(source, camera=camera, resize=c.resize, drop=c.drop, realtime=c.realtime,
-                      max_frames=(max_frames + warmup) if max_frames else None, warn=warn)
+                      max_frames=(max_frames + warmup) if max_frames else None, topics=list(c.topics), warn=warn)
     src.probe()
-    sinks = _Sinks(c.show, c.save_video, c.jsonl)
+    sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images)
     times = rep.StageTimes()
     class_names = meta.get("class_names") or []
     processed = warmed = 0
@@ -162,6 +174,8 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
             times.add("inference", t2 - t1)
             times.add("postprocess", t3 - t2)
             times.add("end_to_end", t3 - captured_at)
+            if frame.due is not None:  # a recording replayed at its pace: from the image's stamp, as Autoware counts
+                times.add("from_stamp", t3 - frame.due)
         if sink:
             fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
             sinks.write(frame, dets, fps)
@@ -208,7 +222,8 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
         "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
         "backend": be.describe(),
         "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": c.realtime,
-                   "resize": list(c.resize) if c.resize else None},  # [height, width]
+                   "resize": list(c.resize) if c.resize else None,  # [height, width]
+                   "topics": list(c.topics)},
         "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped,
                    "unreadable": src.unreadable},
         "latency_ms": times.summary(),

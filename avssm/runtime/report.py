@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SCHEMA = "avssm.report/1"
-STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end")
+# from_stamp: a recording replayed with --realtime, from the image's header.stamp to its detections
+STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end", "from_stamp")
 
 
 @dataclass

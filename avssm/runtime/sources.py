@@ -1,4 +1,5 @@
-"""Frame sources: cameras (V4L2, GStreamer), video files and streams, image folders, single images.
+"""Frame sources: cameras (V4L2, GStreamer), video files and streams, image folders, single images, and recorded
+drives (rosbag2 MCAP / sqlite3, ROS 1 bags: avssm.runtime.bags), one or more image topics of them.
 
 A source runs its capture in its own thread and hands frames over through a bounded queue:
 
@@ -37,6 +38,11 @@ class Frame:
     image: np.ndarray  # uint8 BGR (H, W, 3)
     captured_at: float  # time.perf_counter() when the frame was read
     name: str = ""
+    topic: str = ""                 # a recording's image topic
+    stamp_ns: int | None = None     # its header.stamp
+    due: float | None = None        # --realtime replay of a recording: perf_counter() time the stamp maps to
+    message: object = None          # a recording's image message (rosbags' class), as read
+    log_time_ns: int | None = None  # when the recording logged it
 
 
 def opencv_has_gstreamer() -> bool:
@@ -60,8 +66,9 @@ class FrameSource:
 
     def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
                  drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None,
-                 realtime: bool = False, warn=None):
+                 realtime: bool = False, topics: list[str] | None = None, warn=None):
         self.spec = str(spec)
+        self.topics = list(topics or [])
         self.camera = camera
         self.resize = resize  # (height, width)
         self.warn = warn or (lambda message: None)  # called from the capture thread
@@ -90,6 +97,12 @@ class FrameSource:
                               "opencv-python-headless, then sudo apt install python3-opencv)")
         if self.live:  # cameras and streams
             return "capture", None
+        from avssm.runtime.bags import is_bag, open_topics
+
+        if is_bag(self.spec):
+            return "bag", open_topics(self.spec, self.topics)
+        if self.topics:
+            raise SourceError(f"--topic: source {self.spec} is not a recording (.mcap, .db3, .bag or a rosbag2 folder)")
         path = Path(self.spec)
         if path.is_dir():
             items = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -113,6 +126,20 @@ class FrameSource:
 
     def probe(self) -> None:
         """Fail now (not in the capture thread) if the source cannot be read at all."""
+        if self._kind == "bag":
+            from avssm.runtime.bags import BagError, decode_image
+
+            pending = set(self.topics)
+            try:
+                for message in self._items.messages(self.topics):  # the first image of each topic decodes
+                    if message.topic in pending:
+                        decode_image(message.msg, message.topic)
+                        pending.discard(message.topic)
+                    if not pending:
+                        return
+            except BagError as e:
+                raise SourceError(f"source {self.spec}: {e}") from None
+            raise SourceError(f"source {self.spec}: no message of {', '.join(sorted(pending))} could be read")
         if self._kind == "capture":
             cap = self._open_capture()
             ok, _ = cap.read()
@@ -207,9 +234,31 @@ class FrameSource:
             if cap is not None:
                 cap.release()
 
+    def _run_bag(self) -> None:
+        from avssm.runtime.bags import BagError, decode_image
+
+        index, start, first_log = 0, None, None
+        try:
+            for message in self._items.messages(self.topics):
+                if self._stop.is_set() or (self.max_frames and index >= self.max_frames):
+                    break
+                due = None
+                if self.realtime:  # the recording's own pace: log times mapped onto this clock
+                    now = time.perf_counter()
+                    start, first_log = (now, message.log_time_ns) if start is None else (start, first_log)
+                    time.sleep(max(0.0, start + (message.log_time_ns - first_log) / 1e9 - now))
+                    due = start + (message.stamp_ns - first_log) / 1e9
+                image = decode_image(message.msg, message.topic)
+                self.captured += 1
+                self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{message.topic}@{message.stamp_ns}",
+                                message.topic, message.stamp_ns, due, message.msg, message.log_time_ns))
+                index += 1
+        except BagError as e:
+            self.error = f"source {self.spec}: stopped after {index} frames: {e}"
+
     def _run(self) -> None:
         try:
-            (self._run_images if self._kind == "images" else self._run_capture)()
+            {"images": self._run_images, "bag": self._run_bag}.get(self._kind, self._run_capture)()
         except Exception as e:  # noqa: BLE001 - reported with the run, not lost in the thread
             self.error = f"source {self.spec}: capture failed: {type(e).__name__}: {e}"
         finally:

@@ -11,7 +11,8 @@
 namespace avssm {
 namespace infer {
 
-char const* const kStages[5] = {"capture_wait", "preprocess", "inference", "postprocess", "end_to_end"};
+char const* const kStages[6] = {"capture_wait", "preprocess", "inference", "postprocess", "end_to_end",
+                                 "from_stamp"};
 
 double percentile(std::vector<double> values, double q) {
     if (values.empty()) return std::numeric_limits<double>::quiet_NaN();

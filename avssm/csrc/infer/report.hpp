@@ -11,7 +11,7 @@ namespace avssm {
 namespace infer {
 
 // The stages in the report's order.
-extern char const* const kStages[5];  // capture_wait, preprocess, inference, postprocess, end_to_end
+extern char const* const kStages[6];  // capture_wait, preprocess, inference, postprocess, end_to_end, from_stamp
 
 // numpy.percentile(values, q) (linear interpolation); values need not be sorted. NaN when empty.
 double percentile(std::vector<double> values, double q);

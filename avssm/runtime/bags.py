@@ -1,0 +1,225 @@
+"""Recorded drives: rosbag2 (an MCAP file, or a folder with MCAP or sqlite3 storage) and ROS 1 ``.bag`` files, read
+without a ROS installation (``mcap`` for MCAP, streamed so that a truncated recording yields what it holds;
+``rosbags`` for the rest and for the messages' CDR encoding).
+
+    bag = Bag("drive.mcap")
+    bag.image_topics()                       # [Topic("/cam/front/image_raw", "sensor_msgs/msg/Image", 1200), ...]
+    for message in bag.messages(["/cam/front/image_raw"]):
+        image = decode_image(message.msg, message.topic)      # uint8 BGR (H, W, 3)
+
+Images: ``sensor_msgs/Image`` in bgr8, rgb8, mono8, bgra8, rgba8 and the 8-bit Bayer encodings cameras record,
+and ``sensor_msgs/CompressedImage`` (jpeg, png).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from avssm.errors import AvssmError
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+BAG_SUFFIXES = (".mcap", ".bag", ".db3")
+
+# ROS Bayer encodings (first row, first two pixels) -> OpenCV's code, whose names count from the second pixel.
+BAYER = {"bayer_rggb8": cv2.COLOR_BayerBG2BGR, "bayer_bggr8": cv2.COLOR_BayerRG2BGR,
+         "bayer_gbrg8": cv2.COLOR_BayerGR2BGR, "bayer_grbg8": cv2.COLOR_BayerGB2BGR}
+ENCODINGS = ("bgr8", "rgb8", "mono8", "bgra8", "rgba8", *BAYER)
+
+
+class BagError(AvssmError):
+    pass
+
+
+@dataclass
+class Topic:
+    name: str
+    msgtype: str
+    count: int
+
+    def line(self) -> str:
+        return f"{self.name}  {self.msgtype}  {self.count} messages"
+
+
+@dataclass
+class Message:
+    topic: str
+    log_time_ns: int  # when it was recorded
+    msg: object       # the deserialized message (rosbags' classes)
+
+    @property
+    def stamp_ns(self) -> int:
+        """The message's header.stamp (when the camera took the image), in nanoseconds."""
+        stamp = self.msg.header.stamp
+        return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def is_bag(spec: str) -> bool:
+    path = Path(spec)
+    if path.is_file():
+        return path.suffix.lower() in BAG_SUFFIXES
+    return path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")))
+
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_HUMBLE)
+
+
+class Bag:
+    """One recording; reads are streamed (a truncated MCAP file yields its complete chunks, then BagError)."""
+
+    def __init__(self, spec: str):
+        self.path = Path(spec)
+        if not self.path.exists():
+            raise BagError(f"source {spec}: no such file or folder")
+        mcaps = sorted(self.path.glob("*.mcap")) if self.path.is_dir() else []
+        self.mcap = self.path if self.path.suffix.lower() == ".mcap" else (mcaps[0] if len(mcaps) == 1 else None)
+        self.typestore = _typestore()
+        self._topics: list[Topic] | None = None
+
+    # ------------------------------------------------------------------------------------------ listing
+    def topics(self) -> list[Topic]:
+        if self._topics is None:
+            self._topics = self._mcap_topics() if self.mcap else self._rosbags_topics()
+        return self._topics
+
+    def image_topics(self) -> list[Topic]:
+        return [t for t in self.topics() if t.msgtype in (IMAGE, COMPRESSED)]
+
+    def _mcap_topics(self) -> list[Topic]:
+        from mcap.reader import make_reader
+
+        try:
+            with open(self.mcap, "rb") as f:
+                summary = make_reader(f).get_summary()
+        except Exception:  # noqa: BLE001 - no summary (a truncated recording): count by reading
+            summary = None
+        if summary is not None and summary.statistics is not None:
+            counts = summary.statistics.channel_message_counts
+            return [Topic(c.topic, summary.schemas[c.schema_id].name if c.schema_id in summary.schemas else "",
+                          counts.get(c.id, 0)) for c in summary.channels.values()]
+        found: dict[str, Topic] = {}
+        try:
+            for schema, channel, _ in self._mcap_stream():
+                topic = found.setdefault(channel.topic, Topic(channel.topic, schema.name if schema else "", 0))
+                topic.count += 1
+        except BagError:
+            pass  # listed as far as it could be read
+        return list(found.values())
+
+    def _rosbags_topics(self) -> list[Topic]:
+        with self._any_reader() as reader:
+            counts: dict[str, Topic] = {}
+            for c in reader.connections:
+                topic = counts.setdefault(c.topic, Topic(c.topic, c.msgtype, 0))
+                topic.count += c.msgcount
+            return list(counts.values())
+
+    # ------------------------------------------------------------------------------------------ reading
+    def messages(self, topics: list[str]) -> Iterator[Message]:
+        """The messages of ``topics`` in recording order; BagError where the recording cannot be read further."""
+        if self.mcap:
+            for schema, channel, message in self._mcap_stream():
+                if channel.topic in topics:
+                    try:
+                        msg = self.typestore.deserialize_cdr(message.data, schema.name)
+                    except Exception as e:  # noqa: BLE001 - a corrupt message
+                        raise BagError(f"message on {channel.topic} at {message.log_time} ns cannot be decoded: "
+                                       f"{type(e).__name__}: {e}") from None
+                    yield Message(channel.topic, message.log_time, msg)
+            return
+        with self._any_reader() as reader:
+            connections = [c for c in reader.connections if c.topic in topics]
+            try:
+                for connection, log_time, raw in reader.messages(connections=connections):
+                    yield Message(connection.topic, log_time, reader.deserialize(raw, connection.msgtype))
+            except BagError:
+                raise
+            except Exception as e:  # noqa: BLE001 - storage errors mid-read
+                raise BagError(f"{type(e).__name__}: {e}") from None
+
+    def _mcap_stream(self):
+        from mcap.exceptions import McapError
+        from mcap.reader import NonSeekingReader
+
+        with open(self.mcap, "rb") as f:
+            try:
+                # In file order, not sorted by log time (sorting would read the whole file before the first frame)
+                yield from NonSeekingReader(f, validate_crcs=True).iter_messages(log_time_order=False)
+            except (McapError, EOFError, ValueError, OSError) as e:
+                reason = "the file ends early (truncated recording)" if type(e).__name__ == "EndOfFile" else \
+                    f"{type(e).__name__}: {e}"
+                raise BagError(f"{self.mcap.name}: cannot be read further at byte {f.tell()}: {reason}") from None
+
+    def _any_reader(self):
+        from rosbags.highlevel import AnyReader
+
+        reader = AnyReader([self.path], default_typestore=self.typestore)
+        try:
+            reader.open()
+        except Exception as e:  # noqa: BLE001 - rosbags' errors for unreadable recordings
+            raise BagError(f"source {self.path}: cannot be read as a recording: {e}") from None
+        return _Closing(reader)
+
+
+class _Closing:
+    def __init__(self, reader):
+        self.reader = reader
+
+    def __enter__(self):
+        return self.reader
+
+    def __exit__(self, *exc):
+        self.reader.close()
+
+
+def decode_image(msg, topic: str) -> np.ndarray:
+    """A sensor_msgs Image or CompressedImage as uint8 BGR (H, W, 3); BagError naming the topic otherwise."""
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
+    if hasattr(msg, "format"):  # CompressedImage
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if image is None:
+            raise BagError(f"topic {topic}: compressed image ('{msg.format}') cannot be decoded")
+        return image
+    encoding = msg.encoding.lower()
+    if encoding not in ENCODINGS:
+        raise BagError(f"topic {topic}: image encoding '{msg.encoding}' is not supported "
+                       f"({', '.join(ENCODINGS)}, or CompressedImage)")
+    channels = {"bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4}.get(encoding, 1)
+    if msg.step < msg.width * channels or data.size < msg.step * msg.height:
+        raise BagError(f"topic {topic}: image {msg.width}x{msg.height} {encoding} has step {msg.step} and "
+                       f"{data.size} bytes: truncated or inconsistent message")
+    rows = data[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :msg.width * channels]
+    pixels = rows.reshape(msg.height, msg.width, channels)
+    if encoding == "bgr8":
+        return np.ascontiguousarray(pixels)
+    if encoding in BAYER:
+        return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), BAYER[encoding])
+    code = {"rgb8": cv2.COLOR_RGB2BGR, "mono8": cv2.COLOR_GRAY2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
+            "rgba8": cv2.COLOR_RGBA2BGR}[encoding]
+    return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+
+
+def topic_choice_error(spec: str, bag: Bag, asked: list[str]) -> BagError:
+    """The one error for a missing or unknown --topic: the recording's image topics, one line each."""
+    images = bag.image_topics()
+    listed = "\n".join(f"  {t.line()}" for t in images) or "  (none: no sensor_msgs Image or CompressedImage topic)"
+    unknown = [t for t in asked if t not in {i.name for i in images}]
+    head = (f"--topic {', '.join(unknown)}: not an image topic of {spec}" if unknown
+            else f"source {spec}: choose an image topic with --topic")
+    return BagError(f"{head}; its image topics:\n{listed}")
+
+
+def open_topics(spec: str, topics: list[str]) -> Bag:
+    """The recording at ``spec``, once every one of ``topics`` is one of its image topics (else the listing)."""
+    bag = Bag(spec)
+    known = {t.name for t in bag.image_topics()}
+    if not topics or any(t not in known for t in topics):
+        raise topic_choice_error(spec, bag, topics)
+    return bag

@@ -1,0 +1,296 @@
+"""Recorded drives as sources (avssm.runtime.bags): recordings made here from the bundled clip in each storage
+(rosbag2 MCAP and sqlite3 folders, a bare .mcap, a ROS 1 .bag), two topics each (Image bgr8 and CompressedImage
+jpeg), run through `avssm run`."""
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from avssm.runtime import RunConfig, load_backend, run
+from avssm.runtime.bags import Bag, BagError, decode_image
+
+FRONT, LEFT = "/cam/front/image_raw", "/cam/left/image/compressed"
+SIZE = (96, 160)  # (H, W) the frames are scaled to, for speed
+
+
+def clip_frames():
+    from avssm.app import default_sample_clip
+
+    cap, frames = cv2.VideoCapture(str(default_sample_clip())), []
+    while (read := cap.read())[0]:
+        frames.append(cv2.resize(read[1], SIZE[::-1], interpolation=cv2.INTER_AREA))
+    return frames
+
+
+def stamp_ns(i: int) -> int:
+    return 1_700_000_000_000_000_000 + i * 100_000_000  # 10 Hz
+
+
+def write_recording(path, storage: str, frames) -> None:
+    """The clip as a recording: FRONT as Image (bgr8), LEFT as CompressedImage (jpeg), header stamps at 10 Hz."""
+    from rosbags.typesys import Stores, get_typestore
+
+    ros1 = storage == "ros1"
+    ts = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    Image, Compressed = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CompressedImage"]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    if ros1:
+        from rosbags.rosbag1 import Writer
+
+        writer = Writer(path)
+        serialize = ts.serialize_ros1
+    else:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        writer = Writer(path, version=9, storage_plugin=plugin)
+        serialize = ts.serialize_cdr
+    with writer:
+        front = writer.add_connection(FRONT, Image.__msgtype__, typestore=ts)
+        left = writer.add_connection(LEFT, Compressed.__msgtype__, typestore=ts)
+        for i, frame in enumerate(frames):
+            t = stamp_ns(i)
+            stamp = Time(sec=t // 10**9, nanosec=t % 10**9)
+            header = Header(seq=i, stamp=stamp, frame_id="cam") if ros1 else Header(stamp=stamp, frame_id="cam")
+            image = Image(header=header, height=frame.shape[0], width=frame.shape[1], encoding="bgr8", is_bigendian=0,
+                          step=frame.shape[1] * 3, data=frame.reshape(-1))
+            writer.write(front, t + 1_000_000, serialize(image, Image.__msgtype__))
+            jpeg = cv2.imencode(".jpg", frame)[1].reshape(-1)
+            writer.write(left, t + 2_000_000, serialize(Compressed(header=header, format="jpeg", data=jpeg),
+                                                        Compressed.__msgtype__))
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    frames = clip_frames()
+    root = tmp_path_factory.mktemp("drives")
+    made = {"mcap": root / "mcap", "sqlite3": root / "sqlite3", "ros1": root / "drive.bag"}
+    for storage, path in made.items():
+        write_recording(path, storage, frames)
+    made["mcap file"] = next((root / "mcap").glob("*.mcap"))
+    folder = root / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), frame)
+    made["png folder"] = folder
+    return made
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
+    model.model_name = "vim_tiny_det"
+    path = tmp_path_factory.mktemp("model") / "det.onnx"
+    export_onnx(model, path, input_size=SIZE, dynamic=True, scan_op="portable")
+    return load_backend(str(path))
+
+
+def detections(path):
+    return [json.loads(line) for line in open(path)]
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3", "ros1", "mcap file"])
+def test_every_storage_gives_the_frames_and_their_detections(recordings, detector, tmp_path, storage):
+    """Each storage yields both topics' 4 frames in recording order with their stamps; the raw Image topic's
+    detections are those of the same frames read from lossless PNGs."""
+    out = tmp_path / "dets.jsonl"
+    report = run(detector, str(recordings[storage]), RunConfig(topics=(FRONT, LEFT), warmup=0, jsonl=str(out),
+                                                               score_threshold=0.05))
+    assert report["error"] is None and report["frames"]["processed"] == 8
+    lines = detections(out)
+    assert [(d["topic"], d["stamp_ns"]) for d in lines] == [(t, stamp_ns(i)) for i in range(4) for t in (FRONT, LEFT)]
+    png = tmp_path / "png.jsonl"
+    run(detector, str(recordings["png folder"]), RunConfig(warmup=0, jsonl=str(png), score_threshold=0.05))
+    front = [d["detections"] for d in lines if d["topic"] == FRONT]
+    assert front == [d["detections"] for d in detections(png)] and any(front)
+
+
+def test_topics_are_listed_when_missing_or_wrong(recordings):
+    for args, head in [([], "choose an image topic with --topic"),
+                       (["--topic", "/cam/rear"], "--topic /cam/rear: not an image topic of")]:
+        r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(recordings["mcap"]), *args],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert head in lines[0] and lines[1:] == [f"  {FRONT}  sensor_msgs/msg/Image  4 messages",
+                                                  f"  {LEFT}  sensor_msgs/msg/CompressedImage  4 messages"]
+
+
+def test_a_truncated_recording_ends_with_the_frames_it_holds(tmp_path, detector):
+    """An MCAP file cut short (a recorder killed mid-drive) runs to its last complete chunk and says where it
+    stopped; the run's status is a fault (exit 1 from the CLI)."""
+    from mcap.writer import CompressionType, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image = ts.types["sensor_msgs/msg/Image"]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    path = tmp_path / "cut.mcap"
+    with open(path, "wb") as f:
+        writer = Writer(f, chunk_size=4096, compression=CompressionType.NONE)  # small chunks, as a recorder's
+        writer.start(profile="ros2", library="avssm tests")
+        schema = writer.register_schema(name=Image.__msgtype__, encoding="ros2msg",
+                                        data=ts.generate_msgdef(Image.__msgtype__, ros_version=2)[0].encode())
+        channel = writer.register_channel(topic=FRONT, message_encoding="cdr", schema_id=schema)
+        for i, frame in enumerate(clip_frames() * 3):
+            t = stamp_ns(i)
+            msg = Image(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="cam"),
+                        height=frame.shape[0], width=frame.shape[1], encoding="bgr8", is_bigendian=0,
+                        step=frame.shape[1] * 3, data=frame.reshape(-1))
+            writer.add_message(channel, log_time=t, publish_time=t, data=ts.serialize_cdr(msg, Image.__msgtype__))
+        writer.finish()
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * 0.6)])
+    out = tmp_path / "dets.jsonl"
+    report = run(detector, str(path), RunConfig(topics=(FRONT,), warmup=0, jsonl=str(out)))
+    assert 0 < report["frames"]["processed"] < 12 and len(detections(out)) == report["frames"]["processed"]
+    assert f"stopped after {report['frames']['processed']} frames" in report["error"]
+    assert "cut.mcap: cannot be read further at byte" in report["error"] and "truncated" in report["error"]
+
+
+def test_an_unsupported_encoding_is_named_with_its_topic(tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image = ts.types["sensor_msgs/msg/Image"]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    with Writer(tmp_path / "yuv", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connection = writer.add_connection("/cam/yuv", Image.__msgtype__, typestore=ts)
+        msg = Image(header=Header(stamp=Time(sec=1, nanosec=0), frame_id="cam"), height=2, width=2, encoding="yuv422",
+                    is_bigendian=0, step=4, data=np.zeros(8, np.uint8))
+        writer.write(connection, 1, ts.serialize_cdr(msg, Image.__msgtype__))
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--source", str(tmp_path / "yuv"), "--topic",
+                        "/cam/yuv"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "topic /cam/yuv: image encoding 'yuv422' is not supported" in r.stderr, r.stderr
+
+
+def test_image_encodings_decode_to_bgr():
+    """rgb8, mono8, bgra8 and each Bayer pattern (as ROS names them: the first row's first two pixels) decode to
+    the BGR image they were made from; a row step with padding is honoured."""
+    rng = np.random.default_rng(0)
+    bgr = np.zeros((8, 12, 3), np.uint8)
+    bgr[:, :] = (40, 120, 220)  # flat colour: demosaicing is exact away from borders
+    bgr += rng.integers(0, 3, bgr.shape, dtype=np.uint8)
+
+    class Msg:
+        def __init__(self, encoding, pixels, pad=0):
+            self.height, self.width = pixels.shape[:2]
+            rows = pixels.reshape(self.height, -1)
+            self.step = rows.shape[1] + pad
+            self.data = np.concatenate([rows, np.full((self.height, pad), 7, np.uint8)], axis=1).reshape(-1)
+            self.encoding = encoding
+
+    assert np.array_equal(decode_image(Msg("bgr8", bgr, pad=5), "t"), bgr)
+    assert np.array_equal(decode_image(Msg("rgb8", bgr[:, :, ::-1].copy()), "t"), bgr)
+    assert np.array_equal(decode_image(Msg("bgra8", np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])), "t"), bgr)
+    gray = decode_image(Msg("mono8", bgr[:, :, 1].copy(), pad=3), "t")
+    assert np.array_equal(gray, np.repeat(bgr[:, :, 1:2], 3, axis=2))
+    for encoding, (first, second, third, fourth) in {"bayer_rggb8": "RGGB", "bayer_bggr8": "BGGR",
+                                                     "bayer_gbrg8": "GBRG", "bayer_grbg8": "GRBG"}.items():
+        channel = {"B": 0, "G": 1, "R": 2}
+        mosaic = np.empty(bgr.shape[:2], np.uint8)
+        mosaic[0::2, 0::2] = bgr[0::2, 0::2, channel[first]]
+        mosaic[0::2, 1::2] = bgr[0::2, 1::2, channel[second]]
+        mosaic[1::2, 0::2] = bgr[1::2, 0::2, channel[third]]
+        mosaic[1::2, 1::2] = bgr[1::2, 1::2, channel[fourth]]
+        decoded = decode_image(Msg(encoding, mosaic), "t").astype(int)
+        assert np.abs(decoded[2:-2, 2:-2] - bgr[2:-2, 2:-2].astype(int)).max() <= 3, encoding
+    with pytest.raises(BagError, match="topic t: image 12x8 bgr8 has step 36"):
+        broken = Msg("bgr8", bgr)
+        broken.data = broken.data[:100]
+        decode_image(broken, "t")
+
+
+def test_realtime_replay_reports_latency_from_the_stamp(recordings, detector):
+    report = run(detector, str(recordings["mcap"]), RunConfig(topics=(FRONT,), warmup=0, realtime=True))
+    stamp = report["latency_ms"]["from_stamp"]
+    assert stamp["count"] == 4 and 0 < stamp["p50"] < 1000
+    assert Bag(str(recordings["sqlite3"])).image_topics()[0].count == 4
+
+
+def read_recording(path):
+    """{topic: [(log_time, message)]} of an MCAP file, read with rosbags (the types from the file's schemas)."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.typesys import Stores, get_typestore
+
+    out = {}
+    with AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+        for connection, log_time, raw in reader.messages():
+            out.setdefault(connection.topic, []).append((log_time, reader.deserialize(raw, connection.msgtype)))
+    return out
+
+
+@pytest.mark.parametrize("storage", ["mcap", "ros1"])
+def test_recorded_detections_are_the_runs(recordings, detector, tmp_path, storage):
+    """--record writes a Detection2DArray per frame on <image topic>/detections with the image's header, and
+    with --record-images the images; every detection equals the --jsonl line of the same run."""
+    out, lines = tmp_path / "out.mcap", tmp_path / "dets.jsonl"
+    report = run(detector, str(recordings[storage]), RunConfig(topics=(FRONT, LEFT), warmup=0, jsonl=str(lines),
+                                                               record=str(out), record_images=True,
+                                                               score_threshold=0.05))
+    assert report["error"] is None
+    recorded = read_recording(out)
+    assert {topic: len(messages) for topic, messages in recorded.items()} == {
+        FRONT: 4, LEFT: 4, f"{FRONT}/detections": 4, f"{LEFT}/detections": 4}
+    assert type(recorded[FRONT][0][1]).__msgtype__ == "sensor_msgs/msg/Image"
+    compared = 0
+    for topic in (FRONT, LEFT):
+        expected = [line for line in detections(lines) if line["topic"] == topic]
+        for (_, array), line in zip(recorded[f"{topic}/detections"], expected):
+            stamp = array.header.stamp.sec * 10**9 + array.header.stamp.nanosec
+            assert stamp == line["stamp_ns"] and array.header.frame_id == "cam"
+            assert len(array.detections) == len(line["detections"])
+            for det, want in zip(array.detections, line["detections"]):
+                c, b = det.bbox.center.position, det.bbox
+                box = [c.x - b.size_x / 2, c.y - b.size_y / 2, c.x + b.size_x / 2, c.y + b.size_y / 2]
+                assert np.allclose(box, want["box"], atol=0.051) and det.header.stamp == array.header.stamp
+                assert det.results[0].hypothesis.class_id == want["class"]
+                assert abs(det.results[0].hypothesis.score - want["score"]) <= 5e-5
+                compared += 1
+    assert compared > 0
+
+
+def test_ctrl_c_leaves_a_valid_recording(recordings, detector, tmp_path):
+    out = tmp_path / "out.mcap"
+    seen = []
+
+    def interrupt(frame, found):
+        seen.append(frame.index)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    report = run(detector, str(recordings["mcap"]), RunConfig(topics=(FRONT,), warmup=0, record=str(out)),
+                 on_frame=interrupt)
+    assert report["interrupted"]
+    assert len(read_recording(out)[f"{FRONT}/detections"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mcap"]  # no partial file left
+
+
+def test_camera_and_file_frames_are_recorded_under_avssm(recordings, detector, tmp_path):
+    out = tmp_path / "out.mcap"
+    run(detector, str(recordings["png folder"]), RunConfig(warmup=0, record=str(out), record_images=True))
+    recorded = read_recording(out)
+    assert sorted(recorded) == ["/avssm/cam0/detections", "/avssm/cam0/image/compressed"]
+    assert len(recorded["/avssm/cam0/detections"]) == 4
+    image = recorded["/avssm/cam0/image/compressed"][0][1]
+    assert image.format == "jpeg" and image.header.stamp == recorded["/avssm/cam0/detections"][0][1].header.stamp
+
+
+def test_record_flags_are_checked_before_any_work(recordings, tmp_path):
+    from avssm.errors import AvssmError
+
+    source = str(recordings["mcap"])
+    for config, message in [(RunConfig(topics=(FRONT,), record_images=True), "--record-images: needs --record"),
+                            (RunConfig(topics=(FRONT,), record=str(tmp_path / "x.bag")), "give a .mcap file"),
+                            (RunConfig(record=source + "/x.mcap", topics=("/nope",)), "--topic /nope")]:
+        with pytest.raises(AvssmError, match=message):
+            config.check(source)
+    with pytest.raises(AvssmError, match="--topic: source .* is not a recording"):
+        RunConfig(topics=(FRONT,)).check(str(recordings["png folder"]))
