@@ -134,11 +134,16 @@ def export_cmd(
 
 @app.command("run")
 def run_cmd(
-    camera: Optional[str] = typer.Option(None, "--camera", help="Camera: index (0), /dev/videoN, or gst:<pipeline>."),
-    source: Optional[str] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or image, or "
-                                         "a recorded drive (.mcap, rosbag2 folder, ROS 1 .bag) with --topic."),
+    camera: Optional[List[str]] = typer.Option(None, "--camera", help="Camera: index (0), /dev/videoN, or "
+                                               "gst:<pipeline>; repeat for several (one batch per step)."),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Video file, rtsp/http URL, image folder or "
+                                               "image, or a recorded drive (.mcap, rosbag2 folder, ROS 1 .bag) with "
+                                               "--topic; repeat for several (one batch per step)."),
     topic: Optional[List[str]] = typer.Option(None, "--topic", help="Image topic of a recording (Image or "
-                                              "CompressedImage); repeat for several. Without it the topics are listed."),
+                                              "CompressedImage); several run as one batch. Without it the topics "
+                                              "are listed."),
+    sync_tolerance: Optional[float] = typer.Option(None, "--sync-tolerance", min=0.0, metavar="MS",
+                                                   help="Several topics: batch frames whose stamps lie within MS."),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="ONNX file from `avssm export`, or a registered model name (PyTorch). "
                                              "Default: the shipped trained vmamba_nano_det, exported once into ~/.cache/avssm."),
@@ -179,21 +184,24 @@ def run_cmd(
     from avssm.sizes import parse_size
 
     if camera and source:
-        raise AvssmError("--camera and --source: give one of them")
-    spec = camera or source or str(default_sample_clip())
-    config = RunConfig(camera=camera is not None, resize=parse_size(resize, "--resize") if resize else None, drop=drop,
+        raise AvssmError("--camera and --source: give one kind of them")
+    specs = list(camera or source or [str(default_sample_clip())])
+    spec = specs[0] if len(specs) == 1 else specs
+    config = RunConfig(camera=bool(camera), resize=parse_size(resize, "--resize") if resize else None, drop=drop,
                        realtime=realtime, max_frames=max_frames, warmup=warmup, score_threshold=score_threshold,
                        iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl,
-                       topics=tuple(topic or ()), record=record, record_images=record_images)
+                       topics=tuple(topic or ()), record=record, record_images=record_images,
+                       sync_tolerance_ms=sync_tolerance)
     inputs = {"--model": model, "--checkpoint": checkpoint}
-    config.check(spec, inputs)
-    check_json_path(json_path, {**inputs, "--source": source})
+    for one in specs:
+        config.check(one, inputs)
+    check_json_path(json_path, {**inputs, **{f"--source {one}": one for one in (source or [])}})
     with json_stdout(json_path):
         if model is None:
             with working("building the default detector (once)") as step:
                 model = str(default_model_file(progress=step))
         backend_ = open_model(model, backend, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib)
-        with working(f"running on {spec}"):
+        with working(f"running on {', '.join(specs)}"):
             report = run(backend_, spec, config, warn=warn)
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if json_path:

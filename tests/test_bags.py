@@ -294,3 +294,89 @@ def test_record_flags_are_checked_before_any_work(recordings, tmp_path):
             config.check(source)
     with pytest.raises(AvssmError, match="--topic: source .* is not a recording"):
         RunConfig(topics=(FRONT,)).check(str(recordings["png folder"]))
+
+
+# ------------------------------------------------------------------------------------------ several sources
+
+def test_several_sources_run_as_one_batch(recordings, detector, tmp_path):
+    """Two sources (the same frames from PNGs and from a recording) run as batches of 2: each frame's detections
+    are those it gets alone, and the report has a row per source."""
+    alone, both = tmp_path / "alone.jsonl", tmp_path / "both.jsonl"
+    run(detector, str(recordings["png folder"]), RunConfig(warmup=0, jsonl=str(alone), score_threshold=0.05))
+    calls = []
+    infer = detector.infer
+    detector.infer = lambda images: calls.append(images.shape[0]) or infer(images)
+    try:
+        report = run(detector, [str(recordings["png folder"]), str(recordings["png folder"])],
+                     RunConfig(warmup=0, jsonl=str(both), score_threshold=0.05))
+    finally:
+        detector.infer = infer
+    assert calls == [2, 2, 2, 2] and report["frames"]["processed"] == 8 and report["source"]["batch"] == 2
+    assert [row["captured"] for row in report["sources"]] == [4, 4]
+    assert all(row["latency_ms"]["end_to_end"]["count"] == 4 for row in report["sources"])
+    expected = [d["detections"] for d in detections(alone) for _ in range(2)]
+    assert [d["detections"] for d in detections(both)] == expected
+    from avssm.runtime.report import format_table
+
+    assert format_table(report).count("\nsource ") == 2
+
+
+def test_a_batch_1_model_says_which_export_takes_the_batch(recordings, tmp_path):
+    from avssm.errors import AvssmError
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=1))
+    path = tmp_path / "b1.onnx"
+    export_onnx(model, path, input_size=SIZE, scan_op="portable")
+    with pytest.raises(AvssmError, match="takes batch 1, and 2 sources make batches of 2; export it with --batch 2 "
+                                         "or --dynamic"):
+        run(str(path), str(recordings["mcap"]), RunConfig(topics=(FRONT, LEFT)))
+
+
+def test_sources_of_different_sizes_say_resize(recordings, detector, tmp_path):
+    from avssm.errors import AvssmError
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i}.png"), np.zeros((64, 96, 3), np.uint8))
+    with pytest.raises(AvssmError, match="sources give frames of different sizes .*--resize HxW makes them one"):
+        run(detector, [str(recordings["png folder"]), str(folder)], RunConfig(warmup=0))
+    report = run(detector, [str(recordings["png folder"]), str(folder)], RunConfig(warmup=0, resize=(64, 96)))
+    assert report["frames"]["processed"] == 4  # the shorter source ends the batches
+
+
+def test_sync_tolerance_aligns_topics_by_stamp(tmp_path, detector):
+    """Topic B starts 2 frames before topic A (stamps 100 ms apart): without a tolerance the batches pair
+    frames 200 ms apart; with --sync-tolerance 50 the 2 early frames of B are skipped (counted) and each batch
+    holds frames of the same stamp."""
+    frames = clip_frames()
+    path = tmp_path / "offset"
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        connections = {t: writer.add_connection(t, Compressed.__msgtype__, typestore=ts) for t in ("/a", "/b")}
+        for topic, first in (("/b", 0), ("/a", 2)):
+            for i in range(first, 6):
+                t = stamp_ns(i)
+                jpeg = cv2.imencode(".jpg", frames[i % 4])[1].reshape(-1)
+                msg = Compressed(header=Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id=topic),
+                                 format="jpeg", data=jpeg)
+                writer.write(connections[topic], t, ts.serialize_cdr(msg, Compressed.__msgtype__))
+
+    def batches(config):
+        out = tmp_path / "d.jsonl"
+        report = run(detector, str(path), RunConfig(topics=("/a", "/b"), warmup=0, jsonl=str(out), **config))
+        stamps = [d["stamp_ns"] for d in detections(out)]
+        return report, list(zip(stamps[0::2], stamps[1::2]))
+
+    _, unsynced = batches({})
+    assert unsynced[0] == (stamp_ns(2), stamp_ns(0))
+    report, synced = batches({"sync_tolerance_ms": 50})
+    assert synced == [(stamp_ns(i), stamp_ns(i)) for i in range(2, 6)]
+    assert [row["unsynced"] for row in report["sources"]] == [0, 2]

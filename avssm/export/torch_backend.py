@@ -30,7 +30,7 @@ class TorchBackend(Backend):
         meta = build_metadata(self.model, model_name, (0, 0), "pytorch", "fp32", 0, True,
                               weights=Path(checkpoint).name if checkpoint else "random")
         super().__init__("torch", device, meta, "images", np.float32, None, reason,
-                         {"torch": torch.__version__, "model": model_name, "checkpoint": checkpoint})
+                         {"torch": torch.__version__, "model": model_name, "checkpoint": checkpoint}, None)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
 

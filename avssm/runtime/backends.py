@@ -36,6 +36,7 @@ class Backend:
     fixed_hw: tuple[int, int] | None = None  # None when height and width are dynamic
     reason: str = ""  # why this backend was chosen
     info: dict = field(default_factory=dict)
+    fixed_batch: int | None = 1  # None when the batch is dynamic
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -138,6 +139,8 @@ class OnnxRuntimeBackend(Backend):
                          {"onnxruntime": ort.__version__, "providers": self.session.get_providers(),
                           "model_file": str(path), "scan": scan})
         self.output_names = [o.name for o in self.session.get_outputs()]
+        first = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(None, {self.input_name: images})

@@ -25,6 +25,7 @@ class RunConfig:
     topics: tuple[str, ...] = ()             # image topics of a recording (rosbag2 / MCAP / ROS 1 bag) to run on
     record: str | None = None                # detections (vision_msgs/Detection2DArray) to this MCAP file
     record_images: bool = False              # and the images
+    sync_tolerance_ms: float | None = None   # several topics of a recording: a batch's stamps lie within this
 
     def check(self, source: str, inputs: dict | None = None) -> None:
         """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
@@ -43,6 +44,8 @@ class RunConfig:
             elif self.topics:
                 raise AvssmError(f"--topic: source {source} is not a recording (.mcap, .db3, .bag or a rosbag2 folder)")
         inputs = {"--source": None if self.camera else source, **(inputs or {})}
+        if self.sync_tolerance_ms is not None and self.sync_tolerance_ms < 0:
+            raise AvssmError(f"--sync-tolerance {self.sync_tolerance_ms}: must be 0 or more (milliseconds)")
         if self.record_images and not self.record:
             raise AvssmError("--record-images: needs --record FILE.mcap")
         if self.record and not self.record.endswith(".mcap"):

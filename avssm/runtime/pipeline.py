@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
 from avssm.runtime.preprocess import check_frame_fits, preprocess
-from avssm.runtime.sources import Frame, FrameSource
+from avssm.runtime.sources import Frame, FrameSource, SourceGroup
 
 
 @dataclass
@@ -121,9 +121,28 @@ class _Sinks:
             cv2.destroyAllWindows()
 
 
-def run(model: str | Backend, source: str, config: RunConfig | None = None, *, on_frame=None, warn=None) -> dict:
+def _sources(source: str | list[str], c: RunConfig, max_frames: int | None, warn) -> list[FrameSource]:
+    """One FrameSource per camera, file or recording topic: several of them are batched."""
+    specs = [source] if isinstance(source, str) else list(source)
+    common = dict(camera=c.camera, resize=c.resize, drop=c.drop, realtime=c.realtime, max_frames=max_frames, warn=warn)
+    if len(specs) > 1:
+        common["queue_size"] = 1  # latest frame per source
+    if len(specs) == 1 and len(c.topics) > 1:  # several topics of one recording: one source per topic
+        return [FrameSource(specs[0], topics=[topic], **common) for topic in c.topics]
+    return [FrameSource(spec, topics=list(c.topics), **common) for spec in specs]
+
+
+def _check_batch(be: Backend, batch: int) -> None:
+    if batch > 1 and be.fixed_batch not in (None, batch):
+        raise AvssmError(f"model {be.metadata.get('model')}: takes batch {be.fixed_batch}, and {batch} sources make "
+                         f"batches of {batch}; export it with --batch {batch} or --dynamic")
+
+
+def run(model: str | Backend, source: str | list[str], config: RunConfig | None = None, *, on_frame=None,
+        warn=None) -> dict:
     """Run a detector (a Backend, or an exported file opened with ``load_backend``) over a source and return the
-    report (see avssm/runtime/report.py).
+    report (see avssm/runtime/report.py). Several sources (cameras, files, or ``config.topics`` of one recording)
+    run as one batch per step, a frame from each.
 
     A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of what ran is returned
     with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first frame (bad values,
@@ -132,35 +151,46 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
     """
     c = config or RunConfig()
     warn = warn or (lambda message: None)
-    c.check(source, {"--model": model if isinstance(model, str) else None})
+    specs = [source] if isinstance(source, str) else list(source)
+    for spec in specs:
+        c.check(spec, {"--model": model if isinstance(model, str) else None})
     be = model if isinstance(model, Backend) else load_backend(model)
     meta = be.metadata
     if meta.get("task") != "detection":
         raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
     if (message := be.random_weights_warning()) is not None:
         warn(message)
-    camera, warmup, max_frames = c.camera, c.warmup, c.max_frames
-    src = FrameSource(source, camera=camera, resize=c.resize, drop=c.drop, realtime=c.realtime,
-                      max_frames=(max_frames + warmup) if max_frames else None, topics=list(c.topics), warn=warn)
-    src.probe()
+    warmup, max_frames = c.warmup, c.max_frames
+    group = SourceGroup(_sources(source, c, (max_frames + warmup) if max_frames else None, warn), c.sync_tolerance_ms)
+    batch = len(group.sources)
+    _check_batch(be, batch)
+    group.probe()
+    names = [s.spec if not s.topics else s.topics[0] for s in group.sources]
     sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images)
     times = rep.StageTimes()
+    per_source = [rep.StageTimes() for _ in group.sources] if batch > 1 else []
     class_names = meta.get("class_names") or []
-    processed = warmed = 0
+    processed = warmed = 0  # steps (batches)
     error, interrupted = None, False
     rss_after_warmup = None
     t_start = None
 
-    def step(frame, t_wait: float, captured_at: float, sink: bool = True) -> None:
-        """One frame through preprocess, inference, postprocess and the sinks; timed after the warm-up."""
+    def step(frames: list[Frame], t_wait: float, sink: bool = True) -> None:
+        """A frame from each source through preprocess, one inference, postprocess and the sinks; timed after
+        the warm-up."""
         nonlocal processed, warmed, t_start, rss_after_warmup
         t0 = time.perf_counter()
-        check_frame_fits(be.fixed_hw, frame.image.shape, source)
-        x = preprocess(frame.image, meta["input"], be.input_dtype)
+        for frame, spec in zip(frames, names):
+            check_frame_fits(be.fixed_hw, frame.image.shape, spec)
+        if len({f.image.shape for f in frames}) > 1:
+            sizes = ", ".join(f"{n} {f.image.shape[0]}x{f.image.shape[1]}" for n, f in zip(names, frames))
+            raise AvssmError(f"sources give frames of different sizes ({sizes}); --resize HxW makes them one")
+        x = np.concatenate([preprocess(f.image, meta["input"], be.input_dtype) for f in frames])
         t1 = time.perf_counter()
         out = be.infer(x)
         t2 = time.perf_counter()
-        dets = postprocess(out["boxes"][0], out["scores"][0], class_names, c.score_threshold, c.iou_threshold)
+        found = [postprocess(out["boxes"][i], out["scores"][i], class_names, c.score_threshold, c.iou_threshold)
+                 for i in range(len(frames))]
         t3 = time.perf_counter()
         if warmed < warmup:
             warmed += 1
@@ -173,33 +203,37 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
             times.add("preprocess", t1 - t0)
             times.add("inference", t2 - t1)
             times.add("postprocess", t3 - t2)
-            times.add("end_to_end", t3 - captured_at)
-            if frame.due is not None:  # a recording replayed at its pace: from the image's stamp, as Autoware counts
-                times.add("from_stamp", t3 - frame.due)
+            for i, frame in enumerate(frames):
+                stages = [times, per_source[i]] if per_source else [times]
+                for t in stages:
+                    t.add("end_to_end", t3 - frame.captured_at)
+                    if frame.due is not None:  # a recording replayed at its pace: from the image's stamp
+                        t.add("from_stamp", t3 - frame.due)
         if sink:
             fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
-            sinks.write(frame, dets, fps)
-            if on_frame is not None:
-                on_frame(frame, dets)
+            for frame, dets in zip(frames, found):
+                sinks.write(frame, dets, fps)
+                if on_frame is not None:
+                    on_frame(frame, dets)
 
     last = None
     try:
-        with src:
+        with group:
             while True:
                 t_wait = time.perf_counter()
-                frame = src.next()
-                if frame is None:
-                    error = src.error
+                frames = group.next()
+                if frames is None:
+                    error = group.error
                     break
-                last = frame
-                step(frame, t_wait, frame.captured_at)
+                last = frames
+                step(frames, t_wait)
                 if max_frames and processed >= max_frames:
                     break
-        # A source no longer than the warm-up (one image): its last frame again, until one run is timed;
-        # the sinks have it already.
+        # A source no longer than the warm-up (one image): its last frames again, until one run is timed;
+        # the sinks have them already.
         while processed == 0 and last is not None and error is None:
             t_again = time.perf_counter()
-            step(last, t_again, t_again, sink=False)
+            step([replace(f, captured_at=t_again) for f in last], t_again, sink=False)
     except KeyboardInterrupt:
         error, interrupted = "interrupted (Ctrl-C)", True
     except AvssmError as e:
@@ -215,20 +249,28 @@ def run(model: str | Backend, source: str, config: RunConfig | None = None, *, o
     memory.update(be.memory())
     memory.update(rep.gpu_memory())
     memory.update(rep.jetson_memory())
-    return {
+    sources = group.sources
+    report = {
         "schema": rep.SCHEMA,
         "kind": "run",
         "environment": rep.environment(be.info),
         "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
         "backend": be.describe(),
-        "source": {"spec": str(source), "camera": camera, "drop": src.drop, "realtime": c.realtime,
-                   "resize": list(c.resize) if c.resize else None,  # [height, width]
-                   "topics": list(c.topics)},
-        "frames": {"processed": processed, "warmup": warmed, "captured": src.captured, "dropped": src.dropped,
-                   "unreadable": src.unreadable},
+        "source": {"spec": specs[0] if len(specs) == 1 else specs, "camera": c.camera, "drop": sources[0].drop,
+                   "realtime": c.realtime, "resize": list(c.resize) if c.resize else None,  # [height, width]
+                   "topics": list(c.topics), "batch": batch},
+        # frames: per source (a batch of N counts N processed frames)
+        "frames": {"processed": processed * batch, "warmup": warmed * batch,
+                   "captured": sum(s.captured for s in sources), "dropped": sum(s.dropped for s in sources),
+                   "unreadable": sum(s.unreadable for s in sources)},
         "latency_ms": times.summary(),
-        "throughput_fps": processed / elapsed if elapsed > 0 else 0.0,
+        "throughput_fps": processed * batch / elapsed if elapsed > 0 else 0.0,
         "memory": memory,
         "error": error,
         "interrupted": interrupted,
     }
+    if batch > 1:
+        report["sources"] = [{"name": name, "captured": s.captured, "dropped": s.dropped,
+                              "unsynced": group.unsynced[i], "latency_ms": per_source[i].summary()}
+                             for i, (name, s) in enumerate(zip(names, sources))]
+    return report

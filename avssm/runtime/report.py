@@ -134,6 +134,11 @@ def format_table(report: dict) -> str:
         s = report["latency_ms"].get(stage)
         if s:
             lines.append(f"{stage:<14}{s['p50']:>10.1f}{s['p90']:>10.1f}{s['p99']:>10.1f}{s['max']:>10.1f}")
+    for row in report.get("sources") or []:  # several sources batched: each one's frames and latency
+        e2e = row["latency_ms"].get("end_to_end")
+        timing = f"; end_to_end p50 {e2e['p50']:.1f} p99 {e2e['p99']:.1f} ms" if e2e else ""
+        unsynced = f", {row['unsynced']} skipped to sync" if row.get("unsynced") else ""
+        lines.append(f"source {row['name']}: {row['captured']} captured, {row['dropped']} dropped{unsynced}{timing}")
     source = report.get("source") or {}
     if report["latency_ms"].get("end_to_end") and source.get("drop") == "none" and not source.get("realtime"):
         lines.append("(end_to_end includes the wait behind earlier frames read ahead; --realtime plays a file "

@@ -298,3 +298,54 @@ class FrameSource:
     def next(self) -> Frame | None:
         """The next frame, or None at the end of the source."""
         return self._queue.get()
+
+
+class SourceGroup:
+    """One frame from each of several sources per call, for one batched inference: every source captures in its
+    own thread (live ones keep their latest frame and count the ones they drop); with ``sync_tolerance_ms``
+    (recordings) the frames of a group are aligned by their stamps, the oldest head skipped (and counted as
+    unsynced) until all lie within the tolerance. The group ends when any source ends."""
+
+    def __init__(self, sources: list[FrameSource], sync_tolerance_ms: float | None = None):
+        self.sources = sources
+        self.tolerance_ns = None if sync_tolerance_ms is None else int(sync_tolerance_ms * 1e6)
+        self.unsynced = [0] * len(sources)
+        self.ended: str | None = None  # which source ended the group
+
+    def __enter__(self) -> "SourceGroup":
+        for source in self.sources:
+            source.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for source in self.sources:
+            source.close()
+
+    def probe(self) -> None:
+        for source in self.sources:
+            source.probe()
+
+    @property
+    def error(self) -> str | None:
+        return next((s.error for s in self.sources if s.error), None)
+
+    def next(self) -> list[Frame] | None:
+        heads = []
+        for source in self.sources:
+            frame = source.next()
+            if frame is None:
+                self.ended = source.spec
+                return None
+            heads.append(frame)
+        while self.tolerance_ns is not None:
+            stamps = [f.stamp_ns or 0 for f in heads]
+            if max(stamps) - min(stamps) <= self.tolerance_ns:
+                break
+            oldest = stamps.index(min(stamps))
+            self.unsynced[oldest] += 1
+            frame = self.sources[oldest].next()
+            if frame is None:
+                self.ended = self.sources[oldest].spec
+                return None
+            heads[oldest] = frame
+        return heads

@@ -212,7 +212,8 @@ class TensorRTBackend(Backend):
         super().__init__("tensorrt", "cuda", sidecar["avssm"], self.inputs[0],
                          trt.nptype(self.engine.get_tensor_dtype(self.inputs[0])), fixed, reason,
                          {"tensorrt": here_trt, "gpu": here_gpu, "engine": str(engine_path), "plugin_lib": plugin,
-                          "engine_device_memory_mib": engine_device_memory_mib(self.engine)})
+                          "engine_device_memory_mib": engine_device_memory_mib(self.engine)},
+                         in_shape[0] if in_shape[0] > 0 else None)
 
     def _buffer(self, name: str, nbytes: int) -> int:
         ptr, size = self.buffers.get(name, (0, 0))
