@@ -168,6 +168,9 @@ def run_cmd(
     record: Optional[str] = typer.Option(None, "--record", help="Write the detections as vision_msgs/"
                                          "Detection2DArray to this MCAP file (ROS 2; Foxglove, RViz)."),
     record_images: bool = typer.Option(False, "--record-images", help="With --record: the images too."),
+    view: bool = typer.Option(False, "--view", help="Serve the annotated stream for the Foxglove app "
+                              "(ws://127.0.0.1:8765; needs foxglove-sdk): no GUI toolkit needed."),
+    view_port: int = typer.Option(8765, "--view-port", min=0, max=65535, help="Port for --view."),
     json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write the report (and "
                                             "environment) as JSON to this file, or to stdout with '-' (the table "
                                             "then goes to stderr)."),
@@ -191,7 +194,7 @@ def run_cmd(
                        realtime=realtime, max_frames=max_frames, warmup=warmup, score_threshold=score_threshold,
                        iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl,
                        topics=tuple(topic or ()), record=record, record_images=record_images,
-                       sync_tolerance_ms=sync_tolerance)
+                       sync_tolerance_ms=sync_tolerance, view_port=view_port if view else None)
     inputs = {"--model": model, "--checkpoint": checkpoint}
     for one in specs:
         config.check(one, inputs)

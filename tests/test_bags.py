@@ -380,3 +380,70 @@ def test_sync_tolerance_aligns_topics_by_stamp(tmp_path, detector):
     report, synced = batches({"sync_tolerance_ms": 50})
     assert synced == [(stamp_ns(i), stamp_ns(i)) for i in range(2, 6)]
     assert [row["unsynced"] for row in report["sources"]] == [0, 2]
+
+
+# ------------------------------------------------------------------------------------------ live view
+
+def test_live_view_serves_images_boxes_and_latency(recordings, detector):
+    """--view: a WebSocket client on loopback (the Foxglove protocol, as the app speaks it) sees the image,
+    detections and latency channels advertised, subscribes, and receives a message on each."""
+    import socket
+    import struct
+    import threading
+
+    pytest.importorskip("foxglove")
+    from websockets.sync.client import connect
+
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subscribed, done, result = threading.Event(), threading.Event(), {}
+
+    def hold_until_subscribed(frame, found):  # the first frame advertises the channels; the rest are watched
+        subscribed.wait(timeout=30)
+
+    def run_view():
+        try:
+            result["report"] = run(detector, str(recordings["mcap"]), RunConfig(topics=(FRONT,), warmup=0,
+                                                                                 view_port=port, score_threshold=0.05),
+                                   on_frame=hold_until_subscribed)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run_view)
+    thread.start()
+    received: dict[str, int] = {}
+
+    def connected():
+        import time
+
+        for _ in range(300):  # the run starts serving once its checks pass
+            try:
+                return connect(f"ws://127.0.0.1:{port}", subprotocols=["foxglove.sdk.v1"], open_timeout=30)
+            except ConnectionRefusedError:
+                time.sleep(0.1)
+        raise AssertionError(f"nothing serves on port {port}")
+
+    try:
+        with connected() as ws:
+            channels = {}
+            while len(channels) < 3:
+                message = json.loads(ws.recv(timeout=30))
+                channels.update({c["id"]: (c["topic"], c["schemaName"]) for c in message.get("channels", [])})
+            assert sorted(channels.values()) == [("/avssm/latency", "avssm.Latency"),
+                                                 (f"{FRONT}/detections", "foxglove.ImageAnnotations"),
+                                                 (f"{FRONT}/image", "foxglove.CompressedImage")]
+            ids = list(channels)
+            ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": i, "channelId": c}
+                                                                     for i, c in enumerate(ids)]}))
+            subscribed.set()
+            while len(received) < 3:
+                data = ws.recv(timeout=30)
+                if isinstance(data, bytes) and data[0] == 1:  # message data: opcode, subscription, time, payload
+                    subscription = struct.unpack_from("<I", data, 1)[0]
+                    received[channels[ids[subscription]][0]] = len(data) - 13
+    finally:
+        subscribed.set()
+        thread.join(timeout=120)
+    assert done.is_set() and result["report"]["error"] is None
+    assert set(received) == {"/avssm/latency", f"{FRONT}/detections", f"{FRONT}/image"} and min(received.values()) > 0

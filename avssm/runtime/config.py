@@ -26,6 +26,7 @@ class RunConfig:
     record: str | None = None                # detections (vision_msgs/Detection2DArray) to this MCAP file
     record_images: bool = False              # and the images
     sync_tolerance_ms: float | None = None   # several topics of a recording: a batch's stamps lie within this
+    view_port: int | None = None             # serve the annotated stream for the Foxglove app on this port
 
     def check(self, source: str, inputs: dict | None = None) -> None:
         """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
@@ -46,6 +47,8 @@ class RunConfig:
         inputs = {"--source": None if self.camera else source, **(inputs or {})}
         if self.sync_tolerance_ms is not None and self.sync_tolerance_ms < 0:
             raise AvssmError(f"--sync-tolerance {self.sync_tolerance_ms}: must be 0 or more (milliseconds)")
+        if self.view_port is not None and not 0 <= self.view_port <= 65535:
+            raise AvssmError(f"--view-port {self.view_port}: must be 0 to 65535")
         if self.record_images and not self.record:
             raise AvssmError("--record-images: needs --record FILE.mcap")
         if self.record and not self.record.endswith(".mcap"):

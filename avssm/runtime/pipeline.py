@@ -72,7 +72,7 @@ def draw(frame: np.ndarray, detections: list[Detection], fps: float | None = Non
 
 class _Sinks:
     def __init__(self, show: bool, save_video: str | None, jsonl: str | None, record: str | None = None,
-                 record_images: bool = False):
+                 record_images: bool = False, view_port: int | None = None):
         self.show = show
         self.save_video = save_video
         self.writer = None
@@ -82,6 +82,11 @@ class _Sinks:
             from avssm.runtime.recording import DetectionRecorder
 
             self.recorder = DetectionRecorder(record, record_images)
+        self.view = None
+        if view_port is not None:
+            from avssm.runtime.view import LiveView
+
+            self.view = LiveView(view_port)
         if show:
             try:
                 cv2.namedWindow("avssm", cv2.WINDOW_NORMAL)
@@ -89,7 +94,7 @@ class _Sinks:
                 raise AvssmError("--show: this OpenCV build has no GUI support (opencv-python-headless); "
                                  "use --save-video instead") from None
 
-    def write(self, frame: Frame, detections: list[Detection], fps: float | None) -> None:
+    def write(self, frame: Frame, detections: list[Detection], fps: float | None, stats: dict | None = None) -> None:
         if self.jsonl:
             line = {"frame": frame.index, "name": frame.name}
             if frame.topic:
@@ -97,6 +102,8 @@ class _Sinks:
             self.jsonl.write(json.dumps({**line, "detections": [d.to_dict() for d in detections]}) + "\n")
         if self.recorder:
             self.recorder.write(frame, detections)
+        if self.view:
+            self.view.write(frame, detections, {"fps": fps, **(stats or {})})
         if self.save_video or self.show:
             img = draw(frame.image, detections, fps)
             if self.save_video:
@@ -115,6 +122,8 @@ class _Sinks:
             self.jsonl.close()
         if self.recorder:
             self.recorder.close()
+        if self.view:
+            self.view.close()
         if self.writer is not None:
             self.writer.release()
         if self.show:
@@ -166,7 +175,9 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     _check_batch(be, batch)
     group.probe()
     names = [s.spec if not s.topics else s.topics[0] for s in group.sources]
-    sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images)
+    sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port)
+    if sinks.view is not None:
+        warn(f"--view: open ws://127.0.0.1:{sinks.view.port} in the Foxglove app")
     times = rep.StageTimes()
     per_source = [rep.StageTimes() for _ in group.sources] if batch > 1 else []
     class_names = meta.get("class_names") or []
@@ -210,9 +221,10 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
                     if frame.due is not None:  # a recording replayed at its pace: from the image's stamp
                         t.add("from_stamp", t3 - frame.due)
         if sink:
-            fps = processed / (t3 - t_start) if t_start and t3 > t_start else None
+            fps = processed * len(frames) / (t3 - t_start) if t_start and t3 > t_start else None
+            stats = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
             for frame, dets in zip(frames, found):
-                sinks.write(frame, dets, fps)
+                sinks.write(frame, dets, fps, {**stats, "end_to_end_ms": (t3 - frame.captured_at) * 1e3})
                 if on_frame is not None:
                     on_frame(frame, dets)
 
