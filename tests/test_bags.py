@@ -274,13 +274,17 @@ def test_ctrl_c_leaves_a_valid_recording(recordings, detector, tmp_path):
 
 
 def test_camera_and_file_frames_are_recorded_under_avssm(recordings, detector, tmp_path):
+    """Frames of cameras and files (two here, batched) go to /avssm/cam<i>/..., i the source's place."""
     out = tmp_path / "out.mcap"
-    run(detector, str(recordings["png folder"]), RunConfig(warmup=0, record=str(out), record_images=True))
+    folder = str(recordings["png folder"])
+    run(detector, [folder, folder], RunConfig(warmup=0, record=str(out), record_images=True))
     recorded = read_recording(out)
-    assert sorted(recorded) == ["/avssm/cam0/detections", "/avssm/cam0/image/compressed"]
-    assert len(recorded["/avssm/cam0/detections"]) == 4
-    image = recorded["/avssm/cam0/image/compressed"][0][1]
-    assert image.format == "jpeg" and image.header.stamp == recorded["/avssm/cam0/detections"][0][1].header.stamp
+    assert sorted(recorded) == ["/avssm/cam0/detections", "/avssm/cam0/image/compressed", "/avssm/cam1/detections",
+                                "/avssm/cam1/image/compressed"]
+    assert len(recorded["/avssm/cam1/detections"]) == 4
+    image = recorded["/avssm/cam1/image/compressed"][0][1]
+    assert image.format == "jpeg" and image.header.stamp == recorded["/avssm/cam1/detections"][0][1].header.stamp
+    assert image.header.frame_id == "avssm_cam1"
 
 
 def test_record_flags_are_checked_before_any_work(recordings, tmp_path):

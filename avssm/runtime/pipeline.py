@@ -137,8 +137,8 @@ def _sources(source: str | list[str], c: RunConfig, max_frames: int | None, warn
     if len(specs) > 1:
         common["queue_size"] = 1  # latest frame per source
     if len(specs) == 1 and len(c.topics) > 1:  # several topics of one recording: one source per topic
-        return [FrameSource(specs[0], topics=[topic], **common) for topic in c.topics]
-    return [FrameSource(spec, topics=list(c.topics), **common) for spec in specs]
+        return [FrameSource(specs[0], topics=[topic], index=i, **common) for i, topic in enumerate(c.topics)]
+    return [FrameSource(spec, topics=list(c.topics), index=i, **common) for i, spec in enumerate(specs)]
 
 
 def _check_batch(be: Backend, batch: int) -> None:

@@ -1,6 +1,7 @@
 """`avssm run --record out.mcap`: detections where a ROS stack reads them. For every processed frame a
 ``vision_msgs/msg/Detection2DArray`` (vision_msgs 4.x) with the image's header, on ``<image topic>/detections`` for a
-recording's frames and ``/avssm/cam0/detections`` for cameras and files; with ``--record-images`` the images too (a
+recording's frames and ``/avssm/cam<i>/detections`` for cameras and files (i: the
+source's place among the run's); with ``--record-images`` the images too (a
 recording's own messages, others as JPEG ``CompressedImage``), so the file plays back in Foxglove or RViz with boxes
 on images. The file is ROS 2 MCAP (CDR), written beside its destination and renamed into place when the run ends,
 Ctrl-C included.
@@ -81,8 +82,9 @@ class DetectionRecorder:
         else:  # a camera or file: the wall time it was read
             stamp = self._clock[0] + int((frame.captured_at - self._clock[1]) * 1e9)
             time_msg = t["builtin_interfaces/msg/Time"](sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)
-            header, log_time = t["std_msgs/msg/Header"](stamp=time_msg, frame_id="avssm_cam0"), stamp
-            detections_topic, image_topic = "/avssm/cam0/detections", "/avssm/cam0/image/compressed"
+            camera = f"avssm/cam{frame.source}"
+            header, log_time = t["std_msgs/msg/Header"](stamp=time_msg, frame_id=camera.replace("/", "_")), stamp
+            detections_topic, image_topic = f"/{camera}/detections", f"/{camera}/image/compressed"
         header = t["std_msgs/msg/Header"](stamp=header.stamp, frame_id=header.frame_id)  # ROS 1's has a seq
         pose = t["geometry_msgs/msg/PoseWithCovariance"](
             pose=t["geometry_msgs/msg/Pose"](position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),

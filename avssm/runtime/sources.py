@@ -43,6 +43,7 @@ class Frame:
     due: float | None = None        # --realtime replay of a recording: perf_counter() time the stamp maps to
     message: object = None          # a recording's image message (rosbags' class), as read
     log_time_ns: int | None = None  # when the recording logged it
+    source: int = 0                 # which of the run's sources (cameras, files, topics) it came from
 
 
 def opencv_has_gstreamer() -> bool:
@@ -66,8 +67,9 @@ class FrameSource:
 
     def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
                  drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None,
-                 realtime: bool = False, topics: list[str] | None = None, warn=None):
+                 realtime: bool = False, topics: list[str] | None = None, index: int = 0, warn=None):
         self.spec = str(spec)
+        self.index = index  # the source's place among the run's sources (its frames carry it)
         self.topics = list(topics or [])
         self.camera = camera
         self.resize = resize  # (height, width)
@@ -187,7 +189,7 @@ class FrameSource:
                 self.warn(f"source {path}: not a readable image; skipped")
                 continue
             self.captured += 1
-            self._put(Frame(index, self._prepare(image), time.perf_counter(), path.name))
+            self._put(Frame(index, self._prepare(image), time.perf_counter(), path.name, source=self.index))
             index += 1
 
     def _run_capture(self) -> None:
@@ -228,7 +230,7 @@ class FrameSource:
                     next_due = (next_due or time.perf_counter()) + period
                     time.sleep(max(0.0, next_due - time.perf_counter()))
                 self.captured += 1
-                self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{index:06d}"))
+                self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{index:06d}", source=self.index))
                 index += 1
         finally:
             if cap is not None:
@@ -251,7 +253,7 @@ class FrameSource:
                 image = decode_image(message.msg, message.topic)
                 self.captured += 1
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{message.topic}@{message.stamp_ns}",
-                                message.topic, message.stamp_ns, due, message.msg, message.log_time_ns))
+                                message.topic, message.stamp_ns, due, message.msg, message.log_time_ns, self.index))
                 index += 1
         except BagError as e:
             self.error = f"source {self.spec}: stopped after {index} frames: {e}"

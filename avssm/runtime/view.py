@@ -2,7 +2,7 @@
 detections from a camera, a file or a recording can be watched on a headless machine (a Jetson) or without an
 OpenCV GUI build. Per source: ``<topic>/image`` (JPEG ``foxglove.CompressedImage``), ``<topic>/detections``
 (``foxglove.ImageAnnotations``: a box and a "class score" label per detection, on the image's frame), and
-``/avssm/latency`` (JSON: the last step's stages and the throughput).
+``/avssm/latency`` (JSON: the last step's stages and the throughput). Cameras and files are ``/avssm/cam<i>``.
 
 Open the Foxglove app, "Open connection", ``ws://<host>:8765``; an Image panel shows the image topic with the
 detections topic ticked as annotations.
@@ -48,7 +48,7 @@ class LiveView:
         from foxglove.messages import (Color, CompressedImage, ImageAnnotations, Point2, PointsAnnotation,
                                        PointsAnnotationType, TextAnnotation, Timestamp)
 
-        base = frame.topic or "/avssm/cam0"
+        base = frame.topic or f"/avssm/cam{frame.source}"
         stamp = frame.stamp_ns if frame.stamp_ns is not None else None
         when = Timestamp(sec=stamp // 1_000_000_000, nsec=stamp % 1_000_000_000) if stamp is not None else None
         images, annotations = self._pair(base)
