@@ -28,6 +28,8 @@ from avssm.models.layers import (DropPath, LayerNorm2d, Linear2d, backbone_defau
                                  init_dt_bias)
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan
+from avssm.ops.cross_scan import cross_selective_scan, traverse
+from avssm.ops.cross_scan import merge as cross_merge
 
 K_DIRECTIONS = 4
 
@@ -58,17 +60,7 @@ class VMambaConfig:
 def cross_scan(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, 4, C, L): row-major, column-major, and both reversed."""
     b, c, h, w = x.shape
-    rows = x.flatten(2)
-    cols = x.transpose(2, 3).flatten(2)
-    return torch.stack([rows, cols, rows.flip(-1), cols.flip(-1)], dim=1)
-
-
-def cross_merge(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, 4, C, L) -> (B, C, H, W): every direction back to row-major order, summed (no averaging)."""
-    b, _, c, _ = ys.shape
-    rows = ys[:, 0] + ys[:, 2].flip(-1)
-    cols = ys[:, 1] + ys[:, 3].flip(-1)
-    return rows.view(b, c, h, w) + cols.view(b, c, w, h).transpose(2, 3)
+    return traverse(x.unsqueeze(1).expand(b, K_DIRECTIONS, c, h, w))
 
 
 # ----------------------------------------------------------------------------------- blocks
@@ -99,7 +91,25 @@ class SS2D(nn.Module):
         nn.init.uniform_(self.dt_projs_weight, -dt_rank**-0.5, dt_rank**-0.5)
 
     def scan(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, Di, H, W) -> (B, Di, H, W) in fp32: cross-scan, one grouped selective scan, cross-merge."""
+        """(B, Di, H, W) -> (B, Di, H, W) in fp32: the four directions' projections and scans, summed back at each
+        position. Run here as one operation on the map (avssm.ops.cross_scan: the projections are pointwise, so
+        they run on the map once for all directions, and the scan walks each direction's order by index);
+        exported as today's graph (the traversal copies, one SelectiveScan node, the merge)."""
+        if torch.onnx.is_in_onnx_export():
+            return self._scan_copies(x)
+        b, d, h, w = x.shape
+        k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
+        x_dbl = torch.matmul(self.x_proj_weight, x.flatten(2).unsqueeze(1))  # (B, 4, R + 2N, L), map order
+        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
+        dts = torch.matmul(self.dt_projs_weight, dts)  # (B, 4, Di, L)
+        return cross_selective_scan(
+            x, dts.view(b, k, d, h, w), -torch.exp(self.A_logs.float()), Bs.reshape(b, k, n, h, w),
+            Cs.reshape(b, k, n, h, w), D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().view(-1),
+            delta_softplus=True,
+        ).float()
+
+    def _scan_copies(self, x: torch.Tensor) -> torch.Tensor:
+        """The same as cross-scan copies, one grouped selective scan and cross-merge: the exported graph."""
         b, d, h, w = x.shape
         k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
         xs = cross_scan(x)  # (B, 4, Di, L)

@@ -20,10 +20,13 @@ from avssm.native.libraries import load_once
 
 @load_once
 def _library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c"])))
+    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c", "cpu/cross_scan_cpu.c"])))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
                                        + [ctypes.c_int64] * 5 + [ctypes.c_int])
+    lib.avssm_cross_scan_cpu_fwd.restype = ctypes.c_int
+    lib.avssm_cross_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_void_p]
+                                             + [ctypes.c_int64] * 5 + [ctypes.c_int])
     lib.avssm_scan_cpu_bwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_bwd.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5 + [ctypes.c_int]
     return lib
@@ -63,6 +66,30 @@ def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         raise ValueError(f"selective_scan: CPU kernel rejected N={nstate} (max 256) or groups={groups}")
     out = y.to(u.dtype)
     return (out, last) if return_last_state else out
+
+
+def cross_selective_scan_cpu(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """avssm.ops.cross_scan's contract for CPU tensors, forward only: the four directions walked by index in the
+    map (cross_scan_cpu.c), no traversal copies; y (batch, dim, H, W) fp32 cast to u's dtype."""
+    lib = _library()
+    batch, dim, height, width = u.shape
+    nstate = A.shape[1]
+
+    def f32(t):
+        return None if t is None else t.float().contiguous()
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
+    tensors = [f32(t) for t in (u, delta, A, B, C, D, delta_bias)]
+    y = torch.empty((batch, dim, height, width), dtype=torch.float32)
+    rc = lib.avssm_cross_scan_cpu_fwd(*(ptr(t) for t in tensors), int(bool(delta_softplus)), ptr(y), batch, dim,
+                                      height, width, nstate, torch.get_num_threads())
+    if rc == 1:
+        raise ValueError(f"cross_selective_scan: CPU kernel rejected N={nstate} (max 256)")
+    if rc == 2:
+        raise MemoryError("cross_selective_scan: no memory for a row's sums")
+    return y.to(u.dtype)
 
 
 class _BareScan(torch.autograd.Function):

@@ -2,7 +2,7 @@
  * and the backward of the bare recurrence for training.
  *
  * Every input element is read once and y written once: delta_bias, softplus, the D skip and the
- * SiLU(z) gate are fused. Tokens go in tiles of TILE so the element-wise parts (softplus, the gate,
+ * SiLU(z) gate are fused. Tokens go in tiles of AVSSM_TILE so the element-wise parts (softplus, the gate,
  * and exp(delta*A) when N == 1) vectorize; the recurrence vectorizes over N. Called through ctypes by
  * avssm/ops/cpu_kernel.py (avssm_scan_cpu_fwd, all rows with OpenMP) and by ONNX Runtime's SelectiveScan op
  * (ort_selective_scan.c: avssm_scan_cpu_fwd_row on its thread pool), with fp32 contiguous tensors, B/C
@@ -16,11 +16,8 @@
 
 #include "selective_scan_cpu.h"
 
-#define MAX_STATE 256
-#define TILE 64
-
 int avssm_scan_cpu_check(const avssm_scan_cpu_args *args) {
-    return args->nstate < 1 || args->nstate > MAX_STATE || args->groups < 1 || args->dim % args->groups != 0;
+    return args->nstate < 1 || args->nstate > AVSSM_MAX_STATE || args->groups < 1 || args->dim % args->groups != 0;
 }
 
 void avssm_scan_cpu_fwd_row(const avssm_scan_cpu_args *args, int64_t row) {
@@ -34,40 +31,13 @@ void avssm_scan_cpu_fwd_row(const avssm_scan_cpu_args *args, int64_t row) {
     const float *A_r = args->A + d * nstate;
     const float bias = args->delta_bias ? args->delta_bias[d] : 0.0f;
     const float skip = args->D ? args->D[d] : 0.0f;
-    const int delta_softplus = args->delta_softplus;
     float *y_r = args->y + row * length;
-    float h[MAX_STATE], dt[TILE], dtu[TILE], acc[TILE], da[TILE];
+    float h[AVSSM_MAX_STATE], acc[AVSSM_TILE];
     memset(h, 0, sizeof(float) * (size_t)nstate);
-    for (int64_t t0 = 0; t0 < length; t0 += TILE) {
-        const int n_t = (int)(length - t0 < TILE ? length - t0 : TILE);
-        for (int i = 0; i < n_t; ++i) {
-            float v = dt_r[t0 + i] + bias;
-            /* softplus with mamba_ssm's threshold; log(1 + e^v) is 0 where e^v < 2^-24 */
-            if (delta_softplus) v = v <= 20.0f ? logf(1.0f + expf(v)) : v;
-            dt[i] = v;
-            dtu[i] = v * u_r[t0 + i];
-        }
-        if (nstate == 1) {
-            const float a = A_r[0];
-            for (int i = 0; i < n_t; ++i) da[i] = expf(dt[i] * a);
-            float h0 = h[0];
-            for (int i = 0; i < n_t; ++i) {
-                h0 = da[i] * h0 + dtu[i] * B_r[t0 + i];
-                acc[i] = h0 * C_r[t0 + i];
-            }
-            h[0] = h0;
-        } else {
-            for (int i = 0; i < n_t; ++i) {
-                const float *Bv = B_r + (t0 + i) * nstate;
-                const float *Cv = C_r + (t0 + i) * nstate;
-                float s = 0.0f;
-                for (int64_t n = 0; n < nstate; ++n) {
-                    h[n] = expf(dt[i] * A_r[n]) * h[n] + dtu[i] * Bv[n];
-                    s += h[n] * Cv[n];
-                }
-                acc[i] = s;
-            }
-        }
+    for (int64_t t0 = 0; t0 < length; t0 += AVSSM_TILE) {
+        const int n_t = (int)(length - t0 < AVSSM_TILE ? length - t0 : AVSSM_TILE);
+        avssm_scan_tile(n_t, dt_r + t0, u_r + t0, B_r + t0 * nstate, C_r + t0 * nstate, A_r, nstate, bias,
+                        args->delta_softplus, h, acc);
         for (int i = 0; i < n_t; ++i) {
             float out = acc[i] + skip * u_r[t0 + i];
             if (z_r) out *= z_r[t0 + i] / (1.0f + expf(-z_r[t0 + i]));
@@ -100,7 +70,7 @@ int avssm_scan_cpu_bwd(const float *u, const float *delta, const float *A, const
                        const float *dy, float *du, float *ddelta, float *dA_rows, float *dBt_rows,
                        float *dCt_rows, int64_t batch, int64_t dim, int64_t groups, int64_t length,
                        int64_t nstate, int num_threads) {
-    if (nstate < 1 || nstate > MAX_STATE || groups < 1 || dim % groups != 0) return 1;
+    if (nstate < 1 || nstate > AVSSM_MAX_STATE || groups < 1 || dim % groups != 0) return 1;
     const int64_t per_group = dim / groups;
     const int64_t rows = batch * dim;
     int failed = 0;
@@ -125,8 +95,8 @@ int avssm_scan_cpu_bwd(const float *u, const float *delta, const float *A, const
             for (int64_t n = 0; n < nstate; ++n)
                 hs[(l + 1) * nstate + n] = expf(dt_r[l] * A_r[n]) * hs[l * nstate + n] + dtu * B_r[l * nstate + n];
         }
-        float carry[MAX_STATE];
-        double dA_acc[MAX_STATE];
+        float carry[AVSSM_MAX_STATE];
+        double dA_acc[AVSSM_MAX_STATE];
         for (int64_t n = 0; n < nstate; ++n) carry[n] = 0.0f, dA_acc[n] = 0.0;
         for (int64_t l = length - 1; l >= 0; --l) {
             const float dt = dt_r[l], ul = u_r[l], dyl = dy_r[l];

@@ -1,0 +1,82 @@
+"""VMamba's four-direction selective scan on the (H, W) map, cross-scan and cross-merge included: one operation
+that reads u, delta, B and C where they lie in the map and writes the merged output once.
+
+    y = cross_selective_scan(u, delta, A, B, C, D=D, delta_bias=bias, delta_softplus=True)
+
+| tensor | shape | |
+|---|---|---|
+| u | (batch, dim, H, W) | the map (the same values for every direction) |
+| delta | (batch, 4, dim, H, W) | direction k's delta at each position |
+| A | (4 * dim, N) | direction k's channel d is row k * dim + d |
+| B, C | (batch, 4, N, H, W) | direction k's input and output projections at each position |
+| D, delta_bias | (4 * dim,) | optional |
+| y | (batch, dim, H, W) | sum over the four directions of their scan outputs at each position |
+
+Direction 0 walks the map row-major, 1 column-major, 2 and 3 the same backwards. The specification is
+:func:`cross_selective_scan_ref`, written from the definition: the explicit traversal copies, the reference scan,
+and the sum back at each position. :func:`cross_selective_scan` computes the same with the compiled CPU kernel
+(avssm/csrc/cpu/cross_scan_cpu.c: no copies) for inference on the CPU, and through the copies and
+:func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA, ONNX export).
+"""
+from __future__ import annotations
+
+import torch
+
+from avssm.ops.selective_scan import _needs_grad, selective_scan, selective_scan_ref
+
+K = 4  # directions
+
+
+def traverse(x: torch.Tensor) -> torch.Tensor:
+    """(batch, 4, C, H, W) -> (batch, 4, C, L): direction k's map in direction k's order."""
+    b, _, c, h, w = x.shape
+    rows = x.flatten(3)
+    cols = x.transpose(3, 4).flatten(3)
+    return torch.stack([rows[:, 0], cols[:, 1], rows[:, 2].flip(-1), cols[:, 3].flip(-1)], dim=1)
+
+
+def merge(ys: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(batch, 4, C, L) in each direction's order -> (batch, C, H, W): (y0 + y2) + (y1 + y3) at each position."""
+    b, _, c, _ = ys.shape
+    rows = ys[:, 0] + ys[:, 2].flip(-1)
+    cols = ys[:, 1] + ys[:, 3].flip(-1)
+    return rows.view(b, c, h, w) + cols.view(b, c, w, h).transpose(2, 3)
+
+
+def _check(u, delta, A, B, C) -> None:
+    if u.dim() != 4:
+        raise ValueError(f"cross_selective_scan: u must be (batch, dim, H, W), got {tuple(u.shape)}")
+    b, d, h, w = u.shape
+    n = A.shape[-1]
+    for name, t, shape in (("delta", delta, (b, K, d, h, w)), ("A", A, (K * d, n)), ("B", B, (b, K, n, h, w)),
+                           ("C", C, (b, K, n, h, w))):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"cross_selective_scan: {name} must be {shape} for u {tuple(u.shape)}, got {tuple(t.shape)}")
+
+
+def _through_copies(scan, u, delta, A, B, C, D, delta_bias, delta_softplus):
+    b, d, h, w = u.shape
+    L = h * w
+    us = traverse(u.unsqueeze(1).expand(b, K, d, h, w)).reshape(b, K * d, L)
+    ys = scan(us, traverse(delta).reshape(b, K * d, L), A, traverse(B), traverse(C), D=D, delta_bias=delta_bias,
+              delta_softplus=delta_softplus)
+    return merge(ys.view(b, K, d, L), h, w)
+
+
+def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """The definition: every direction's traversal copied out, scanned by the reference, summed back."""
+    _check(u, delta, A, B, C)
+    return _through_copies(selective_scan_ref, u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+def cross_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
+    """:func:`cross_selective_scan_ref`'s result, by the fastest path available (see the module's docstring)."""
+    _check(u, delta, A, B, C)
+    if (u.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+            and not _needs_grad(u, delta, A, B, C, D, delta_bias)):
+        from avssm.ops import cpu_kernel
+
+        if cpu_kernel.available():
+            return cpu_kernel.cross_selective_scan_cpu(u, delta, A, B, C, D=D, delta_bias=delta_bias,
+                                                       delta_softplus=delta_softplus)
+    return _through_copies(selective_scan, u, delta, A, B, C, D, delta_bias, delta_softplus)

@@ -1,0 +1,73 @@
+"""VMamba's four-direction scan as one operation on the map (avssm.ops.cross_scan): every path against the
+definition (traversal copies + the reference scan + the sum back), gradients, and the models unchanged."""
+import pytest
+import torch
+
+from avssm.ops import cpu_kernel
+from avssm.ops.cross_scan import cross_selective_scan, cross_selective_scan_ref
+from conftest import rel_err
+
+
+def inputs(b, d, h, w, n, requires_grad=False):
+    g = torch.Generator().manual_seed(b * 1000 + d * 100 + h * 10 + w + n)
+    t = [torch.randn(b, d, h, w, generator=g), torch.randn(b, 4, d, h, w, generator=g) * 0.5,
+         -torch.exp(torch.randn(4 * d, n, generator=g)), torch.randn(b, 4, n, h, w, generator=g),
+         torch.randn(b, 4, n, h, w, generator=g), torch.randn(4 * d, generator=g), torch.randn(4 * d, generator=g) * 0.5]
+    return [x.requires_grad_(requires_grad) for x in t]
+
+
+SHAPES = [(1, 8, 5, 7, 1), (2, 6, 9, 4, 16), (1, 4, 1, 70, 1), (1, 3, 13, 11, 4), (1, 5, 67, 3, 1), (1, 2, 9, 130, 16)]
+
+
+@pytest.mark.skipif(not cpu_kernel.available(), reason="needs a C compiler for the CPU kernel")
+@pytest.mark.parametrize("b,d,h,w,n", SHAPES)
+@pytest.mark.parametrize("softplus", [True, False])
+def test_cpu_kernel_matches_the_definition(b, d, h, w, n, softplus):
+    """The fused CPU kernel (no traversal copies) against the definition: odd maps, one row or column, more than
+    one 64-token tile per direction, N = 1, 4 and 16, with and without softplus; D and bias on and off."""
+    u, delta, A, B, C, D, bias = inputs(b, d, h, w, n)
+    if not softplus:
+        delta, bias = delta.abs(), bias.abs()  # a step is positive (softplus makes it so otherwise)
+    for D_, bias_ in ((D, bias), (None, None)):
+        ref = cross_selective_scan_ref(u, delta, A, B, C, D_, bias_, softplus)
+        got = cpu_kernel.cross_selective_scan_cpu(u, delta, A, B, C, D_, bias_, softplus)
+        assert got.shape == (b, d, h, w) and rel_err(got, ref) < 1e-5
+
+
+@pytest.mark.parametrize("b,d,h,w,n", SHAPES[:4])
+def test_autograd_path_gradients_match_the_definition(b, d, h, w, n):
+    """Training goes through the copies and avssm's selective_scan (autograd): its gradients are the
+    reference's for every input."""
+    fast = inputs(b, d, h, w, n, requires_grad=True)
+    ref = [t.detach().clone().requires_grad_(True) for t in fast]
+    weight = torch.randn(b, d, h, w)
+    (cross_selective_scan(*fast, delta_softplus=True) * weight).sum().backward()
+    (cross_selective_scan_ref(*ref, delta_softplus=True) * weight).sum().backward()
+    for name, a, r in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), fast, ref):
+        assert rel_err(a.grad, r.grad) < 1e-4, name
+
+
+def test_shapes_are_checked_by_name():
+    u, delta, A, B, C, D, bias = inputs(1, 4, 3, 5, 1)
+    with pytest.raises(ValueError, match=r"B must be \(1, 4, 1, 3, 5\)"):
+        cross_selective_scan(u, delta, A, B[:, :, :, :2], C)
+    with pytest.raises(ValueError, match=r"u must be \(batch, dim, H, W\)"):
+        cross_selective_scan(u.flatten(2), delta, A, B, C)
+
+
+@pytest.mark.parametrize("name,size", [("vmamba_nano_det", (96, 160)), ("vmamba_v0_tiny", (64, 64))])
+def test_models_give_what_the_copies_gave(name, size):
+    """VMamba's SS2D runs the map form in PyTorch and exports the copies form: the two give the same outputs
+    (equal here: the same arithmetic in the same order), N = 1 (v2 models) and N = 16 (v0)."""
+    from avssm.models import create_model
+
+    model = create_model(name).eval()
+    blocks = [m for m in model.modules() if type(m).__name__ == "SS2D"]
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        fused = model(x)
+        for block in blocks:
+            block.scan = block._scan_copies
+        copies = model(x)
+    for a, b in zip(fused if isinstance(fused, tuple) else (fused,), copies if isinstance(copies, tuple) else (copies,)):
+        assert rel_err(a, b) <= 1e-6
