@@ -15,6 +15,20 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory):
+    """A small detector (vim_tiny_det, 32 wide, 2 blocks, random weights) exported portable with dynamic
+    batch and size at 96x160, for runtime tests."""
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
+    model.model_name = "vim_tiny_det"
+    path = tmp_path_factory.mktemp("model") / "det.onnx"
+    export_onnx(model, path, input_size=(96, 160), dynamic=True, scan_op="portable")
+    return path
+
+
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a - b| / max |b|: the error relative to the reference's scale."""
     return ((a.double() - b.double()).abs().max() / b.double().abs().max().clamp(min=1e-30)).item()

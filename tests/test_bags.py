@@ -80,15 +80,8 @@ def recordings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory):
-    from avssm.export import export_onnx
-    from avssm.models import create_model
-
-    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
-    model.model_name = "vim_tiny_det"
-    path = tmp_path_factory.mktemp("model") / "det.onnx"
-    export_onnx(model, path, input_size=SIZE, dynamic=True, scan_op="portable")
-    return load_backend(str(path))
+def detector(onnx_model):
+    return load_backend(str(onnx_model))  # conftest's small detector: dynamic batch and size
 
 
 def detections(path):

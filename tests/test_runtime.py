@@ -21,18 +21,6 @@ def clip(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    from avssm.export import export_onnx
-    from avssm.models import create_model
-
-    model = create_model("vim_tiny_det", backbone_overrides=dict(embed_dim=32, depth=2))
-    model.model_name = "vim_tiny_det"
-    path = tmp_path_factory.mktemp("model") / "det.onnx"
-    export_onnx(model, path, input_size=(96, 160), dynamic=True, scan_op="portable")
-    return path
-
-
 def test_video_file_every_frame(clip):
     with FrameSource(str(clip)) as src:
         frames = []
