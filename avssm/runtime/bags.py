@@ -12,6 +12,7 @@ and ``sensor_msgs/CompressedImage`` (jpeg, png).
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -157,6 +158,7 @@ class Bag:
                     f"{type(e).__name__}: {e}"
                 raise BagError(f"{self.mcap.name}: cannot be read further at byte {f.tell()}: {reason}") from None
 
+    @contextlib.contextmanager
     def _any_reader(self):
         from rosbags.highlevel import AnyReader
 
@@ -165,18 +167,10 @@ class Bag:
             reader.open()
         except Exception as e:  # noqa: BLE001 - rosbags' errors for unreadable recordings
             raise BagError(f"source {self.path}: cannot be read as a recording: {e}") from None
-        return _Closing(reader)
-
-
-class _Closing:
-    def __init__(self, reader):
-        self.reader = reader
-
-    def __enter__(self):
-        return self.reader
-
-    def __exit__(self, *exc):
-        self.reader.close()
+        try:
+            yield reader
+        finally:
+            reader.close()
 
 
 def decode_image(msg, topic: str) -> np.ndarray:

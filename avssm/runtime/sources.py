@@ -247,7 +247,8 @@ class FrameSource:
                 due = None
                 if self.realtime:  # the recording's own pace: log times mapped onto this clock
                     now = time.perf_counter()
-                    start, first_log = (now, message.log_time_ns) if start is None else (start, first_log)
+                    if start is None:
+                        start, first_log = now, message.log_time_ns
                     time.sleep(max(0.0, start + (message.log_time_ns - first_log) / 1e9 - now))
                     due = start + (message.stamp_ns - first_log) / 1e9
                 image = decode_image(message.msg, message.topic)

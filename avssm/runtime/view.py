@@ -49,7 +49,7 @@ class LiveView:
                                        PointsAnnotationType, TextAnnotation, Timestamp)
 
         base = frame.topic or f"/avssm/cam{frame.source}"
-        stamp = frame.stamp_ns if frame.stamp_ns is not None else None
+        stamp = frame.stamp_ns
         when = Timestamp(sec=stamp // 1_000_000_000, nsec=stamp % 1_000_000_000) if stamp is not None else None
         images, annotations = self._pair(base)
         jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
