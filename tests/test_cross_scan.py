@@ -1,5 +1,6 @@
-"""VMamba's four-direction scan as one operation on the map (avssm.ops.cross_scan): every path against the
-definition (traversal copies + the reference scan + the sum back), gradients, and the models unchanged."""
+"""The fused scans: VMamba's four directions as one operation on the map (avssm.ops.cross_scan) and Vim's two
+directions in one call without flipped copies (avssm.ops.bidirectional_scan). Every path against its definition
+(the copies or flips + the reference scan + the sum or average back), gradients, and the models unchanged."""
 import pytest
 import torch
 
@@ -71,3 +72,66 @@ def test_models_give_what_the_copies_gave(name, size):
         copies = model(x)
     for a, b in zip(fused if isinstance(fused, tuple) else (fused,), copies if isinstance(copies, tuple) else (copies,)):
         assert rel_err(a, b) <= 1e-6
+
+
+# ------------------------------------------------------------------------------------------ Vim: both directions
+
+def bidirectional_inputs(b, d, L, n, requires_grad=False):
+    g = torch.Generator().manual_seed(b * 1000 + d * 100 + L + n)
+    t = [torch.randn(b, 2 * d, L, generator=g), torch.randn(b, 2 * d, L, generator=g) * 0.5,
+         -torch.exp(torch.randn(2 * d, n, generator=g)), torch.randn(b, 2, n, L, generator=g),
+         torch.randn(b, 2, n, L, generator=g), torch.randn(2 * d, generator=g), torch.randn(b, d, L, generator=g),
+         torch.randn(2 * d, generator=g) * 0.5]
+    return [x.requires_grad_(requires_grad) for x in t]
+
+
+VIM_SHAPES = [(1, 4, 9, 16), (2, 3, 130, 16), (1, 2, 1, 1), (1, 5, 200, 4), (1, 3, 8161, 16)]
+
+
+@pytest.mark.skipif(not cpu_kernel.available(), reason="needs a C compiler for the CPU kernel")
+@pytest.mark.parametrize("b,d,L,n", VIM_SHAPES)
+def test_bidirectional_cpu_kernel_matches_the_definition(b, d, L, n):
+    """The CPU kernel (the backward direction walked by index) against the definition: one token, several tiles,
+    Vim's 1080p length (8161), N 1/4/16, with and without z, D and bias."""
+    from avssm.ops.bidirectional_scan import bidirectional_selective_scan_ref
+
+    u, delta, A, B, C, D, z, bias = bidirectional_inputs(b, d, L, n)
+    for D_, z_, bias_ in ((D, z, bias), (None, None, None)):
+        ref = bidirectional_selective_scan_ref(u, delta, A, B, C, D_, z_, bias_, True)
+        got = cpu_kernel.bidirectional_selective_scan_cpu(u, delta, A, B, C, D_, z_, bias_, True)
+        assert got.shape == (b, d, L) and rel_err(got, ref) < 1e-5
+
+
+@pytest.mark.parametrize("b,d,L,n", VIM_SHAPES[:4])
+def test_bidirectional_autograd_gradients_match_the_definition(b, d, L, n):
+    from avssm.ops.bidirectional_scan import bidirectional_selective_scan, bidirectional_selective_scan_ref
+
+    fast = bidirectional_inputs(b, d, L, n, requires_grad=True)
+    ref = [t.detach().clone().requires_grad_(True) for t in fast]
+    weight = torch.randn(b, d, L)
+    names = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    (bidirectional_selective_scan(*fast[:5], D=fast[5], z=fast[6], delta_bias=fast[7], delta_softplus=True)
+     * weight).sum().backward()
+    (bidirectional_selective_scan_ref(*ref[:5], D=ref[5], z=ref[6], delta_bias=ref[7], delta_softplus=True)
+     * weight).sum().backward()
+    for name, a, r in zip(names, fast, ref):
+        assert rel_err(a.grad, r.grad) < 1e-4, name
+
+
+@pytest.mark.parametrize("name,size", [("vim_tiny", (224, 224)), ("vim_tiny_det", (96, 160))])
+def test_vim_gives_what_the_flips_gave(name, size):
+    """Vim's mixer runs both directions in one call in PyTorch (the backward convolution as an anti-causal one on
+    the sequence as it is) and exports the flips form: the outputs agree to 1e-5 (the convolution's taps are
+    summed in the other order)."""
+    from avssm.models import create_model
+
+    model = create_model(name).eval()
+    mixers = [m for m in model.modules() if type(m).__name__ == "BiMambaMixer"]
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        fused = model(x)
+        for mixer in mixers:
+            mixer.forward = mixer._forward_flips
+        flips = model(x)
+    for a, b in zip(fused if isinstance(fused, tuple) else (fused,), flips if isinstance(flips, tuple) else (flips,)):
+        assert rel_err(a, b) <= 1e-5

@@ -20,13 +20,17 @@ from avssm.native.libraries import load_once
 
 @load_once
 def _library() -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c", "cpu/cross_scan_cpu.c"])))
+    lib = ctypes.CDLL(str(build_c_library("selective_scan_cpu", ["cpu/selective_scan_cpu.c", "cpu/cross_scan_cpu.c",
+                                                                  "cpu/bidirectional_scan_cpu.c"])))
     lib.avssm_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int] + [ctypes.c_void_p] * 2
                                        + [ctypes.c_int64] * 5 + [ctypes.c_int])
     lib.avssm_cross_scan_cpu_fwd.restype = ctypes.c_int
     lib.avssm_cross_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 7 + [ctypes.c_int, ctypes.c_void_p]
                                              + [ctypes.c_int64] * 5 + [ctypes.c_int])
+    lib.avssm_bidir_scan_cpu_fwd.restype = ctypes.c_int
+    lib.avssm_bidir_scan_cpu_fwd.argtypes = ([ctypes.c_void_p] * 8 + [ctypes.c_int, ctypes.c_void_p]
+                                             + [ctypes.c_int64] * 4 + [ctypes.c_int])
     lib.avssm_scan_cpu_bwd.restype = ctypes.c_int
     lib.avssm_scan_cpu_bwd.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5 + [ctypes.c_int]
     return lib
@@ -89,6 +93,33 @@ def cross_selective_scan_cpu(u, delta, A, B, C, D=None, delta_bias=None, delta_s
         raise ValueError(f"cross_selective_scan: CPU kernel rejected N={nstate} (max 256)")
     if rc == 2:
         raise MemoryError("cross_selective_scan: no memory for a row's sums")
+    return y.to(u.dtype)
+
+
+def bidirectional_selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """avssm.ops.bidirectional_scan's contract for CPU tensors, forward only: direction 1 walked backwards by
+    index (bidirectional_scan_cpu.c), no flipped copies; y (batch, dim, L) fp32 cast to u's dtype."""
+    lib = _library()
+    batch, dim2, length = u.shape
+    nstate = A.shape[1]
+
+    def f32(t):
+        return None if t is None else t.float().contiguous()
+
+    def ptr(t):
+        return None if t is None else t.data_ptr()
+
+    u_f, delta_f, A_f, D_f, z_f, bias_f = (f32(t) for t in (u, delta, A, D, z, delta_bias))
+    Bt = B.float().transpose(2, 3).contiguous()  # (batch, 2, L, N)
+    Ct = C.float().transpose(2, 3).contiguous()
+    y = torch.empty((batch, dim2 // 2, length), dtype=torch.float32)
+    rc = lib.avssm_bidir_scan_cpu_fwd(ptr(u_f), ptr(delta_f), ptr(A_f), ptr(Bt), ptr(Ct), ptr(D_f), ptr(z_f),
+                                      ptr(bias_f), int(bool(delta_softplus)), ptr(y), batch, dim2 // 2, length, nstate,
+                                      torch.get_num_threads())
+    if rc == 1:
+        raise ValueError(f"bidirectional_selective_scan: CPU kernel rejected N={nstate} (max 256)")
+    if rc == 2:
+        raise MemoryError("bidirectional_selective_scan: no memory for a row's backward output")
     return y.to(u.dtype)
 
 

@@ -67,5 +67,12 @@ void avssm_scan_cpu_fwd_row(const avssm_scan_cpu_args *args, int64_t row);
 int avssm_cross_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *B, const float *C,
                              const float *D, const float *delta_bias, int delta_softplus, float *y, int64_t batch,
                              int64_t dim, int64_t height, int64_t width, int64_t nstate, int num_threads);
+/* Vim's two directions in one call (bidirectional_scan_cpu.c): u, delta (batch, 2 * dim, L), channels dim + d
+ * walked backwards; A (2 * dim, N); Bt, Ct (batch, 2, L, N); D, delta_bias (2 * dim) or NULL; z (batch, dim, L)
+ * or NULL, the gate of both directions at each position; y (batch, dim, L) = the two outputs averaged.
+ * Returns 1 for a bad N, 2 when a row's buffer cannot be allocated. */
+int avssm_bidir_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *Bt, const float *Ct,
+                             const float *D, const float *z, const float *delta_bias, int delta_softplus, float *y,
+                             int64_t batch, int64_t dim, int64_t length, int64_t nstate, int num_threads);
 
 #endif

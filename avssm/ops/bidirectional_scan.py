@@ -1,0 +1,72 @@
+"""Vim's two scan directions in one operation, without flipped copies: direction 0 scans each sequence forwards,
+direction 1 backwards, both reading their inputs where they lie, and the two outputs are averaged at each position
+as Vim combines them.
+
+    y = bidirectional_selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=bias, delta_softplus=True)
+
+| tensor | shape | |
+|---|---|---|
+| u, delta | (batch, 2 * dim, L) | channel d is direction 0's, channel dim + d direction 1's; in sequence order |
+| A | (2 * dim, N) | |
+| B, C | (batch, 2, N, L) | direction k's, in sequence order |
+| D, delta_bias | (2 * dim,) | optional |
+| z | (batch, dim, L) | optional: the SiLU gate of both directions at each position |
+| y | (batch, dim, L) | (direction 0's output + direction 1's output) / 2 at each position |
+
+The specification is :func:`bidirectional_selective_scan_ref`, the definition written out: direction 1's inputs
+flipped, the reference scan, its output flipped back. :func:`bidirectional_selective_scan` computes it with the
+compiled CPU kernel (avssm/csrc/cpu/bidirectional_scan_cpu.c) for inference on the CPU, and through the flips
+and :func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA, ONNX export).
+"""
+from __future__ import annotations
+
+import torch
+
+from avssm.ops.selective_scan import _needs_grad, selective_scan, selective_scan_ref
+
+
+def _check(u, delta, A, B, C, z) -> None:
+    if u.dim() != 3 or u.shape[1] % 2:
+        raise ValueError(f"bidirectional_selective_scan: u must be (batch, 2 * dim, L), got {tuple(u.shape)}")
+    b, d2, L = u.shape
+    n = A.shape[-1]
+    expected = [("delta", delta, (b, d2, L)), ("A", A, (d2, n)), ("B", B, (b, 2, n, L)), ("C", C, (b, 2, n, L))]
+    if z is not None:
+        expected.append(("z", z, (b, d2 // 2, L)))
+    for name, t, shape in expected:
+        if tuple(t.shape) != shape:
+            raise ValueError(f"bidirectional_selective_scan: {name} must be {shape} for u {tuple(u.shape)}, "
+                             f"got {tuple(t.shape)}")
+
+
+def _through_flips(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    d = u.shape[1] // 2
+
+    def backward_flipped(t, axis_split):  # direction 1's half of t, flipped along L
+        first, second = t.split(axis_split, dim=1)
+        return torch.cat([first, second.flip(-1)], dim=1)
+
+    zz = None if z is None else torch.cat([z, z.flip(-1)], dim=1)
+    y = scan(backward_flipped(u, d), backward_flipped(delta, d), A, backward_flipped(B, 1), backward_flipped(C, 1),
+             D=D, z=zz, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    y_f, y_b = y.chunk(2, dim=1)
+    return (y_f + y_b.flip(-1)) / 2
+
+
+def bidirectional_selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The definition: direction 1 flipped, the reference scan, flipped back, the two averaged."""
+    _check(u, delta, A, B, C, z)
+    return _through_flips(selective_scan_ref, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """:func:`bidirectional_selective_scan_ref`'s result, by the fastest path available (see the module)."""
+    _check(u, delta, A, B, C, z)
+    if (u.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
+            and not _needs_grad(u, delta, A, B, C, D, z, delta_bias)):
+        from avssm.ops import cpu_kernel
+
+        if cpu_kernel.available():
+            return cpu_kernel.bidirectional_selective_scan_cpu(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                                               delta_softplus=delta_softplus)
+    return _through_flips(selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
