@@ -444,3 +444,19 @@ def test_live_view_serves_images_boxes_and_latency(recordings, detector):
         thread.join(timeout=120)
     assert done.is_set() and result["report"]["error"] is None
     assert set(received) == {"/avssm/latency", f"{FRONT}/detections", f"{FRONT}/image"} and min(received.values()) > 0
+
+
+def test_a_recording_is_listed_once_per_run(recordings, detector, monkeypatch, tmp_path):
+    """The checks before any work and every source of a run share one listing of the recording (listing a
+    recording without a summary reads all of it)."""
+    import shutil
+
+    from avssm.runtime import bags
+
+    copy = tmp_path / "copy"
+    shutil.copytree(recordings["sqlite3"], copy)  # a state of files no earlier test listed
+    listed = []
+    original = bags.Bag._rosbags_topics
+    monkeypatch.setattr(bags.Bag, "_rosbags_topics", lambda self: listed.append(self.path) or original(self))
+    report = run(detector, str(copy), RunConfig(topics=(FRONT, LEFT), warmup=0))
+    assert report["frames"]["processed"] == 8 and listed == [copy]

@@ -72,6 +72,9 @@ def _typestore():
     return get_typestore(Stores.ROS2_HUMBLE)
 
 
+_LISTINGS: dict[tuple, list[Topic]] = {}  # Bag.topics, by path and the state of its files
+
+
 class Bag:
     """One recording; reads are streamed (a truncated MCAP file yields its complete chunks, then BagError)."""
 
@@ -86,8 +89,15 @@ class Bag:
 
     # ------------------------------------------------------------------------------------------ listing
     def topics(self) -> list[Topic]:
+        """The recording's topics with types and counts, listed once per state of its files: `avssm run` checks
+        the topics before any work and each source opens the recording again, and listing a recording without a
+        summary (a truncated MCAP file) reads all of it."""
         if self._topics is None:
-            self._topics = self._mcap_topics() if self.mcap else self._rosbags_topics()
+            files = [self.path] if self.path.is_file() else sorted(p for p in self.path.iterdir() if p.is_file())
+            key = (str(self.path.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+            if key not in _LISTINGS:
+                _LISTINGS[key] = self._mcap_topics() if self.mcap else self._rosbags_topics()
+            self._topics = _LISTINGS[key]
         return self._topics
 
     def image_topics(self) -> list[Topic]:
@@ -140,8 +150,6 @@ class Bag:
             try:
                 for connection, log_time, raw in reader.messages(connections=connections):
                     yield Message(connection.topic, log_time, reader.deserialize(raw, connection.msgtype))
-            except BagError:
-                raise
             except Exception as e:  # noqa: BLE001 - storage errors mid-read
                 raise BagError(f"{type(e).__name__}: {e}") from None
 
