@@ -56,22 +56,29 @@ def test_shapes_are_checked_by_name():
         cross_selective_scan(u.flatten(2), delta, A, B, C)
 
 
+def fused_and_unfused(name, size, block, method, unfused):
+    """The model's outputs with its fused blocks, then with each block's ``method`` replaced by ``unfused`` (the
+    copies form the exported graph keeps)."""
+    from avssm.models import create_model
+
+    model = create_model(name).eval()
+    blocks = [m for m in model.modules() if type(m).__name__ == block]
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        fused = model(x)
+        for m in blocks:
+            setattr(m, method, getattr(m, unfused))
+        copies = model(x)
+    as_tuple = lambda out: out if isinstance(out, tuple) else (out,)  # noqa: E731
+    return list(zip(as_tuple(fused), as_tuple(copies)))
+
+
 @pytest.mark.parametrize("name,size", [("vmamba_nano_det", (96, 160)), ("vmamba_v0_tiny", (64, 64))])
 def test_models_give_what_the_copies_gave(name, size):
     """VMamba's SS2D runs the map form in PyTorch and exports the copies form: the two give the same outputs
     (equal here: the same arithmetic in the same order), N = 1 (v2 models) and N = 16 (v0)."""
-    from avssm.models import create_model
-
-    model = create_model(name).eval()
-    blocks = [m for m in model.modules() if type(m).__name__ == "SS2D"]
-    x = torch.randn(1, 3, *size)
-    with torch.inference_mode():
-        fused = model(x)
-        for block in blocks:
-            block.scan = block._scan_copies
-        copies = model(x)
-    for a, b in zip(fused if isinstance(fused, tuple) else (fused,), copies if isinstance(copies, tuple) else (copies,)):
-        assert rel_err(a, b) <= 1e-6
+    for fused, copies in fused_and_unfused(name, size, "SS2D", "scan", "_scan_copies"):
+        assert rel_err(fused, copies) <= 1e-6
 
 
 # ------------------------------------------------------------------------------------------ Vim: both directions
@@ -123,15 +130,5 @@ def test_vim_gives_what_the_flips_gave(name, size):
     """Vim's mixer runs both directions in one call in PyTorch (the backward convolution as an anti-causal one on
     the sequence as it is) and exports the flips form: the outputs agree to 1e-5 (the convolution's taps are
     summed in the other order)."""
-    from avssm.models import create_model
-
-    model = create_model(name).eval()
-    mixers = [m for m in model.modules() if type(m).__name__ == "BiMambaMixer"]
-    x = torch.randn(1, 3, *size)
-    with torch.inference_mode():
-        fused = model(x)
-        for mixer in mixers:
-            mixer.forward = mixer._forward_flips
-        flips = model(x)
-    for a, b in zip(fused if isinstance(fused, tuple) else (fused,), flips if isinstance(flips, tuple) else (flips,)):
-        assert rel_err(a, b) <= 1e-5
+    for fused, flips in fused_and_unfused(name, size, "BiMambaMixer", "forward", "_forward_flips"):
+        assert rel_err(fused, flips) <= 1e-5
