@@ -61,7 +61,8 @@ def build_c_library(name: str, sources: list[str]) -> Path:
 
 @load_once
 def _ort_scan_op_build() -> Path:
-    return build_c_library("ort_selective_scan", ["cpu/selective_scan_cpu.c", "ort/ort_selective_scan.c"])
+    return build_c_library("ort_selective_scan", ["cpu/selective_scan_cpu.c", "cpu/cross_scan_cpu.c",
+                                                  "cpu/bidirectional_scan_cpu.c", "ort/ort_selective_scan.c"])
 
 
 def ort_scan_op_library() -> Path | None:

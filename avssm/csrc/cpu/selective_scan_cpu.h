@@ -62,15 +62,34 @@ void avssm_scan_cpu_fwd_row(const avssm_scan_cpu_args *args, int64_t row);
 
 /* VMamba's four-direction scan fused with its cross-scan and cross-merge (cross_scan_cpu.c): u (batch, dim, H, W);
  * delta (batch, 4, dim, H, W); A (4 * dim, N); B, C (batch, 4, N, H, W); D, delta_bias (4 * dim) or NULL;
- * y (batch, dim, H, W) = the sum of the four directions' outputs at each position. fp32, contiguous.
- * Returns 1 for a bad N, 2 when a row's buffer cannot be allocated. */
+ * y (batch, dim, H, W) = the sum of the four directions' outputs at each position. fp32, contiguous. */
+typedef struct {
+    const float *u, *delta, *A, *B, *C, *D, *delta_bias;  /* D, delta_bias may be NULL */
+    int delta_softplus;
+    float *y;
+    int64_t batch, dim, height, width, nstate;
+} avssm_cross_scan_cpu_args;
+
+/* Row `row` (b * dim + d) of y. Returns 1 for a bad N, 2 when the row's buffer cannot be allocated. */
+int avssm_cross_scan_cpu_row(const avssm_cross_scan_cpu_args *args, int64_t row);
+/* Every row, with OpenMP; the same return codes. */
 int avssm_cross_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *B, const float *C,
                              const float *D, const float *delta_bias, int delta_softplus, float *y, int64_t batch,
                              int64_t dim, int64_t height, int64_t width, int64_t nstate, int num_threads);
+
 /* Vim's two directions in one call (bidirectional_scan_cpu.c): u, delta (batch, 2 * dim, L), channels dim + d
  * walked backwards; A (2 * dim, N); Bt, Ct (batch, 2, L, N); D, delta_bias (2 * dim) or NULL; z (batch, dim, L)
- * or NULL, the gate of both directions at each position; y (batch, dim, L) = the two outputs averaged.
- * Returns 1 for a bad N, 2 when a row's buffer cannot be allocated. */
+ * or NULL, the gate of both directions at each position; y (batch, dim, L) = the two outputs averaged. */
+typedef struct {
+    const float *u, *delta, *A, *Bt, *Ct, *D, *z, *delta_bias;  /* D, z, delta_bias may be NULL */
+    int delta_softplus;
+    float *y;
+    int64_t batch, dim, length, nstate;
+} avssm_bidir_scan_cpu_args;
+
+/* Row `row` (b * dim + d) of y. Returns 1 for a bad N, 2 when the row's buffer cannot be allocated. */
+int avssm_bidir_scan_cpu_row(const avssm_bidir_scan_cpu_args *args, int64_t row);
+/* Every row, with OpenMP; the same return codes. */
 int avssm_bidir_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *Bt, const float *Ct,
                              const float *D, const float *z, const float *delta_bias, int delta_softplus, float *y,
                              int64_t batch, int64_t dim, int64_t length, int64_t nstate, int num_threads);
