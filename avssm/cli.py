@@ -107,6 +107,10 @@ def export_cmd(
     batch: int = typer.Option(ExportOptions.batch, "--batch", min=1, help="Batch size of the example input."),
     scan_op: str = typer.Option(ExportOptions.scan_op, "--scan-op",
                                 help="plugin: SelectiveScan nodes for TensorRT + the avssm plugin; portable: standard ops only."),
+    fused: bool = typer.Option(ExportOptions.fused, "--fused/--unfused",
+                               help="VMamba/Vim scans as one fused node each (default); --unfused: traversal copies "
+                                    "around a version 1 node, for SelectiveScan implementations that read only "
+                                    "version 1 nodes (trtexec with today's plugin)."),
     precision: str = typer.Option(ExportOptions.precision, "--precision",
                                   help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
     opset: int = typer.Option(ExportOptions.opset, "--opset", help="ONNX opset (>= 17)."),
@@ -120,7 +124,8 @@ def export_cmd(
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     with json_stdout(json_path), working("exporting") as step:
         result = export_onnx(model, output, checkpoint=checkpoint, input_size=size, dynamic=dynamic, batch=batch,
-                             scan_op=scan_op, precision=precision, opset=opset, verify=verify, progress=step)
+                             scan_op=scan_op, fused=fused, precision=precision, opset=opset, verify=verify,
+                             progress=step)
     if checkpoint is None:
         warn(f"no --checkpoint: {model} was exported with random weights; its outputs are meaningless")
     if json_path:

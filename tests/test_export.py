@@ -87,8 +87,9 @@ def test_fp16_portable_within_1e2_and_scan_params_stay_fp32(tmp_path):
                 assert types[node.input[i]] == onnx.TensorProto.FLOAT, node.input[i]
 
 
-def test_node_contract_vmamba_groups_and_attributes(tmp_path):
-    result = export_onnx(small_model("vmamba_tiny_det"), tmp_path / "c.onnx", input_size=(64, 96))
+@pytest.mark.parametrize("fused", [True, False])
+def test_node_contract_vmamba_groups_and_attributes(tmp_path, fused):
+    result = export_onnx(small_model("vmamba_tiny_det"), tmp_path / "c.onnx", input_size=(64, 96), fused=fused)
     model = onnx.shape_inference.infer_shapes(onnx.load(result.path))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.value_info}
     shapes.update({i.name: list(i.dims) for i in model.graph.initializer})
@@ -99,10 +100,12 @@ def test_node_contract_vmamba_groups_and_attributes(tmp_path):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["has_D"] == 1 and attrs["has_z"] == 0 and attrs["has_delta_bias"] == 1
         assert attrs["delta_softplus"] == 1
-        assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"avssm"
+        assert attrs["plugin_version"] == (b"2" if fused else b"1") and attrs["plugin_namespace"] == b"avssm"
+        assert attrs.get("layout") == (1 if fused else None)  # cross-2d; version 1 nodes have no layout
         assert len(n.input) == 7 and all(n.input)  # u, delta, A, B, C, D, delta_bias; no empty names
-        assert shapes[n.input[3]][1] == 4  # B grouped by the 4 directions
         assert shapes[n.input[2]][1] == 1  # A (4*Di, N=1)
+        if not fused:
+            assert shapes[n.input[3]][1] == 4  # B grouped by the 4 directions
 
 
 def test_metadata_is_enough_for_a_runtime(tmp_path):

@@ -6,6 +6,7 @@ portable form (standard ops only), with the metadata a runtime needs and an opti
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,13 +168,17 @@ def _name_output_dims(proto: onnx.ModelProto, shapes: list[list[int]], dynamic: 
 
 def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.input_size,
                 dynamic: bool = ExportOptions.dynamic, batch: int = ExportOptions.batch,
-                scan_op: str = ExportOptions.scan_op, precision: str = ExportOptions.precision,
+                scan_op: str = ExportOptions.scan_op, fused: bool = ExportOptions.fused,
+                precision: str = ExportOptions.precision,
                 opset: int = ExportOptions.opset, verify: bool = False,
                 progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``model`` (a registered name or an avssm nn.Module) to ``output``.
 
     ``scan_op="plugin"`` writes one ``trt.plugins::SelectiveScan`` node per scan (TensorRT with the avssm
-    plugin); ``"portable"`` replaces them by standard ops (ONNX Runtime, any runtime). ``precision="fp16"``
+    plugin); ``"portable"`` replaces them by standard ops (ONNX Runtime, any runtime). ``fused`` (default) writes
+    VMamba's four-direction and Vim's two-direction scans as one node of layout cross-2d / bidirectional each, with
+    no traversal copies; ``fused=False`` writes the copies as standard ops around a version 1 node, for
+    SelectiveScan implementations that predate the layouts. ``precision="fp16"``
     makes the graph fp16 (input too) while the scan's A, D, delta_bias, state and math stay fp32 and the
     boxes/scores outputs are fp32. ``dynamic`` makes batch, height and width symbolic. The file is written
     elsewhere and renamed into place, so a failed export leaves nothing behind.
@@ -237,7 +242,8 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
         step(f"tracing {model_name} at {input_size[0]}x{input_size[1]}")
         # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
         wrapper = _Exported(net).eval()
-        with selective_scan_onnx.recording_lengths() as lengths, warnings.catch_warnings(), \
+        layouts = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
+        with selective_scan_onnx.recording_lengths() as lengths, layouts, warnings.catch_warnings(), \
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,

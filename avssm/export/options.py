@@ -14,5 +14,6 @@ class ExportOptions:
     dynamic: bool = False                       # symbolic batch, height and width
     batch: int = 1
     scan_op: str = "plugin"                     # one of SCAN_OPS
+    fused: bool = True                          # VMamba's and Vim's scans as fused nodes (else copies + plain node)
     precision: str = "fp32"                     # one of PRECISIONS
     opset: int = MIN_OPSET

@@ -22,50 +22,17 @@ output is cast back to u's dtype.
 """
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-from avssm.graph.scan_node import DOMAIN, attribute, chunk_size, is_scan_node, node_inputs
+from avssm.graph.builder import GraphBuilder
+from avssm.graph.scan_node import (DIRECTIONS, DOMAIN, LAYOUT_CROSS_2D, LAYOUT_SEQUENCE, attribute, chunk_size, is_scan_node, layout,
+                                   node_inputs, value_shape, value_type)
+from avssm.graph.unfuse import unfuse_node
 
 DEFAULT_CHUNK = 64
-
-
-class _Builder:
-    """Appends nodes with unique names to a list."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._ids = itertools.count()
-
-    def name(self, hint: str) -> str:
-        return f"{self.prefix}/{hint}_{next(self._ids)}"
-
-    def op(self, op_type: str, inputs: list[str], hint: str = "", n_out: int = 1, out: str | None = None,
-           **attrs) -> str | list[str]:
-        """``out`` names the (single) output, e.g. a loop body's declared output."""
-        outputs = [out] if out else [self.name(hint or op_type) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outputs, name=self.name(op_type), **attrs))
-        return outputs[0] if n_out == 1 else outputs
-
-    def const(self, value, hint: str = "const", dtype=np.int64) -> str:
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-
-def _value_shape(model: onnx.ModelProto, name: str) -> list:
-    for vi in itertools.chain(model.graph.value_info, model.graph.input, model.graph.output):
-        if vi.name == name:
-            return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-    for init in model.graph.initializer:
-        if init.name == name:
-            return list(init.dims)
-    raise ValueError(f"portable lowering: no shape known for tensor '{name}'")
 
 
 def _body_graph(name, nodes, inputs, outputs) -> onnx.GraphProto:
@@ -74,11 +41,11 @@ def _body_graph(name, nodes, inputs, outputs) -> onnx.GraphProto:
                              [helper.make_tensor_value_info(o, f32, None) for o in outputs])
 
 
-def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int, chunk: int, prefix: str) -> _Builder:
+def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int, chunk: int, prefix: str) -> GraphBuilder:
     dim, nstate, groups = dims
     per_group = dim // groups
     T = chunk
-    b = _Builder(prefix)
+    b = GraphBuilder(prefix)
     f32 = TensorProto.FLOAT
     u, delta, A, B, C, D, z, delta_bias = node_inputs(node)
 
@@ -126,7 +93,7 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     has_n = nstate > 1
     A4 = b.op("Reshape", [A_f, b.const([1, 1, groups, per_group, nstate] if has_n else [1, 1, groups, per_group])], "A4")
 
-    def per_channel(body: _Builder, t: str) -> str:  # (b, g, N, c) -> broadcastable against a state
+    def per_channel(body: GraphBuilder, t: str) -> str:  # (b, g, N, c) -> broadcastable against a state
         return body.op("Unsqueeze", [t, body.const([2])]) if has_n else t
 
     # Zero states shaped by broadcasting: zeros (b, g, p, c) and h0 (state-shaped).
@@ -143,20 +110,20 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
         A5 = b.op("Reshape", [A_f, b.const([1, groups, per_group, nstate, 1])], "A5")
         step_inputs = [dt_s, x_s, B_s]
 
-        def decay_and_input(body: _Builder, dt_t: str, x_t: str, B_t: str) -> tuple[str, str]:
+        def decay_and_input(body: GraphBuilder, dt_t: str, x_t: str, B_t: str) -> tuple[str, str]:
             dA = body.op("Exp", [body.op("Mul", [body.op("Unsqueeze", [dt_t, body.const([3])]), A5])], "dA")
             return dA, body.op("Mul", [body.op("Unsqueeze", [x_t, body.const([3])]), per_channel(body, B_t)], "xB")
     else:
         A_steps = b.op("Reshape", [A_f, b.const([1, 1, groups, per_group, 1])], "A_steps")
         step_inputs = [b.op("Exp", [b.op("Mul", [dt_s, A_steps])], "dA_steps"), b.op("Mul", [x_s, B_s], "xB_steps")]
 
-        def decay_and_input(body: _Builder, dA_t: str, xB_t: str) -> tuple[str, str]:
+        def decay_and_input(body: GraphBuilder, dA_t: str, xB_t: str) -> tuple[str, str]:
             return dA_t, xB_t
 
     def scan_pass(hint: str, h_init: str, with_output: bool) -> str | list[str]:
         """A Scan over the T steps of every chunk at once: h = exp(delta * A) * h + x * B from ``h_init``;
         returns the end states and, ``with_output``, y (T, b, g, p, c)."""
-        s = _Builder(f"{prefix}/{hint}")
+        s = GraphBuilder(f"{prefix}/{hint}")
         h, h_out, y_out = (f"{prefix}/{hint}/{n}" for n in ("h", "h_out", "y_out"))
         step = [f"{prefix}/{hint}/in{i}" for i in range(len(step_inputs))]
         dA, xB = decay_and_input(s, *step)
@@ -187,7 +154,7 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     last = 4 if has_n else 3
     h_end_c = b.op("Transpose", [h_end], "h_end_c", perm=[last] + list(range(last)))
     carry0 = b.op("Gather", [h0, b.const(0)], "carry0", axis=last)  # zeros
-    s = _Builder(prefix + "/carry")
+    s = GraphBuilder(prefix + "/carry")
     carry, decay_c, end_c, carry_out, h_in_out = (f"{prefix}/carry/{n}" for n in ("carry", "decay_c", "end_c", "carry_out", "h_in_out"))
     s.nodes.append(helper.make_node("Identity", [carry], [h_in_out]))
     s.nodes.append(helper.make_node("Add", [s.op("Mul", [decay_c, carry]), end_c], [carry_out]))
@@ -212,7 +179,8 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
 
 def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
                          lengths: list[int] | None = None) -> onnx.ModelProto:
-    """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops.
+    """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops (a fused node: its
+    traversal copies and merge, avssm.graph.unfuse, around the lowered scan).
 
     The chunk size of the i-th node is ``chunk`` if given, else sized for ``lengths[i]`` (the sequence
     lengths the model was exported at), else for its static L, else DEFAULT_CHUNK.
@@ -220,30 +188,40 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     inferred = onnx.shape_inference.infer_shapes(model_copy)
-    dtypes = {vi.name: vi.type.tensor_type.elem_type
-              for vi in itertools.chain(inferred.graph.value_info, inferred.graph.input, inferred.graph.output)}
-    for init in inferred.graph.initializer:
-        dtypes[init.name] = init.data_type
     new_nodes, new_inits = [], []
     scan_index = 0
     for i, node in enumerate(model_copy.graph.node):
         if not is_scan_node(node):
             new_nodes.append(node)
             continue
-        a_shape = _value_shape(inferred, node.input[2])  # A: (dim, N)
-        b_shape = _value_shape(inferred, node.input[3])  # B: (batch, groups, N, L)
+        kind = layout(node)
+        a_shape = value_shape(inferred, node.input[2])  # A: (dim, N)
+        b_shape = value_shape(inferred, node.input[3])  # B: (batch, groups, N, L), or (..., H, W) in cross-2d
+        if kind != LAYOUT_SEQUENCE:  # a fused layout fixes its groups: one per direction
+            rank = 5 if kind == LAYOUT_CROSS_2D else 4
+            b_shape = list(b_shape) if len(b_shape) == rank else [None] * rank
+            b_shape[1] = DIRECTIONS[kind]
         if None in a_shape or b_shape[1] is None:
             raise ValueError(f"portable lowering: node {node.name}: A {a_shape} and groups {b_shape} must be static")
-        out_dtype = dtypes.get(node.input[0], TensorProto.FLOAT)
+        out_dtype = value_type(inferred, node.input[0])
         size = chunk
         if size is None and lengths is not None and scan_index < len(lengths):
             size = chunk_size(lengths[scan_index])
         if size is None:
-            size = chunk_size(b_shape[3]) if b_shape[3] else DEFAULT_CHUNK
+            length = np.prod(b_shape[3:]) if len(b_shape) > 3 and None not in b_shape[3:] else None
+            size = chunk_size(int(length)) if length else DEFAULT_CHUNK
         scan_index += 1
-        built = _lower_node(node, (a_shape[0], a_shape[1], b_shape[1]), out_dtype, size, f"scan{i}")
-        new_nodes.extend(built.nodes)
-        new_inits.extend(built.initializers)
+        dims = (a_shape[0], a_shape[1], b_shape[1])
+        if kind == LAYOUT_SEQUENCE:
+            built = _lower_node(node, dims, out_dtype, size, f"scan{i}")
+            new_nodes.extend(built.nodes)
+            new_inits.extend(built.initializers)
+            continue
+        # A fused node: its copies, the version 1 node lowered with an fp32 output, the merge in fp32, one cast.
+        part = unfuse_node(node, a_shape[0] // DIRECTIONS[kind], f"scan{i}/unfuse", out_dtype, out_cast=True)
+        built = _lower_node(part.scan, dims, TensorProto.FLOAT, size, f"scan{i}")
+        new_nodes.extend([*part.before, *built.nodes, *part.after])
+        new_inits.extend([*part.initializers, *built.initializers])
     del model_copy.graph.node[:]
     model_copy.graph.node.extend(new_nodes)
     model_copy.graph.initializer.extend(new_inits)

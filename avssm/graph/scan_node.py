@@ -4,15 +4,24 @@ Its inputs are u, delta, A, B, C, then whichever of D, z, delta_bias the call us
 empty-named inputs), announced by the int attributes ``has_D``, ``has_z``, ``has_delta_bias``; with
 ``delta_softplus`` and the string attributes TensorRT's ONNX parser uses to find the plugin
 (``plugin_version``, ``plugin_namespace``). :func:`split_inputs` is the one reader of that layout.
+
+Version 2 nodes add the int attribute ``layout``: LAYOUT_CROSS_2D is VMamba's four directions on the (H, W) map
+with the cross-merge, LAYOUT_BIDIRECTIONAL Vim's two directions on one sequence (shapes in the contract). A node
+without ``layout`` (every version 1 node) is LAYOUT_SEQUENCE.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
 DOMAIN = "trt.plugins"
 OP_TYPE = "SelectiveScan"
-PLUGIN_VERSION = "1"
+PLUGIN_VERSION = "1"          # nodes of LAYOUT_SEQUENCE: every plugin library reads them
+FUSED_PLUGIN_VERSION = "2"    # nodes with a layout attribute: plugin libraries that know the layouts
+LAYOUT_SEQUENCE, LAYOUT_CROSS_2D, LAYOUT_BIDIRECTIONAL = 0, 1, 2
+LAYOUT_NAMES = {LAYOUT_SEQUENCE: "sequence", LAYOUT_CROSS_2D: "cross-2d", LAYOUT_BIDIRECTIONAL: "bidirectional"}
+DIRECTIONS = {LAYOUT_SEQUENCE: 1, LAYOUT_CROSS_2D: 4, LAYOUT_BIDIRECTIONAL: 2}  # scan groups per output channel
 PLUGIN_NAMESPACE = "avssm"
 OPTIONAL_INPUTS = ("D", "z", "delta_bias")
 
@@ -64,6 +73,15 @@ def node_inputs(node) -> ScanInputs:
     return split_inputs(node.input, attribute(node, "has_D"), attribute(node, "has_z"), attribute(node, "has_delta_bias"))
 
 
+def layout(node) -> int:
+    """A SelectiveScan NodeProto's layout (LAYOUT_SEQUENCE when it has none); an unknown one raises."""
+    value = attribute(node, "layout", LAYOUT_SEQUENCE)
+    if value not in LAYOUT_NAMES:
+        raise ValueError(f"{OP_TYPE} node {node.name}: layout {value} is not one of "
+                         f"{', '.join(f'{k} ({v})' for k, v in LAYOUT_NAMES.items())}; a newer avssm wrote it")
+    return value
+
+
 def is_scan_node(node) -> bool:
     return node.op_type == OP_TYPE and node.domain == DOMAIN
 
@@ -71,3 +89,25 @@ def is_scan_node(node) -> bool:
 def scan_node_names(model) -> list[str]:
     """Names of the SelectiveScan nodes of a ModelProto (empty: the portable form)."""
     return [n.name for n in model.graph.node if is_scan_node(n)]
+
+
+def value_shape(model, name: str) -> list:
+    """The shape of tensor ``name`` in a ModelProto (run shape inference first), None for a dynamic extent."""
+    for vi in itertools.chain(model.graph.value_info, model.graph.input, model.graph.output):
+        if vi.name == name:
+            return [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    for init in model.graph.initializer:
+        if init.name == name:
+            return list(init.dims)
+    raise ValueError(f"no shape known for tensor '{name}'")
+
+
+def value_type(model, name: str) -> int:
+    """The ONNX element type of tensor ``name`` in a ModelProto (run shape inference first); FLOAT when unknown."""
+    for vi in itertools.chain(model.graph.value_info, model.graph.input, model.graph.output):
+        if vi.name == name and vi.type.tensor_type.elem_type:
+            return vi.type.tensor_type.elem_type
+    for init in model.graph.initializer:
+        if init.name == name:
+            return init.data_type
+    return 1  # onnx.TensorProto.FLOAT

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from avssm.models.layers import (DropPath, RMSNorm, backbone_default_cfg, check_single_map, drop_path_rates, init_A_log,
                                  init_dt_bias)
 from avssm.models.registry import register_model
-from avssm.ops import selective_scan
+from avssm.ops import selective_scan, selective_scan_onnx
 from avssm.ops.bidirectional_scan import bidirectional_selective_scan
 
 
@@ -92,8 +92,9 @@ class BiMambaMixer(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: (B, L, D) -> (B, L, D). Both directions in one operation on the sequence as it is
         (avssm.ops.bidirectional_scan: the backward one walked backwards by index, no flipped copies); exported as
-        today's graph (flips, one SelectiveScan node, flip back)."""
-        if torch.onnx.is_in_onnx_export():
+        one SelectiveScan node of layout bidirectional, or within unfused_export as flips, a version 1 node and the
+        flip back."""
+        if torch.onnx.is_in_onnx_export() and not selective_scan_onnx.exports_fused():
             return self._forward_flips(h)
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, Di, L) each
         u_f, dt_f, B_f, C_f = self._direction_inputs(x, self.conv1d, self.x_proj, self.dt_proj)
@@ -108,7 +109,7 @@ class BiMambaMixer(nn.Module):
         return self.out_proj(y.to(h.dtype).transpose(1, 2))
 
     def _forward_flips(self, h: torch.Tensor) -> torch.Tensor:
-        """The same with the backward direction's inputs flipped and its output flipped back: the exported graph."""
+        """The same with the backward direction's inputs flipped and its output flipped back: the unfused export."""
         xz = self.in_proj(h).transpose(1, 2)  # (B, 2Di, L)
         x, z = xz.chunk(2, dim=1)
         xb, zb = x.flip(-1), z.flip(-1)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from avssm.models.layers import (DropPath, LayerNorm2d, Linear2d, backbone_default_cfg, drop_path_rates, init_A_log,
                                  init_dt_bias)
 from avssm.models.registry import register_model
-from avssm.ops import selective_scan
+from avssm.ops import selective_scan, selective_scan_onnx
 from avssm.ops.cross_scan import cross_selective_scan, traverse
 from avssm.ops.cross_scan import merge as cross_merge
 
@@ -94,8 +94,9 @@ class SS2D(nn.Module):
         """(B, Di, H, W) -> (B, Di, H, W) in fp32: the four directions' projections and scans, summed back at each
         position. Run here as one operation on the map (avssm.ops.cross_scan: the projections are pointwise, so
         they run on the map once for all directions, and the scan walks each direction's order by index);
-        exported as today's graph (the traversal copies, one SelectiveScan node, the merge)."""
-        if torch.onnx.is_in_onnx_export():
+        exported as one SelectiveScan node of layout cross-2d, or within unfused_export as the traversal copies,
+        a version 1 node and the merge."""
+        if torch.onnx.is_in_onnx_export() and not selective_scan_onnx.exports_fused():
             return self._scan_copies(x)
         b, d, h, w = x.shape
         k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
@@ -109,7 +110,7 @@ class SS2D(nn.Module):
         ).float()
 
     def _scan_copies(self, x: torch.Tensor) -> torch.Tensor:
-        """The same as cross-scan copies, one grouped selective scan and cross-merge: the exported graph."""
+        """The same as cross-scan copies, one grouped selective scan and cross-merge: the unfused export."""
         b, d, h, w = x.shape
         k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
         xs = cross_scan(x)  # (B, 4, Di, L)

@@ -16,7 +16,8 @@ as Vim combines them.
 The specification is :func:`bidirectional_selective_scan_ref`, the definition written out: direction 1's inputs
 flipped, the reference scan, its output flipped back. :func:`bidirectional_selective_scan` computes it with the
 compiled CPU kernel (avssm/csrc/cpu/bidirectional_scan_cpu.c) for inference on the CPU, and through the flips
-and :func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA, ONNX export).
+and :func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA). Under ``torch.onnx.export`` it is one
+``SelectiveScan`` node of layout ``bidirectional`` (avssm/csrc/trt/README.md).
 """
 from __future__ import annotations
 
@@ -62,8 +63,13 @@ def bidirectional_selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bi
 def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """:func:`bidirectional_selective_scan_ref`'s result, by the fastest path available (see the module)."""
     _check(u, delta, A, B, C, z)
-    if (u.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
-            and not _needs_grad(u, delta, A, B, C, D, z, delta_bias)):
+    if torch.onnx.is_in_onnx_export():
+        from avssm.graph.scan_node import LAYOUT_BIDIRECTIONAL
+        from avssm.ops.selective_scan_onnx import fused_scan_onnx
+
+        return fused_scan_onnx(LAYOUT_BIDIRECTIONAL, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                               delta_softplus=delta_softplus)
+    if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
         from avssm.ops import cpu_kernel
 
         if cpu_kernel.available():

@@ -16,7 +16,8 @@ Direction 0 walks the map row-major, 1 column-major, 2 and 3 the same backwards.
 :func:`cross_selective_scan_ref`, written from the definition: the explicit traversal copies, the reference scan,
 and the sum back at each position. :func:`cross_selective_scan` computes the same with the compiled CPU kernel
 (avssm/csrc/cpu/cross_scan_cpu.c: no copies) for inference on the CPU, and through the copies and
-:func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA, ONNX export).
+:func:`avssm.ops.selective_scan` elsewhere (autograd, CUDA). Under ``torch.onnx.export`` it is one
+``SelectiveScan`` node of layout ``cross-2d`` (avssm/csrc/trt/README.md).
 """
 from __future__ import annotations
 
@@ -72,8 +73,13 @@ def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_s
 def cross_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
     """:func:`cross_selective_scan_ref`'s result, by the fastest path available (see the module's docstring)."""
     _check(u, delta, A, B, C)
-    if (u.device.type == "cpu" and not torch.onnx.is_in_onnx_export()
-            and not _needs_grad(u, delta, A, B, C, D, delta_bias)):
+    if torch.onnx.is_in_onnx_export():
+        from avssm.graph.scan_node import LAYOUT_CROSS_2D
+        from avssm.ops.selective_scan_onnx import fused_scan_onnx
+
+        return fused_scan_onnx(LAYOUT_CROSS_2D, u, delta, A, B, C, D=D, delta_bias=delta_bias,
+                               delta_softplus=delta_softplus)
+    if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, delta_bias):
         from avssm.ops import cpu_kernel
 
         if cpu_kernel.available():

@@ -5,6 +5,11 @@ is computed by the normal path, and the exporter writes one node per call. Its i
 B, C, then whichever of D, z, delta_bias the call uses, in that order (no empty-named inputs), with
 int attributes ``has_D``, ``has_z``, ``has_delta_bias``, ``delta_softplus`` and the string attributes
 TensorRT's ONNX parser uses to find the plugin (``plugin_version``, ``plugin_namespace``).
+
+The fused operations (avssm.ops.cross_scan, avssm.ops.bidirectional_scan) route to :func:`fused_scan_onnx`: one
+version 2 node with a ``layout`` attribute and the fused operation's own shapes. Within :func:`unfused_export`
+models export their scans as version 1 nodes with the traversal copies around them instead (files for plugin
+libraries that predate the layouts).
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ import contextvars
 
 import torch
 
-from avssm.graph.scan_node import DOMAIN, OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from avssm.graph.scan_node import (DOMAIN, FUSED_PLUGIN_VERSION, LAYOUT_BIDIRECTIONAL, LAYOUT_CROSS_2D, OP_TYPE,
+                                   PLUGIN_NAMESPACE, PLUGIN_VERSION)
 
 # The list the export in progress (this thread or task) collects the scans' sequence lengths into, so that the
 # portable lowering can size its chunks for the lengths the model was exported at: see recording_lengths().
@@ -30,6 +36,30 @@ def recording_lengths():
         yield lengths
     finally:
         _lengths.reset(token)
+
+
+_fused: contextvars.ContextVar[bool] = contextvars.ContextVar("avssm_fused_export", default=True)
+
+
+@contextlib.contextmanager
+def unfused_export():
+    """Within the block, exports write each fused scan as its traversal copies and one version 1 node."""
+    token = _fused.set(False)
+    try:
+        yield
+    finally:
+        _fused.reset(token)
+
+
+def exports_fused() -> bool:
+    """True unless inside :func:`unfused_export` (models ask this under torch.onnx.export)."""
+    return _fused.get()
+
+
+def _record_length(length: int) -> None:
+    lengths = _lengths.get()
+    if lengths is not None:
+        lengths.append(int(length))
 
 
 class _SelectiveScanNode(torch.autograd.Function):
@@ -52,8 +82,43 @@ class _SelectiveScanNode(torch.autograd.Function):
 
 def selective_scan_onnx(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Emit one SelectiveScan node (only meaningful inside torch.onnx.export)."""
-    lengths = _lengths.get()
-    if lengths is not None:
-        lengths.append(int(u.shape[-1]))
+    _record_length(u.shape[-1])
     return _SelectiveScanNode.apply(u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                     None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
+
+
+class _FusedScanNode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        # The trace's value, by the copies/flips definition over the normal scan (export runs it once).
+        from avssm.ops.bidirectional_scan import _through_flips
+        from avssm.ops.cross_scan import _through_copies
+        from avssm.ops.selective_scan import _compute
+
+        def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+            return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, False)
+
+        if layout == LAYOUT_CROSS_2D:
+            return _through_copies(scan, u, delta, A, B, C, D, delta_bias, delta_softplus)
+        return _through_flips(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+    @staticmethod
+    def symbolic(g, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        optional = [t for t in (D, z, delta_bias) if t is not None]
+        out = g.op(f"{DOMAIN}::{OP_TYPE}", u, delta, A, B, C, *optional,
+                   has_D_i=int(D is not None), has_z_i=int(z is not None),
+                   has_delta_bias_i=int(delta_bias is not None), delta_softplus_i=int(bool(delta_softplus)),
+                   layout_i=int(layout), plugin_version_s=FUSED_PLUGIN_VERSION, plugin_namespace_s=PLUGIN_NAMESPACE)
+        if layout == LAYOUT_CROSS_2D:  # bidirectional: (batch, dim, L) for u (batch, 2 * dim, L), from the trace
+            out.setType(u.type())
+        return out
+
+
+def fused_scan_onnx(layout, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Emit one version 2 SelectiveScan node of ``layout`` (LAYOUT_CROSS_2D: avssm.ops.cross_scan's shapes,
+    LAYOUT_BIDIRECTIONAL: avssm.ops.bidirectional_scan's); only meaningful inside torch.onnx.export."""
+    if layout not in (LAYOUT_CROSS_2D, LAYOUT_BIDIRECTIONAL):
+        raise ValueError(f"fused_scan_onnx: layout {layout} is not a fused layout")
+    _record_length(u.shape[-1] * u.shape[-2] if layout == LAYOUT_CROSS_2D else u.shape[-1])
+    return _FusedScanNode.apply(layout, u, delta, A.float(), B, C, None if D is None else D.float(), z,
+                                None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
