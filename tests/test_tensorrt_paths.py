@@ -93,6 +93,13 @@ def test_onnx_runtimes_tensorrt_provider_gets_plugin_nodes_only_from_1_22(tmp_pa
     assert "1.22 and newer run" in how
     assert not [n for n in onnx.load_from_string(lowered).graph.node if n.op_type == "SelectiveScan"]
     monkeypatch.setattr(onnxruntime, "__version__", "1.22.0")
+    # the plugin runs version 1 nodes: a fused file's nodes reach TensorRT unfused, a version 1 file as it is
+    unfused, how = _plugin_form_model(path, "tensorrt", None, session_options())
+    assert how == "avssm TensorRT plugin (fused scans unfused at load)"
+    versions = [a.s for n in onnx.load_from_string(unfused).graph.node if n.op_type == "SelectiveScan"
+                for a in n.attribute if a.name == "plugin_version"]
+    assert versions and set(versions) == {b"1"}
+    export_onnx(model, path, input_size=(64, 64), scan_op="plugin", fused=False)
     assert _plugin_form_model(path, "tensorrt", None, session_options()) == (str(path), "avssm TensorRT plugin")
 
 
@@ -141,22 +148,24 @@ class RecordingTensorRT:
     returns another recorder (a "plan" from build_serialized_network). It shows the order of avssm's steps, not
     that TensorRT builds anything."""
 
-    def __init__(self, calls, name="tensorrt"):
+    def __init__(self, calls, name="tensorrt", arguments=None):
         self._calls, self._name = calls, name
+        self._arguments = {} if arguments is None else arguments  # call name -> the last call's arguments
         self.__version__ = "10.3.0"
 
     def __getattr__(self, attr):
         if attr.startswith("__"):
             raise AttributeError(attr)
-        return RecordingTensorRT(self._calls, f"{self._name}.{attr}")
+        return RecordingTensorRT(self._calls, f"{self._name}.{attr}", self._arguments)
 
     def __call__(self, *args, **kwargs):
         self._calls.append(self._name)
+        self._arguments[self._name] = args
         if self._name.endswith("build_serialized_network"):
             return b"plan"
         if self._name.endswith(".shape"):
             return (1, 3, 64, 64)
-        return RecordingTensorRT(self._calls, self._name + "()")
+        return RecordingTensorRT(self._calls, self._name + "()", self._arguments)
 
     def __iter__(self):
         return iter((1, 3, 64, 64))
@@ -190,3 +199,35 @@ def test_an_engine_is_written_with_its_sidecar_or_not_at_all(tmp_path, monkeypat
     sidecar = backend.build_engine(str(onnx_path), str(engine), log=lambda line: None)
     assert engine.read_bytes() == b"plan"
     assert json.loads((tmp_path / "det.engine.json").read_text()) == sidecar and sidecar["gpu"] == "NVIDIA Orin"
+
+
+def test_tensorrt_parses_a_fused_file_unfused(tmp_path, monkeypatch):
+    """avssm's plugin runs version 1 nodes only: build_engine hands the parser the unfused graph of a fused file,
+    and a version 1 file by its path."""
+    import onnx
+
+    import avssm.runtime.tensorrt_backend as backend
+    from avssm.export import export_onnx
+    from avssm.models import create_model
+
+    model = create_model("vmamba_tiny_det", backbone_overrides=dict(depths=(1, 1, 1, 1), embed_dim=16))
+    monkeypatch.setattr(backend, "gpu_name", lambda: "NVIDIA Orin")
+    monkeypatch.setattr(backend, "_load_plugin", lambda trt, lib: "libavssm_trt_plugin.so")
+    for fused in (True, False):
+        onnx_path = tmp_path / f"{fused}.onnx"
+        export_onnx(model, onnx_path, input_size=(64, 64), fused=fused)
+        calls, recorder = [], None
+        recorder = RecordingTensorRT(calls)
+        monkeypatch.setattr(backend, "_import_tensorrt", lambda: recorder)
+        backend.build_engine(str(onnx_path), str(tmp_path / f"{fused}.engine"), log=lambda line: None)
+        parsed = {name: args for name, args in recorder._arguments.items() if name.endswith("OnnxParser().parse")}
+        by_path = {name: args for name, args in recorder._arguments.items()
+                   if name.endswith("OnnxParser().parse_from_file")}
+        if fused:
+            (args,) = parsed.values()
+            graph = onnx.load_from_string(args[0]).graph
+            versions = {a.s for n in graph.node if n.op_type == "SelectiveScan" for a in n.attribute
+                        if a.name == "plugin_version"}
+            assert versions == {b"1"} and not by_path
+        else:
+            assert list(by_path.values()) == [(str(onnx_path),)] and not parsed

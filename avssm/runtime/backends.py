@@ -83,6 +83,13 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
     lowered = "standard ops (lowered at load)"
     if provider == "tensorrt":
         if ort_tensorrt_runs_v3_plugins(ort.__version__):
+            import onnx
+
+            from avssm.graph.unfuse import has_fused_scans, unfuse_scans
+
+            model = onnx.load(str(path))
+            if has_fused_scans(model):  # the plugin runs version 1 nodes only
+                return unfuse_scans(model).SerializeToString(), "avssm TensorRT plugin (fused scans unfused at load)"
             return str(path), "avssm TensorRT plugin"
         lowered = (f"standard ops (lowered at load: the TensorRT provider of ONNX Runtime {ort.__version__} takes "
                    "only V1 plugin creators; 1.22 and newer run avssm's plugin)")

@@ -112,8 +112,11 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
-    from avssm.outputs import atomic_output, atomic_outputs, check_output
+    import onnx
+
     from avssm.graph.metadata import require_metadata
+    from avssm.graph.unfuse import has_fused_scans, unfuse_scans
+    from avssm.outputs import atomic_output, atomic_outputs, check_output
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -133,7 +136,12 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    model = onnx.load(str(onnx_path))
+    if has_fused_scans(model):  # the plugin runs version 1 nodes only: TensorRT gets the copies around them
+        parsed = parser.parse(unfuse_scans(model).SerializeToString(), str(onnx_path))
+    else:
+        parsed = parser.parse_from_file(str(onnx_path))
+    if not parsed:
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise AvssmError(f"model {onnx_path}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
