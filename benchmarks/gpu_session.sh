@@ -14,8 +14,11 @@
 #    which b1 d768 L130560 is VMamba-v0-Tiny's first stage at 1080x1920 padded to 1088: 4 directions x 192
 #    channels over 272 x 480 tokens; and on one direction of Vim-Tiny there: d_inner 384 over 68 x 120 patches
 #    and the class token);
-# 4. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).
-# Each step's output goes to OUT_DIR (gpu.txt, build.log, plugin.log, tests.log, layouts.log, bench.log) as it runs, line by line,
+# 4. times one layer's scan path, the copies against the fused call (benchmarks/bench_fused_layer.py: VMamba-T
+#    stage 1 and Vim-S at 1080p; seconds);
+# 5. runs the kernel benchmark (benchmarks/bench_scan_gpu.py; --quick when QUICK=1).
+# Each step's output goes to OUT_DIR (gpu.txt, build.log, plugin.log, tests.log, layouts.log, fused.log, bench.log) as
+# it runs, line by line,
 # so a run cut short still leaves what it measured. Uses the machine's python3 as it is (PyTorch with
 # CUDA, numpy, onnx, onnxruntime, typer, rich, opencv): nothing is installed. Exit status: the first
 # step that failed.
@@ -63,6 +66,8 @@ tail -n 3 "$out/tests.log"
 step layouts layouts.log python3 benchmarks/bench_scan_gpu.py --kernel-only --layouts \
     --shape 1x768x130560x16 --shape 1x3072x130560x16 --shape 8x768x130560x16 --shape 8x3072x130560x16 \
     --shape 1x384x8161x16
+step fused fused.log python3 benchmarks/bench_fused_layer.py
+cat "$out/fused.log"
 bench_args=()
 [ "${QUICK:-0}" = 1 ] && bench_args+=(--quick)
 step bench bench.log python3 benchmarks/bench_scan_gpu.py "${bench_args[@]}"

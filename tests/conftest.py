@@ -102,9 +102,10 @@ def cuda_include():
     return None
 
 
-def compile_on_cpu(tmp_path_factory, name, *sources):
+def compile_on_cpu(tmp_path_factory, name, *sources, native=()):
     """tests/native/<name>.cpp built with tests/native/cuda_on_cpu.h, which runs CUDA kernels' own source on the
-    CPU (one thread per CUDA thread), with ``sources`` (paths under avssm/csrc) linked in."""
+    CPU (one thread per CUDA thread), with ``sources`` (paths under avssm/csrc) and ``native`` (file names in
+    tests/native) linked in."""
     if shutil.which("c++") is None or cuda_include() is None:
         pytest.skip("needs a C++20 compiler and CUDA headers")
     probe = subprocess.run(["c++", "-std=c++20", "-fsyntax-only", "-x", "c++", "-"], input="#include <barrier>\n",
@@ -116,7 +117,8 @@ def compile_on_cpu(tmp_path_factory, name, *sources):
     r = subprocess.run(["c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unknown-pragmas", "-I",
                         os.path.join(here, "..", "avssm", "csrc", "include"), "-isystem", cuda_include(),
                         os.path.join(here, "native", f"{name}.cpp"),
-                        *(os.path.join(here, "..", "avssm", "csrc", source) for source in sources), "-o", str(exe)],
+                        *(os.path.join(here, "..", "avssm", "csrc", source) for source in sources),
+                        *(os.path.join(here, "native", source) for source in native), "-o", str(exe)],
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     return exe

@@ -200,3 +200,38 @@ def test_cuda_kernel_split_within_a_smaller_workspace(n):
                                           workspace=scratch[:small])
     assert rel_err(out.cpu(), ref) < 1e-5
     assert bool((scratch[small:] == 0xA5).all())
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float16, 5e-3)])
+@pytest.mark.parametrize("layout,shape,n", [("cross-2d", (2, 24, 17, 29), 1), ("cross-2d", (1, 192, 135, 240), 1),
+                                            ("cross-2d", (1, 16, 9, 7), 16), ("bidirectional", (2, 64, 8161), 16),
+                                            ("bidirectional", (1, 8, 1), 4)])
+def test_fused_layouts_on_cuda_match_their_definitions(layout, shape, n, dtype, tol):
+    # avssm_fused_scan_fwd (fused_scan.cu: the directions' copies in the workspace, the scan, the merge), as the
+    # TensorRT plugin's version 2 runs it, against the definitions; 135 x 240 is VMamba-T stage 1 at 540p.
+    from avssm.ops.bidirectional_scan import bidirectional_selective_scan_ref
+    from avssm.ops.cross_scan import cross_selective_scan_ref
+
+    g = torch.Generator().manual_seed(n + shape[1])
+    cross = layout == "cross-2d"
+    k = 4 if cross else 2
+    b, d = shape[0], shape[1] if cross else shape[1] // 2
+    places = shape[2:]
+    u = torch.randn(shape, generator=g)
+    delta = 0.5 * torch.randn((b, 4, d, *places) if cross else shape, generator=g)
+    B, C = (torch.randn((b, k, n, *places), generator=g) for _ in range(2))
+    A = -torch.exp(torch.randn(k * d, n, generator=g))
+    D, bias = torch.randn(k * d, generator=g), 0.5 * torch.randn(k * d, generator=g)
+    z = None if cross else torch.randn(b, d, shape[2], generator=g).to(dtype)
+    u, delta, B, C = (t.to(dtype) for t in (u, delta, B, C))
+    if cross:
+        ref = cross_selective_scan_ref(u.float(), delta.float(), A, B.float(), C.float(), D=D, delta_bias=bias,
+                                       delta_softplus=True)
+    else:
+        ref = bidirectional_selective_scan_ref(u.float(), delta.float(), A, B.float(), C.float(), D=D, z=z.float(),
+                                               delta_bias=bias, delta_softplus=True)
+    out = cuda_kernel.fused_scan_cuda(layout, u.cuda(), delta.cuda(), A.cuda(), B.cuda(), C.cuda(), D=D.cuda(),
+                                      z=None if z is None else z.cuda(), delta_bias=bias.cuda(), delta_softplus=True)
+    assert out.dtype == dtype and tuple(out.shape) == tuple(ref.shape)
+    assert rel_err(out.float().cpu(), ref) < tol

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from avssm.native import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, ScanParams, build_plugins,
-                          check_plugin_library, load_kernel_library, scan_plan, workspace_size)
+from avssm.native import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, SCAN_API_VERSION, FusedScanParams, ScanParams,
+                          build_plugins, check_plugin_library, load_kernel_library, scan_plan, workspace_size)
 from conftest import compile_on_cpu, cuda_include
 
 HAVE_TOOLS = shutil.which("nvcc") is not None and shutil.which("cmake") is not None
@@ -266,27 +266,32 @@ def test_plugin_through_every_call_tensorrt_makes(build, tmp_path):
     r = subprocess.run([exe, str(out / PLUGIN_LIB)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and " 0 failed" in r.stdout, r.stdout + r.stderr
     compared = [line for line in r.stdout.splitlines() if "max |y - ref|" in line]
-    assert len(compared) == (16 if "GPU:" in r.stdout else 0), r.stdout
+    assert len(compared) == (COMPARED_CASES if "GPU:" in r.stdout else 0), r.stdout
 
 
 @needs_tools
 @pytest.mark.skipif(not TRT_ROOT, reason="set TensorRT_ROOT to TensorRT's headers to drive the plugin")
 @pytest.mark.skipif(shutil.which("c++") is None or cuda_include() is None, reason="needs a C++ compiler and CUDA")
 def test_plugin_enqueue_hands_the_scan_the_right_tensors(tmp_path):
-    """The plugin's own source built over tests/native/host_scan.cpp (the kernel API in plain loops, host memory)
-    so that enqueue runs without a GPU: the outputs match the reference for every case, so enqueue passes each
-    input as the scan's parameter it is (swapping D and delta_bias fails 16 comparisons)."""
+    """The plugin's own source built over tests/native/host_scan.cpp (host memory: the plain scan in loops, the
+    fused layouts' traversal and merge kernels from their CUDA source on the CPU) so that enqueue runs without a
+    GPU: the outputs match the reference for every case, version 1 and 2 nodes, so enqueue passes each input as
+    the scan's parameter it is (swapping D and delta_bias fails every comparison)."""
     exe = compile_plugin_gpu_check(tmp_path)
     csrc = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc")
     host_plugin = str(tmp_path / "libavssm_trt_plugin_host.so")
-    subprocess.run(["c++", "-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
-                    f"-I{csrc}/include", "-isystem", tensorrt_include(), "-isystem", cuda_include(),
-                    f"{csrc}/trt/selectiveScanPlugin.cpp", os.path.join(os.path.dirname(__file__), "native",
-                                                                        "host_scan.cpp"), "-ldl", "-o", host_plugin],
+    subprocess.run(["c++", "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra", "-Werror",
+                    "-Wno-unknown-pragmas", f"-I{csrc}/include", "-isystem", tensorrt_include(), "-isystem",
+                    cuda_include(), f"{csrc}/trt/selectiveScanPlugin.cpp",
+                    os.path.join(os.path.dirname(__file__), "native", "host_scan.cpp"), "-ldl", "-o", host_plugin],
                    check=True)
     r = subprocess.run([exe, host_plugin, "--host-memory"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith(" 0 failed"), r.stdout + r.stderr
-    assert len([line for line in r.stdout.splitlines() if "max |y - ref|" in line]) == 16
+    assert len([line for line in r.stdout.splitlines() if "max |y - ref|" in line]) == COMPARED_CASES
+
+
+# plugin_gpu_check's comparisons: 7 nodes (4 version 1, 3 version 2), fp32 and fp16, at two lengths each.
+COMPARED_CASES = 28
 
 
 @needs_tools
@@ -406,6 +411,66 @@ def test_n16_kernels_on_the_cpu(scan_on_cpu, tmp_path, layout, batch, dim, lengt
     assert rel_err(y.float(), ref) < tol
 
 
+@pytest.fixture(scope="module")
+def fused_on_cpu(tmp_path_factory):
+    """tests/native/fused_on_cpu.cpp over host_scan.cpp: avssm_fused_scan_fwd's steps, its traversal and merge
+    kernels run from their CUDA source (avssm/csrc/cuda/fused_scan.cuh)."""
+    return compile_on_cpu(tmp_path_factory, "fused_on_cpu", native=("host_scan.cpp",))
+
+
+@pytest.mark.parametrize("layout,batch,dim,height,width,nstate,dtype,given,tol", [
+    # cross-2d: an odd map, one row, one column, N 1 / 4 / 16, fp16 and bf16; with and without D and delta_bias
+    (1, 2, 3, 5, 7, 1, torch.float32, "D delta_bias", 1e-5),
+    (1, 1, 4, 1, 37, 4, torch.float32, "delta_bias", 1e-5),
+    (1, 1, 2, 23, 1, 16, torch.float32, "D delta_bias", 1e-5),
+    (1, 1, 8, 17, 29, 1, torch.float16, "D delta_bias", 5e-3),
+    (1, 2, 4, 9, 6, 16, torch.bfloat16, "D", 2e-2),
+    # bidirectional: with and without the gate; one token
+    (2, 2, 3, 1, 203, 16, torch.float32, "D z delta_bias", 1e-5),
+    (2, 1, 4, 1, 70, 1, torch.float16, "D delta_bias", 5e-3),
+    (2, 1, 2, 1, 1, 4, torch.float32, "z", 1e-5),
+])
+def test_fused_layouts_traversal_and_merge_kernels_on_the_cpu(fused_on_cpu, tmp_path, layout, batch, dim, height,
+                                                              width, nstate, dtype, given, tol):
+    """avssm_fused_scan_fwd's copies and merge (fused_plan and the CUDA kernels of fused_scan.cuh, run on the CPU,
+    with the plain scan in loops between them) against the definitions in avssm.ops.cross_scan and
+    avssm.ops.bidirectional_scan. The same plan runs on a GPU in fused_scan.cu (tests/test_gpu.py)."""
+    from avssm.ops.bidirectional_scan import bidirectional_selective_scan_ref
+    from avssm.ops.cross_scan import cross_selective_scan_ref
+    from conftest import rel_err
+
+    torch.manual_seed(0)
+    k, L = (4, height * width) if layout == 1 else (2, width)
+    if layout == 1:
+        shapes = dict(u=(batch, dim, height, width), delta=(batch, 4, dim, height, width),
+                      B=(batch, 4, nstate, height, width), z=None)
+    else:
+        shapes = dict(u=(batch, 2 * dim, L), delta=(batch, 2 * dim, L), B=(batch, 2, nstate, L), z=(batch, dim, L))
+    t = {name: torch.randn(shape).to(dtype) for name, shape in shapes.items() if shape is not None}
+    t["C"] = torch.randn(shapes["B"]).to(dtype)
+    t["delta"] = (t["delta"].float() * 0.5).to(dtype)
+    t["A"] = -torch.exp(torch.randn(k * dim, nstate))
+    t["D"], t["delta_bias"] = torch.randn(k * dim), torch.randn(k * dim) * 0.5
+    optional = {name: (t.get(name) if name in given.split() else None) for name in ("D", "z", "delta_bias")}
+    for name, value in {**{n: t[n] for n in ("u", "delta", "A", "B", "C")}, **optional}.items():
+        if value is not None:  # raw bytes in the tensor's dtype (numpy has no bfloat16)
+            (tmp_path / f"{name}.bin").write_bytes(value.contiguous().view(torch.uint8).numpy().tobytes())
+    code = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}[dtype]
+    r = subprocess.run([str(fused_on_cpu), str(tmp_path), str(layout), str(batch), str(dim), str(height), str(width),
+                        str(nstate), str(code), "1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out_shape = (batch, dim, height, width) if layout == 1 else (batch, dim, L)
+    y = torch.frombuffer(bytearray((tmp_path / "y.bin").read_bytes()), dtype=dtype).view(out_shape)
+    args = [t[n].float() for n in ("u", "delta", "A", "B", "C")]
+    if layout == 1:
+        ref = cross_selective_scan_ref(*args, D=optional["D"], delta_bias=optional["delta_bias"], delta_softplus=True)
+    else:
+        z = optional["z"].float() if optional["z"] is not None else None
+        ref = bidirectional_selective_scan_ref(*args, D=optional["D"], z=z, delta_bias=optional["delta_bias"],
+                                               delta_softplus=True)
+    assert rel_err(y.float(), ref) < tol
+
+
 def test_check_plugin_library_rejects_other_libraries():
     import ctypes.util
 
@@ -414,17 +479,19 @@ def test_check_plugin_library_rejects_other_libraries():
 
 
 @pytest.mark.skipif(shutil.which("cc") is None or cuda_include() is None, reason="needs a C compiler and CUDA headers")
-def test_ctypes_struct_matches_c_header(tmp_path):
-    fields = [name for name, _ in ScanParams._fields_]
+@pytest.mark.parametrize("struct,c_name", [(ScanParams, "avssm_scan_params"),
+                                           (FusedScanParams, "avssm_fused_scan_params")])
+def test_ctypes_struct_matches_c_header(tmp_path, struct, c_name):
+    fields = [name for name, _ in struct._fields_]
     src = tmp_path / "layout.c"
     src.write_text('#include <stdio.h>\n#include <stddef.h>\n#include "avssm/selective_scan.h"\nint main(void){\n'
-                   + "".join(f'printf("%zu\\n", offsetof(avssm_scan_params, {f}));\n' for f in fields)
-                   + 'printf("%zu\\n", sizeof(avssm_scan_params));\nreturn 0;}\n')
+                   + "".join(f'printf("%zu\\n", offsetof({c_name}, {f}));\n' for f in fields)
+                   + f'printf("%zu\\n", sizeof({c_name}));\nreturn 0;}}\n')
     exe = tmp_path / "layout"
     include = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc", "include")
     subprocess.run(["cc", "-I", include, "-I", cuda_include(), str(src), "-o", str(exe)], check=True)
     got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
-    expected = [getattr(ScanParams, f).offset for f in fields] + [ctypes.sizeof(ScanParams)]
+    expected = [getattr(struct, f).offset for f in fields] + [ctypes.sizeof(struct)]
     assert got == expected
 
 

@@ -6,7 +6,7 @@ import ctypes
 
 from avssm.errors import AvssmError
 
-SCAN_API_VERSION = 3  # AVSSM_SCAN_API_VERSION of avssm/csrc/include/avssm/selective_scan.h
+SCAN_API_VERSION = 4  # AVSSM_SCAN_API_VERSION of avssm/csrc/include/avssm/selective_scan.h
 
 
 class ScanParams(ctypes.Structure):
@@ -21,6 +21,22 @@ class ScanParams(ctypes.Structure):
         ("workspace_bytes", ctypes.c_size_t), ("lanes_per_channel", ctypes.c_int), ("layout", ctypes.c_int),
     ]
 
+
+class FusedScanParams(ctypes.Structure):
+    """Mirror of avssm_fused_scan_params in avssm/csrc/include/avssm/selective_scan.h (SCAN_API_VERSION)."""
+
+    _fields_ = [
+        ("layout", ctypes.c_int), ("batch", ctypes.c_int64), ("dim", ctypes.c_int64), ("dstate", ctypes.c_int64),
+        ("height", ctypes.c_int64), ("width", ctypes.c_int64), ("input_type", ctypes.c_int),
+        ("u", ctypes.c_void_p), ("delta", ctypes.c_void_p), ("A", ctypes.c_void_p), ("B", ctypes.c_void_p),
+        ("C", ctypes.c_void_p), ("D", ctypes.c_void_p), ("z", ctypes.c_void_p), ("delta_bias", ctypes.c_void_p),
+        ("delta_softplus", ctypes.c_int), ("y", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
+# avssm_fused_layout: the node contract's fused layouts (avssm.graph.scan_node's LAYOUT_CROSS_2D, _BIDIRECTIONAL).
+FUSED_LAYOUTS = {"cross-2d": 1, "bidirectional": 2}
 
 # avssm_scan_layout: the N = 16 kernel layouts (docs/kernels.md).
 SCAN_LAYOUTS = {"plan": 0, "channel": 1, "tokens": 2}
@@ -37,6 +53,10 @@ def load_kernel_library(path) -> ctypes.CDLL:
     lib.avssm_selective_scan_fwd.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_void_p]
     lib.avssm_selective_scan_workspace_size.restype = ctypes.c_size_t
     lib.avssm_selective_scan_workspace_size.argtypes = [ctypes.c_int64] * 4 + [ctypes.c_int]
+    lib.avssm_fused_scan_fwd.restype = ctypes.c_int
+    lib.avssm_fused_scan_fwd.argtypes = [ctypes.POINTER(FusedScanParams), ctypes.c_void_p]
+    lib.avssm_fused_scan_workspace_size.restype = ctypes.c_size_t
+    lib.avssm_fused_scan_workspace_size.argtypes = [ctypes.c_int] + [ctypes.c_int64] * 4 + [ctypes.c_int] * 2
     lib.avssm_selective_scan_plan.restype = ctypes.c_int
     lib.avssm_selective_scan_plan.argtypes = [ctypes.POINTER(ScanParams), ctypes.c_int, ctypes.POINTER(ctypes.c_int),
                                               ctypes.POINTER(ctypes.c_int)]

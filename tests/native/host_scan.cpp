@@ -1,8 +1,14 @@
-// The kernel library's C API (avssm/csrc/include/avssm/selective_scan.h) over host memory, in plain loops: linked
-// into a host build of the TensorRT plugin (tests/test_native.py), so that the plugin's enqueue, which has no GPU
-// here, hands the scan the right tensors, shapes and flags; plugin_gpu_check --host-memory compares the result
-// with its own reference. It stands in for the CUDA kernels only; it says nothing about them or about TensorRT.
+// The kernel library's C API (avssm/csrc/include/avssm/selective_scan.h) over host memory: linked into a host
+// build of the TensorRT plugin (tests/test_native.py), so that the plugin's enqueue, which has no GPU here, hands
+// the scan the right tensors, shapes and flags; plugin_gpu_check --host-memory compares the result with its own
+// reference. The plain scan is plain loops here; it stands in for the CUDA scan kernels and says nothing about
+// them or about TensorRT. The fused layouts run as avssm_fused_scan_fwd does on a GPU (fused_plan), their
+// traversal and merge kernels from their own source through tests/native/cuda_on_cpu.h.
 #include "avssm/selective_scan.h"
+
+#include "cuda_on_cpu.h"
+
+#include "../../avssm/csrc/cuda/fused_scan.cuh"
 
 #include <cmath>
 #include <cstring>
@@ -47,6 +53,29 @@ void store(void* data, avssm_dtype type, int64_t i, float f) {
 
 }  // namespace
 
+namespace {
+
+// avssm_fused_scan_fwd's steps (fused_scan.cu) on a grid of two blocks: the kernels loop over their elements.
+template <typename T>
+cudaError_t run_fused(avssm_fused_scan_params const& p, cudaStream_t stream) {
+    avssm::FusedPlan const plan = avssm::fused_plan(p);
+    int const k = avssm::fused_directions(p.layout);
+    int64_t const L = plan.tr.length(), grid = 2 * avssm::kFusedThreads;
+    for (int i = 0; i < plan.count; ++i) {
+        avssm::Copy const& c = plan.copies[i];
+        cuda_on_cpu::launch(avssm::traverse_kernel<T>, 2, 1, avssm::kFusedThreads, static_cast<T const*>(c.src),
+                            static_cast<T*>(c.dst), plan.tr, k, c.channels, c.src_batch, c.src_direction,
+                            p.batch * k * c.channels * L, grid);
+    }
+    cudaError_t const err = avssm_selective_scan_fwd(&plan.scan, stream);
+    if (err != cudaSuccess) return err;
+    cuda_on_cpu::launch(avssm::merge_kernel<T>, 2, 1, avssm::kFusedThreads, static_cast<T const*>(plan.scan.y),
+                        static_cast<T*>(p.y), plan.tr, p.dim, p.batch * p.dim * L, grid);
+    return cudaSuccess;
+}
+
+}  // namespace
+
 extern "C" {
 
 size_t avssm_selective_scan_workspace_size(int64_t, int64_t, int64_t, int64_t, int) { return 0; }
@@ -87,6 +116,23 @@ cudaError_t avssm_selective_scan_fwd(avssm_scan_params const* p, cudaStream_t) {
 cudaError_t avssm_selective_scan_plan(avssm_scan_params const*, int, int* lanes, int* segments) {
     *lanes = *segments = 1;
     return cudaSuccess;
+}
+
+size_t avssm_fused_scan_workspace_size(int layout, int64_t batch, int64_t dim, int64_t length, int64_t dstate,
+                                       avssm_dtype input_type, int) {
+    if (layout != AVSSM_FUSED_CROSS_2D && layout != AVSSM_FUSED_BIDIRECTIONAL) return 0;
+    return avssm::carve(layout, batch, dim, length, dstate, input_type).copies;
+}
+
+cudaError_t avssm_fused_scan_fwd(avssm_fused_scan_params const* params, cudaStream_t stream) {
+    if (!avssm::valid_fused(params)) return cudaErrorInvalidValue;
+    avssm_fused_scan_params const& p = *params;
+    switch (p.input_type) {
+        case AVSSM_FLOAT32: return run_fused<float>(p, stream);
+        case AVSSM_FLOAT16: return run_fused<__half>(p, stream);
+        case AVSSM_BFLOAT16: return run_fused<__nv_bfloat16>(p, stream);
+    }
+    return cudaErrorInvalidValue;
 }
 
 int avssm_current_multiprocessors(void) { return 1; }

@@ -93,6 +93,106 @@ int32_t fieldValue(PluginFieldCollection const* fc, char const* name) {
     return -1;
 }
 
+using FusedWorkspaceSize = size_t (*)(int, int64_t, int64_t, int64_t, int64_t, int, int);
+
+// Version 2 (the fused layouts): the creator's fields and their errors, then a cross-2d (VMamba) and a
+// bidirectional (Vim) plugin: version, serialized layout, workspace, shape checks naming the tensor.
+void checkFusedCreator(IPluginCreatorV3One* fused, IPluginCreatorV3One* plain, Logger const& log,
+                       FusedWorkspaceSize fusedWorkspaceSize) {
+    check(std::strcmp(fused->getPluginName(), "SelectiveScan") == 0 && std::strcmp(fused->getPluginVersion(), "2") == 0 &&
+              std::strcmp(fused->getPluginNamespace(), "avssm") == 0,
+          "the second creator is SelectiveScan version 2, namespace avssm");
+    PluginFieldCollection const* names = fused->getFieldNames();
+    std::vector<std::string> listed;
+    for (int32_t i = 0; names && i < names->nbFields; ++i) listed.emplace_back(names->fields[i].name);
+    check(listed == std::vector<std::string>{"has_D", "has_z", "has_delta_bias", "delta_softplus", "layout"},
+          "version 2 lists the four flags and layout");
+    Fields noLayout = nodeFields(1, 0, 1, 1);
+    check(fused->createPlugin("scan", &noLayout.collection, TensorRTPhase::kBUILD) == nullptr && log.lastMentions("layout"),
+          "version 2 without layout: null, naming it");
+    Fields layoutZero({{"has_D", 1}, {"has_z", 0}, {"has_delta_bias", 1}, {"delta_softplus", 1}, {"layout", 0}});
+    check(fused->createPlugin("scan", &layoutZero.collection, TensorRTPhase::kBUILD) == nullptr && log.lastMentions("got 0"),
+          "version 2 with layout 0: null");
+    Fields crossFields({{"has_D", 1}, {"has_z", 0}, {"has_delta_bias", 1}, {"delta_softplus", 1}, {"layout", 1}});
+    check(plain->createPlugin("scan", &crossFields.collection, TensorRTPhase::kBUILD) == nullptr &&
+              log.lastMentions("version 2"),
+          "version 1 given a fused layout: null, saying fused layouts are version 2");
+    Fields gatedCross({{"has_D", 1}, {"has_z", 1}, {"has_delta_bias", 1}, {"delta_softplus", 1}, {"layout", 1}});
+    check(fused->createPlugin("scan", &gatedCross.collection, TensorRTPhase::kBUILD) == nullptr && log.lastMentions("has_z"),
+          "cross-2d with a gate: null");
+
+    // VMamba-T stage 1 at 1080p: batch 1, dim 192, a 270 x 480 map, N 1; D and delta_bias.
+    IPluginV3* cross = fused->createPlugin("scan", &crossFields.collection, TensorRTPhase::kBUILD);
+    check(cross != nullptr, "a cross-2d plugin");
+    if (cross) {
+        auto* core = static_cast<IPluginV3OneCore*>(cross->getCapabilityInterface(PluginCapabilityType::kCORE));
+        auto* build = static_cast<IPluginV3OneBuild*>(cross->getCapabilityInterface(PluginCapabilityType::kBUILD));
+        auto* runtime = static_cast<IPluginV3OneRuntime*>(cross->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        check(std::strcmp(core->getPluginVersion(), "2") == 0, "the cross-2d plugin is version 2");
+        PluginFieldCollection const* serialized = runtime->getFieldsToSerialize();
+        check(fieldValue(serialized, "layout") == 1 && fieldValue(serialized, "has_z") == 0, "it serializes layout 1");
+        int64_t const b = 1, d = 192, H = 270, W = 480, N = 1;
+        std::vector<PluginTensorDesc> in = {desc({b, d, H, W}, DataType::kHALF), desc({b, 4, d, H, W}, DataType::kHALF),
+                                            desc({4 * d, N}, DataType::kFLOAT), desc({b, 4, N, H, W}, DataType::kHALF),
+                                            desc({b, 4, N, H, W}, DataType::kHALF), desc({4 * d}, DataType::kFLOAT),
+                                            desc({4 * d}, DataType::kFLOAT)};
+        PluginTensorDesc out = desc({b, d, H, W}, DataType::kHALF);
+        check(runtime->onShapeChange(in.data(), 7, &out, 1) == 0, "cross-2d: consistent shapes accepted");
+        struct Bad {
+            int pos;
+            std::vector<int64_t> shape;
+            char const* name;
+        };
+        for (Bad const& bad : {Bad{0, {b, d, H * W}, "u"}, Bad{1, {b, 4, d, W, H}, "delta"}, Bad{2, {d, N}, "A"},
+                               Bad{3, {b, 4, N, H, W + 1}, "B"}, Bad{4, {b, 2, N, H, W}, "C"}, Bad{5, {d}, "D"},
+                               Bad{6, {4 * d + 1}, "delta_bias"}}) {
+            std::vector<PluginTensorDesc> wrong = in;
+            wrong[bad.pos].dims = dims(bad.shape);
+            std::string const expect = std::string(bad.name) + " must be";
+            check(runtime->onShapeChange(wrong.data(), 7, &out, 1) == -1 && log.lastMentions(expect.c_str()),
+                  std::string("cross-2d: inconsistent ") + bad.name + " rejected with a message naming it");
+        }
+        std::vector<DynamicPluginTensorDesc> dyn;
+        for (auto const& t : in) dyn.push_back(dynamic(t));
+        DynamicPluginTensorDesc dynOut = dynamic(out);
+        int32_t const sms = fieldValue(serialized, "workspace_multiprocessors");
+        check(build->getWorkspaceSize(dyn.data(), 7, &dynOut, 1) == fusedWorkspaceSize(1, b, d, H * W, N, 1, sms) &&
+                  fusedWorkspaceSize(1, b, d, H * W, N, 1, sms) >= static_cast<size_t>(4 * 4 * b * d * H * W * 2),
+              "cross-2d: the workspace holds the four directions' copies, fp16");
+        std::vector<DynamicPluginTensorDesc> dynamicShapes = dyn;
+        dynamicShapes[0].desc.dims = dims({-1, d, -1, -1});
+        for (int pos : {1}) dynamicShapes[pos].desc.dims = dims({-1, 4, d, -1, -1});
+        for (int pos : {3, 4}) dynamicShapes[pos].desc.dims = dims({-1, 4, N, -1, -1});
+        check(build->configurePlugin(dynamicShapes.data(), 7, &dynOut, 1) == 0, "cross-2d: dynamic batch, H and W");
+        delete cross;
+    }
+
+    // Vim-S at 1080p: batch 1, dim 768 (two directions of 384), L 8161, N 16; D, z and delta_bias.
+    Fields bidirectionalFields({{"has_D", 1}, {"has_z", 1}, {"has_delta_bias", 1}, {"delta_softplus", 1}, {"layout", 2}});
+    IPluginV3* bidirectional = fused->createPlugin("scan", &bidirectionalFields.collection, TensorRTPhase::kBUILD);
+    check(bidirectional != nullptr, "a bidirectional plugin");
+    if (bidirectional) {
+        auto* runtime =
+            static_cast<IPluginV3OneRuntime*>(bidirectional->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        int64_t const b = 1, d = 384, L = 8161, N = 16;
+        std::vector<PluginTensorDesc> in = {desc({b, 2 * d, L}, DataType::kFLOAT), desc({b, 2 * d, L}, DataType::kFLOAT),
+                                            desc({2 * d, N}, DataType::kFLOAT),    desc({b, 2, N, L}, DataType::kFLOAT),
+                                            desc({b, 2, N, L}, DataType::kFLOAT),  desc({2 * d}, DataType::kFLOAT),
+                                            desc({b, d, L}, DataType::kFLOAT),     desc({2 * d}, DataType::kFLOAT)};
+        PluginTensorDesc out = desc({b, d, L}, DataType::kFLOAT);
+        check(runtime->onShapeChange(in.data(), 8, &out, 1) == 0, "bidirectional: consistent shapes accepted");
+        std::vector<PluginTensorDesc> wrong = in;
+        wrong[6].dims = dims({b, 2 * d, L});
+        check(runtime->onShapeChange(wrong.data(), 8, &out, 1) == -1 && log.lastMentions("z must be"),
+              "bidirectional: a z of u's width rejected, naming z");
+        wrong = in;
+        wrong[0].dims = dims({b, 2 * d + 1, L});
+        check(runtime->onShapeChange(wrong.data(), 8, &out, 1) == -1 && log.lastMentions("u must be"),
+              "bidirectional: an odd channel count rejected, naming u");
+        delete bidirectional;
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,7 +212,8 @@ int main(int argc, char** argv) {
     auto getCreators = reinterpret_cast<GetCreators>(dlsym(plugin, "getCreators"));
     auto setLoggerFinder = reinterpret_cast<SetLoggerFinder>(dlsym(plugin, "setLoggerFinder"));
     auto workspaceSize = reinterpret_cast<WorkspaceSize>(dlsym(kernels, "avssm_selective_scan_workspace_size"));
-    if (!getCreators || !setLoggerFinder || !workspaceSize) {
+    auto fusedWorkspaceSize = reinterpret_cast<FusedWorkspaceSize>(dlsym(kernels, "avssm_fused_scan_workspace_size"));
+    if (!getCreators || !setLoggerFinder || !workspaceSize || !fusedWorkspaceSize) {
         std::fprintf(stderr, "missing entry points\n");
         return 2;
     }
@@ -125,8 +226,8 @@ int main(int argc, char** argv) {
 
     int32_t nbCreators = 0;
     IPluginCreatorInterface* const* creators = getCreators(nbCreators);
-    check(nbCreators == 1 && creators && creators[0], "getCreators gives one creator");
-    if (nbCreators != 1 || !creators || !creators[0]) return 1;
+    check(nbCreators == 2 && creators && creators[0] && creators[1], "getCreators gives two creators (versions 1, 2)");
+    if (nbCreators != 2 || !creators || !creators[0] || !creators[1]) return 1;
     check(std::strcmp(creators[0]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0, "the creator is IPluginCreatorV3One");
     auto* creator = static_cast<IPluginCreatorV3One*>(creators[0]);
     check(std::strcmp(creator->getPluginName(), "SelectiveScan") == 0 &&
@@ -304,5 +405,6 @@ int main(int argc, char** argv) {
 
     delete deserialized;
     delete built;
+    checkFusedCreator(static_cast<IPluginCreatorV3One*>(creators[1]), creator, log, fusedWorkspaceSize);
     return checks::report();
 }

@@ -105,12 +105,19 @@ struct ResourceContext : IPluginResourceContext {
 
 // ------------------------------------------------------------------------------- the case
 
+// A node. Version 1 (layout 0): u (batch, dim, length), groups as given. Version 2: layout 1 (cross-2d: u
+// (batch, dim, height, length), the map's width being `length`) or 2 (bidirectional: u (batch, 2 * dim, length));
+// groups is then the directions (4 or 2) and dim the output's channels.
 struct Case {
     char const* name;
     int64_t batch, dim, length, nstate, groups;
     bool hasD, hasZ, hasBias, softplus;
     DataType type;
+    int32_t layout = 0;
+    int64_t height = 1;
 };
+
+constexpr int32_t kCross = 1, kBidirectional = 2;
 
 enum { U, DELTA, A, B, C, D, Z, BIAS };
 
@@ -135,6 +142,29 @@ struct Input {
 };
 
 std::vector<Input> inputs(Case const& c, int64_t b, int64_t L) {
+    if (c.layout == kCross) {
+        int64_t const H = c.height, k = 4 * c.dim;
+        std::vector<Input> in = {{U, dims({b, c.dim, H, L}), c.type},
+                                 {DELTA, dims({b, 4, c.dim, H, L}), c.type},
+                                 {A, dims({k, c.nstate}), DataType::kFLOAT},
+                                 {B, dims({b, 4, c.nstate, H, L}), c.type},
+                                 {C, dims({b, 4, c.nstate, H, L}), c.type}};
+        if (c.hasD) in.push_back({D, dims({k}), DataType::kFLOAT});
+        if (c.hasBias) in.push_back({BIAS, dims({k}), DataType::kFLOAT});
+        return in;
+    }
+    if (c.layout == kBidirectional) {
+        int64_t const k = 2 * c.dim;
+        std::vector<Input> in = {{U, dims({b, k, L}), c.type},
+                                 {DELTA, dims({b, k, L}), c.type},
+                                 {A, dims({k, c.nstate}), DataType::kFLOAT},
+                                 {B, dims({b, 2, c.nstate, L}), c.type},
+                                 {C, dims({b, 2, c.nstate, L}), c.type}};
+        if (c.hasD) in.push_back({D, dims({k}), DataType::kFLOAT});
+        if (c.hasZ) in.push_back({Z, dims({b, c.dim, L}), c.type});
+        if (c.hasBias) in.push_back({BIAS, dims({k}), DataType::kFLOAT});
+        return in;
+    }
     std::vector<Input> in = {{U, dims({b, c.dim, L}), c.type},
                              {DELTA, dims({b, c.dim, L}), c.type},
                              {A, dims({c.dim, c.nstate}), DataType::kFLOAT},
@@ -144,6 +174,10 @@ std::vector<Input> inputs(Case const& c, int64_t b, int64_t L) {
     if (c.hasZ) in.push_back({Z, dims({b, c.dim, L}), c.type});
     if (c.hasBias) in.push_back({BIAS, dims({c.dim}), DataType::kFLOAT});
     return in;
+}
+
+Dims outputShape(Case const& c, int64_t b, int64_t L) {
+    return c.layout == kCross ? dims({b, c.dim, c.height, L}) : dims({b, c.dim, L});
 }
 
 uint16_t toHalf(float f) {  // round to nearest even; the inputs here are normal or zero
@@ -199,6 +233,56 @@ std::vector<double> reference(Case const& c, int64_t b, int64_t L, std::vector<s
                 if (c.hasD) acc += t[D][d] * u;
                 if (c.hasZ) acc *= t[Z][i] / (1.0 + std::exp(-static_cast<double>(t[Z][i])));
                 y[i] = acc;
+            }
+        }
+    }
+    return y;
+}
+
+// The fused layouts' contract in double precision: each direction scanned in its order (README.md, "Fused
+// layouts"), then cross-2d's (y0 + y2) + (y1 + y3) or bidirectional's (y0 + y1) / 2 at each position.
+std::vector<double> fusedReference(Case const& c, int64_t b, int64_t W, std::vector<std::vector<float>> const& t) {
+    bool const cross = c.layout == kCross;
+    int64_t const H = cross ? c.height : 1, L = H * W, k = cross ? 4 : 2, N = c.nstate;
+    std::vector<double> y(static_cast<size_t>(b * c.dim * L), 0.0), out(static_cast<size_t>(L));
+    std::vector<double> h(static_cast<size_t>(N));
+    auto position = [&](int64_t dir, int64_t step) {
+        if (!cross) return dir ? L - 1 - step : step;
+        int64_t const s = dir >= 2 ? L - 1 - step : step;
+        return (dir & 1) ? (s % H) * W + s / H : s;
+    };
+    for (int64_t bi = 0; bi < b; ++bi) {
+        for (int64_t d = 0; d < c.dim; ++d) {
+            std::vector<double> sums[4];
+            for (int64_t dir = 0; dir < k; ++dir) {
+                int64_t const channel = dir * c.dim + d;
+                // u: cross-2d's map is shared; delta (b, 4, dim, H, W) or (b, 2 * dim, L): the same flat row.
+                int64_t const uRow = cross ? (bi * c.dim + d) * L : (bi * k * c.dim + channel) * L;
+                int64_t const dtRow = (bi * k * c.dim + channel) * L;
+                std::fill(h.begin(), h.end(), 0.0);
+                sums[dir].assign(static_cast<size_t>(L), 0.0);
+                for (int64_t step = 0; step < L; ++step) {
+                    int64_t const p = position(dir, step);
+                    double dt = t[DELTA][dtRow + p] + (c.hasBias ? t[BIAS][channel] : 0.0);
+                    if (c.softplus) dt = dt <= 20.0 ? std::log1p(std::exp(dt)) : dt;
+                    double const u = t[U][uRow + p];
+                    double acc = 0.0;
+                    for (int64_t n = 0; n < N; ++n) {
+                        size_t const bc = static_cast<size_t>(((bi * k + dir) * N + n) * L + p);
+                        h[n] = std::exp(dt * t[A][channel * N + n]) * h[n] + dt * t[B][bc] * u;
+                        acc += h[n] * t[C][bc];
+                    }
+                    if (c.hasD) acc += t[D][channel] * u;
+                    if (c.hasZ) {
+                        double const z = t[Z][(bi * c.dim + d) * L + p];
+                        acc *= z / (1.0 + std::exp(-z));
+                    }
+                    sums[dir][p] = acc;
+                }
+            }
+            for (int64_t p = 0; p < L; ++p) {
+                y[(bi * c.dim + d) * L + p] = cross ? (sums[0][p] + sums[2][p]) + (sums[1][p] + sums[3][p])
+                                                    : (sums[0][p] + sums[1][p]) / 2.0;
             }
         }
     }
@@ -283,13 +367,15 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
     node.add("has_z", c.hasZ);
     node.add("has_delta_bias", c.hasBias);
     node.add("delta_softplus", c.softplus);
+    if (c.layout) node.add("layout", c.layout);
     IPluginV3* built = creator->createPlugin("scan", node.done(), TensorRTPhase::kBUILD);
     if (!check(built != nullptr, name + ": createPlugin from the node's fields (kBUILD)")) return;
     std::unique_ptr<IPluginV3> builtOwner(built);
     auto* core = capability<IPluginV3OneCore>(built, PluginCapabilityType::kCORE, "PLUGIN_V3ONE_CORE");
     auto* build = capability<IPluginV3OneBuild>(built, PluginCapabilityType::kBUILD, "PLUGIN_V3ONE_BUILD");
     if (!core || !build) return;
-    check(std::strcmp(core->getPluginName(), "SelectiveScan") == 0 && std::strcmp(core->getPluginVersion(), "1") == 0 &&
+    check(std::strcmp(core->getPluginName(), "SelectiveScan") == 0 &&
+              std::strcmp(core->getPluginVersion(), c.layout ? "2" : "1") == 0 &&
               std::strcmp(core->getPluginNamespace(), "avssm") == 0,
           name + ": name, version, namespace");
 
@@ -315,15 +401,17 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
         }
     }
     DimsExprs outExprs{};
+    int32_t const outRank = c.layout == kCross ? 4 : 3;
     bool shapesOk = build->getOutputShapes(inExprs.data(), nbIn, nullptr, 0, &outExprs, 1, exprs) == 0 &&
-                    outExprs.nbDims == 3 && outExprs.d[0] == batchSym && outExprs.d[2] == lengthSym &&
+                    outExprs.nbDims == outRank && outExprs.d[0] == batchSym && outExprs.d[outRank - 1] == lengthSym &&
                     outExprs.d[1]->isConstant() && outExprs.d[1]->getConstantValue() == c.dim;
-    check(shapesOk, name + ": getOutputShapes gives u's shape (batch and L symbolic)");
+    check(shapesOk, name + ": getOutputShapes gives y's shape (batch and L symbolic; dim channels)");
 
     // Format negotiation: TensorRT asks each position in turn with the earlier ones fixed.
     std::vector<DynamicPluginTensorDesc> io(in.size() + 1);
+    Dims const yShape = outputShape(c, c.batch, c.length);
     for (size_t i = 0; i <= in.size(); ++i) {
-        Dims const shape = i < in.size() ? in[i].shape : in[0].shape;
+        Dims const shape = i < in.size() ? in[i].shape : yShape;
         Dims buildShape = shape;
         if (shape.nbDims >= 3) buildShape.d[0] = buildShape.d[shape.nbDims - 1] = -1;
         io[i].desc.dims = buildShape;
@@ -393,7 +481,7 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
         std::vector<Input> const now = inputs(c, c.batch, length);
         std::vector<PluginTensorDesc> desc(now.size() + 1);
         for (size_t i = 0; i <= now.size(); ++i) {
-            desc[i].dims = i < now.size() ? now[i].shape : now[0].shape;
+            desc[i].dims = i < now.size() ? now[i].shape : outputShape(c, c.batch, length);
             desc[i].type = i < now.size() ? now[i].type : c.type;
             desc[i].format = TensorFormat::kLINEAR;
             desc[i].scale = -1.f;
@@ -425,7 +513,7 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
             uploaded = uploaded && p && transfer(p, source, bytes, cudaMemcpyHostToDevice);
             pointers.push_back(p);
         }
-        size_t const outCount = static_cast<size_t>(volume(now[0].shape));
+        size_t const outCount = static_cast<size_t>(volume(outputShape(c, c.batch, length)));
         void* out = device.add(outCount * elementSize(c.type));
         void* work = workspace ? device.add(workspace) : nullptr;
         cudaStream_t stream{};
@@ -454,7 +542,8 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
             downloaded = transfer(y.data(), out, outCount * 4, cudaMemcpyDeviceToHost);
         }
         if (!check(downloaded, shape + ": download")) continue;
-        std::vector<double> const ref = reference(c, c.batch, length, host);
+        std::vector<double> const ref =
+            c.layout ? fusedReference(c, c.batch, length, host) : reference(c, c.batch, length, host);
         double maxErr = 0.0, maxRef = 1e-30;
         for (size_t i = 0; i < outCount; ++i) {
             maxErr = std::fmax(maxErr, std::fabs(y[i] - ref[i]));
@@ -496,12 +585,16 @@ int main(int argc, char** argv) {
     setLoggerFinder(&finder);
     int32_t n = 0;
     IPluginCreatorInterface* const* creators = getCreators(n);
-    if (!check(n == 1 && creators && std::strcmp(creators[0]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
-               "getCreators gives the V3 creator")) {
+    if (!check(n == 2 && creators && std::strcmp(creators[0]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0 &&
+                   std::strcmp(creators[1]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
+               "getCreators gives the two V3 creators")) {
         return 1;
     }
     auto* creator = static_cast<IPluginCreatorV3One*>(creators[0]);
-    check(creator->getFieldNames() && creator->getFieldNames()->nbFields == 4, "the creator lists the node's fields");
+    auto* fusedCreator = static_cast<IPluginCreatorV3One*>(creators[1]);
+    check(creator->getFieldNames() && creator->getFieldNames()->nbFields == 4 && fusedCreator->getFieldNames() &&
+              fusedCreator->getFieldNames()->nbFields == 5,
+          "the creators list the nodes' fields (version 2 adds layout)");
 
     int devices = 0;
     bool const gpu = gHostMemory || (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0);
@@ -524,11 +617,15 @@ int main(int argc, char** argv) {
             {"vmamba_v0 stage 1", 1, 4 * 192, 56 * 56, 16, 4, true, false, true, true, type},
             {"vim_tiny 1080p", 1, 2 * 384, 8161, 16, 2, true, true, true, true, type},
             {"vim batch 2", 2, 2 * 64, 1025, 16, 2, true, true, true, true, type},
+            // Version 2: VMamba's four directions on a 28 x 36 map (N = 1 and 16), Vim's two on 1025 tokens.
+            {"vmamba cross-2d", 1, 96, 36, 1, 4, true, false, true, true, type, kCross, 28},
+            {"vmamba_v0 cross-2d", 2, 32, 36, 16, 4, true, false, true, true, type, kCross, 28},
+            {"vim bidirectional", 2, 64, 1025, 16, 2, true, true, true, true, type, kBidirectional},
         };
         for (Case c : cases) {
             std::string const name = std::string(c.name) + " " + t;
             c.name = name.c_str();
-            runCase(creator, c, gpu);
+            runCase(c.layout ? fusedCreator : creator, c, gpu);
         }
     }
     return checks::report(gpu ? "" : " (enqueue not run: no CUDA device)");

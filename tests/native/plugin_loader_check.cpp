@@ -107,20 +107,23 @@ namespace {
 
 using checks::check;
 
-bool isSelectiveScan(IPluginCreatorInterface* c) {
+bool isSelectiveScan(IPluginCreatorInterface* c, char const* version) {
     if (c == nullptr || std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) return false;
     auto* v3 = static_cast<IPluginCreatorV3One*>(c);
-    return std::strcmp(v3->getPluginName(), "SelectiveScan") == 0 && std::strcmp(v3->getPluginVersion(), "1") == 0 &&
-           std::strcmp(v3->getPluginNamespace(), "avssm") == 0;
+    return std::strcmp(v3->getPluginName(), "SelectiveScan") == 0 &&
+           std::strcmp(v3->getPluginVersion(), version) == 0 && std::strcmp(v3->getPluginNamespace(), "avssm") == 0;
 }
 
-// Exactly one creator registered: avssm's SelectiveScan V3 creator under namespace "avssm".
+// Exactly the two creators registered, once each: avssm's SelectiveScan V3 creators (versions 1 and 2) under
+// namespace "avssm".
 void checkRegisteredOnce(RecordingRegistry const& registry, std::string const& when) {
-    check(registry.registered.size() == 1, when + ": one creator registered (got " +
+    check(registry.registered.size() == 2, when + ": two creators registered (got " +
                                                std::to_string(registry.registered.size()) + ")");
-    if (registry.registered.empty()) return;
-    check(isSelectiveScan(registry.registered[0].first), when + ": the creator is SelectiveScan, version 1, V3");
-    check(registry.registered[0].second == "avssm", when + ": registered under namespace avssm");
+    if (registry.registered.size() != 2) return;
+    check(isSelectiveScan(registry.registered[0].first, "1"), when + ": the first is SelectiveScan, version 1, V3");
+    check(isSelectiveScan(registry.registered[1].first, "2"), when + ": the second is SelectiveScan, version 2, V3");
+    check(registry.registered[0].second == "avssm" && registry.registered[1].second == "avssm",
+          when + ": registered under namespace avssm");
     check(registry.getCreatorCalls == 0, when + ": looked up without getCreator (which logs an error when absent)");
 }
 
@@ -157,10 +160,13 @@ int main(int argc, char** argv) {
     if (mode == "global" || mode == "local") {
         check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the self-registering library loads");
         checkRegisteredOnce(*registry, "dlopen alone");
-        if (!registry->registered.empty()) {
+        if (registry->registered.size() == 2) {
             auto* creator = static_cast<IPluginCreatorV3One*>(registry->registered[0].first);
+            auto* fused = static_cast<IPluginCreatorV3One*>(registry->registered[1].first);
             PluginFieldCollection const* names = creator->getFieldNames();
-            check(names && names->nbFields == 4, "the registered creator works (its four field names)");
+            PluginFieldCollection const* fusedNames = fused->getFieldNames();
+            check(names && names->nbFields == 4 && fusedNames && fusedNames->nbFields == 5,
+                  "the registered creators work (four field names; five with layout in version 2)");
         }
     } else if (mode == "plugin-first") {
         // IPluginRegistry::loadLibrary: dlopen, then every creator from getCreators registered.

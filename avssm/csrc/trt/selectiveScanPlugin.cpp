@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <initializer_list>
 #include <mutex>
 
 using namespace nvinfer1;
@@ -31,10 +32,14 @@ void logError(std::string const& message) noexcept {
     }
 }
 
-// The node's attributes (the creator's field names), then the serialized-only field.
-char const* const kFieldNames[] = {"has_D", "has_z", "has_delta_bias", "delta_softplus", "workspace_multiprocessors"};
-constexpr int kNodeFields = 4;
-constexpr int kAllFields = 5;
+// The node's attributes (the creator's field names: the four flags, and layout in version 2), then the
+// serialized-only field.
+char const* const kFieldNames[] = {"has_D", "has_z", "has_delta_bias", "delta_softplus", "layout",
+                                   "workspace_multiprocessors"};
+constexpr int kFlags = 4;
+constexpr int kLayoutField = 4;
+constexpr int kMultiprocessorsField = 5;
+constexpr int kAllFields = 6;
 
 std::string dimsText(Dims const& dims) {
     std::string text = "(";
@@ -73,12 +78,14 @@ SelectiveScanPlugin::SelectiveScanPlugin(ScanAttributes attrs) : mAttrs(attrs) {
     if (mAttrs.hasD) mRoles.push_back(Role::kD);
     if (mAttrs.hasZ) mRoles.push_back(Role::kZ);
     if (mAttrs.hasDeltaBias) mRoles.push_back(Role::kDeltaBias);
-    mTimingCacheId = std::string("avssm_SelectiveScan_v1_D") + std::to_string(mAttrs.hasD) + "_z" +
-                     std::to_string(mAttrs.hasZ) + "_bias" + std::to_string(mAttrs.hasDeltaBias) + "_softplus" +
-                     std::to_string(mAttrs.deltaSoftplus);
+    mTimingCacheId = std::string("avssm_SelectiveScan_v") + getPluginVersion() + "_D" + std::to_string(mAttrs.hasD) +
+                     "_z" + std::to_string(mAttrs.hasZ) + "_bias" + std::to_string(mAttrs.hasDeltaBias) +
+                     "_softplus" + std::to_string(mAttrs.deltaSoftplus);
+    if (mAttrs.layout) mTimingCacheId += "_layout" + std::to_string(mAttrs.layout);
     int32_t const* values[] = {&mAttrs.hasD, &mAttrs.hasZ, &mAttrs.hasDeltaBias, &mAttrs.deltaSoftplus,
-                               &mAttrs.workspaceMultiprocessors};
+                               &mAttrs.layout, &mAttrs.workspaceMultiprocessors};
     for (int i = 0; i < kAllFields; ++i) {
+        if (i == kLayoutField && !mAttrs.layout) continue;  // version 1 engines serialize what they always did
         mFields.emplace_back(kFieldNames[i], values[i], PluginFieldType::kINT32, 1);
     }
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
@@ -132,9 +139,16 @@ int32_t SelectiveScanPlugin::getOutputDataTypes(DataType* outputTypes, int32_t n
 
 int32_t SelectiveScanPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/,
                                              int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
-                                             IExprBuilder& /*exprBuilder*/) noexcept {
+                                             IExprBuilder& exprBuilder) noexcept {
     if (nbInputs != this->nbInputs() || nbOutputs != 1) return -1;
-    outputs[0] = inputs[0];  // y: (batch, dim, L) like u
+    outputs[0] = inputs[0];  // y like u: (batch, dim, L), or the map (batch, dim, H, W) in cross-2d
+    if (mAttrs.layout == AVSSM_FUSED_BIDIRECTIONAL) {  // u (batch, 2 * dim, L) -> y (batch, dim, L)
+        if (inputs[0].nbDims != 3) return -1;
+        IDimensionExpr const* half =
+            exprBuilder.operation(DimensionOperation::kFLOOR_DIV, *inputs[0].d[1], *exprBuilder.constant(2));
+        if (half == nullptr) return -1;
+        outputs[0].d[1] = half;
+    }
     return 0;
 }
 
@@ -159,13 +173,23 @@ size_t SelectiveScanPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inpu
     if (nbInputs != this->nbInputs()) return 0;
     Dims const& u = inputs[0].max;
     Dims const& A = inputs[2].max;
-    if (u.nbDims != 3 || A.nbDims != 2) return 0;
+    if (A.nbDims != 2) return 0;
+    if (mAttrs.layout == AVSSM_FUSED_CROSS_2D && u.nbDims == 4) {
+        return avssm_fused_scan_workspace_size(mAttrs.layout, u.d[0], u.d[1], u.d[2] * u.d[3], A.d[1],
+                                               toScanType(inputs[0].desc.type), mAttrs.workspaceMultiprocessors);
+    }
+    if (mAttrs.layout == AVSSM_FUSED_BIDIRECTIONAL && u.nbDims == 3) {
+        return avssm_fused_scan_workspace_size(mAttrs.layout, u.d[0], u.d[1] / 2, u.d[2], A.d[1],
+                                               toScanType(inputs[0].desc.type), mAttrs.workspaceMultiprocessors);
+    }
+    if (mAttrs.layout || u.nbDims != 3) return 0;
     return avssm_selective_scan_workspace_size(u.d[0], u.d[1], u.d[2], A.d[1], mAttrs.workspaceMultiprocessors);
 }
 
 char const* SelectiveScanPlugin::getTimingCacheID() noexcept { return mTimingCacheId.c_str(); }
 
 std::string SelectiveScanPlugin::shapeProblem(Dims const* dims) const {
+    if (mAttrs.layout) return fusedShapeProblem(dims);
     Dims const& u = dims[index(Role::kU)];
     Dims const& A = dims[index(Role::kA)];
     Dims const& B = dims[index(Role::kB)];
@@ -192,6 +216,57 @@ std::string SelectiveScanPlugin::shapeProblem(Dims const* dims) const {
     };
     for (Expected const& e : {Expected{Role::kDelta, "delta", u}, Expected{Role::kC, "C", B}, Expected{Role::kD, "D", vector},
                               Expected{Role::kZ, "z", u}, Expected{Role::kDeltaBias, "delta_bias", vector}}) {
+        int32_t const i = index(e.role);
+        if (i >= 0 && !sameDims(dims[i], e.dims)) {
+            return std::string(e.name) + " must be " + dimsText(e.dims) + ", got " + dimsText(dims[i]);
+        }
+    }
+    return {};
+}
+
+namespace {
+
+Dims makeDims(std::initializer_list<int64_t> extents) {
+    Dims dims;
+    dims.nbDims = static_cast<int32_t>(extents.size());
+    int32_t i = 0;
+    for (int64_t e : extents) dims.d[i++] = e;
+    return dims;
+}
+
+int64_t product(int64_t a, int64_t b) noexcept { return a < 0 || b < 0 ? -1 : a * b; }
+
+}  // namespace
+
+// The fused layouts' shapes (README.md, "Fused layouts"): every input against u's and A's extents.
+std::string SelectiveScanPlugin::fusedShapeProblem(Dims const* dims) const {
+    Dims const& u = dims[index(Role::kU)];
+    Dims const& A = dims[index(Role::kA)];
+    bool const cross = mAttrs.layout == AVSSM_FUSED_CROSS_2D;
+    int64_t const k = cross ? 4 : 2;
+    if (cross ? u.nbDims != 4 : u.nbDims != 3 || (u.d[1] >= 0 && u.d[1] % 2 != 0)) {
+        return cross ? "u must be (batch, dim, H, W) in layout cross-2d, got " + dimsText(u)
+                     : "u must be (batch, 2 * dim, L) in layout bidirectional, got " + dimsText(u);
+    }
+    int64_t const batch = u.d[0];
+    int64_t const dim = cross ? u.d[1] : (u.d[1] < 0 ? -1 : u.d[1] / 2);
+    int64_t const N = A.nbDims == 2 ? A.d[1] : -1;
+    if (A.nbDims != 2 || !agree(A.d[0], product(k, dim)) || (N >= 0 && (N < 1 || N > AVSSM_SCAN_MAX_STATE))) {
+        return "A must be (" + std::to_string(k) + " * dim, N) with dim " + std::to_string(dim) +
+               " and 1 <= N <= " + std::to_string(AVSSM_SCAN_MAX_STATE) + ", got " + dimsText(A);
+    }
+    Dims const delta = cross ? makeDims({batch, 4, dim, u.d[2], u.d[3]}) : u;
+    Dims const state = cross ? makeDims({batch, 4, N, u.d[2], u.d[3]}) : makeDims({batch, 2, N, u.d[2]});
+    Dims const gate = makeDims({batch, dim, cross ? -1 : u.d[2]});
+    Dims const vector = makeDims({product(k, dim)});
+    struct Expected {
+        Role role;
+        char const* name;
+        Dims dims;
+    };
+    for (Expected const& e : {Expected{Role::kDelta, "delta", delta}, Expected{Role::kB, "B", state},
+                              Expected{Role::kC, "C", state}, Expected{Role::kD, "D", vector},
+                              Expected{Role::kZ, "z", gate}, Expected{Role::kDeltaBias, "delta_bias", vector}}) {
         int32_t const i = index(e.role);
         if (i >= 0 && !sameDims(dims[i], e.dims)) {
             return std::string(e.name) + " must be " + dimsText(e.dims) + ", got " + dimsText(dims[i]);
@@ -227,7 +302,10 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     Dims const& u = inputDesc[0].dims;
     Dims const& A = inputDesc[index(Role::kA)].dims;
     Dims const& B = inputDesc[index(Role::kB)].dims;
-    if (u.d[0] == 0 || u.d[1] == 0 || u.d[2] == 0) return 0;  // an empty y: nothing to compute
+    for (int32_t i = 0; i < u.nbDims; ++i) {
+        if (u.d[i] == 0) return 0;  // an empty y: nothing to compute
+    }
+    if (mAttrs.layout) return enqueueFused(inputDesc, inputs, outputs, workspace, stream);
     avssm_scan_params p{};
     p.batch = u.d[0];
     p.dim = u.d[1];
@@ -259,15 +337,50 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     return 0;
 }
 
+int32_t SelectiveScanPlugin::enqueueFused(PluginTensorDesc const* inputDesc, void const* const* inputs,
+                                          void* const* outputs, void* workspace, cudaStream_t stream) const noexcept {
+    Dims const& u = inputDesc[0].dims;
+    bool const cross = mAttrs.layout == AVSSM_FUSED_CROSS_2D;
+    avssm_fused_scan_params p{};
+    p.layout = mAttrs.layout;
+    p.batch = u.d[0];
+    p.dim = cross ? u.d[1] : u.d[1] / 2;
+    p.dstate = inputDesc[index(Role::kA)].dims.d[1];
+    p.height = cross ? u.d[2] : 1;
+    p.width = cross ? u.d[3] : u.d[2];
+    p.input_type = toScanType(inputDesc[0].type);
+    p.u = inputs[index(Role::kU)];
+    p.delta = inputs[index(Role::kDelta)];
+    p.A = static_cast<float const*>(inputs[index(Role::kA)]);
+    p.B = inputs[index(Role::kB)];
+    p.C = inputs[index(Role::kC)];
+    p.D = mAttrs.hasD ? static_cast<float const*>(inputs[index(Role::kD)]) : nullptr;
+    p.z = mAttrs.hasZ ? inputs[index(Role::kZ)] : nullptr;
+    p.delta_bias = mAttrs.hasDeltaBias ? static_cast<float const*>(inputs[index(Role::kDeltaBias)]) : nullptr;
+    p.delta_softplus = mAttrs.deltaSoftplus;
+    p.y = outputs[0];
+    p.workspace = workspace;
+    // TensorRT allocated getWorkspaceSize() for the profile's max shapes, which covers these.
+    p.workspace_bytes = avssm_fused_scan_workspace_size(p.layout, p.batch, p.dim, p.height * p.width, p.dstate,
+                                                        p.input_type, mAttrs.workspaceMultiprocessors);
+    cudaError_t const err = avssm_fused_scan_fwd(&p, stream);
+    if (err != cudaSuccess) {
+        logError(std::string("fused scan (layout ") + std::to_string(mAttrs.layout) + ") failed: " +
+                 avssm_cuda_error_string(err));
+        return -1;
+    }
+    return 0;
+}
+
 IPluginV3* SelectiveScanPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept { return clone(); }
 
 PluginFieldCollection const* SelectiveScanPlugin::getFieldsToSerialize() noexcept { return &mFieldCollection; }
 
 // ------------------------------------------------------------------------------------------ creator
 
-SelectiveScanPluginCreator::SelectiveScanPluginCreator() {
+SelectiveScanPluginCreator::SelectiveScanPluginCreator(bool fused) : mFused(fused) {
     // Only the node's attributes: the ONNX parser warns about every listed field a node lacks.
-    for (int k = 0; k < kNodeFields; ++k) {
+    for (int k = 0; k < (fused ? kLayoutField + 1 : kFlags); ++k) {
         mFields.emplace_back(kFieldNames[k], nullptr, PluginFieldType::kINT32, 1);
     }
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
@@ -282,7 +395,7 @@ IPluginV3* SelectiveScanPluginCreator::createPlugin(char const* /*name*/, Plugin
             return nullptr;
         }
         ScanAttributes attrs;
-        int32_t* targets[] = {&attrs.hasD, &attrs.hasZ, &attrs.hasDeltaBias, &attrs.deltaSoftplus,
+        int32_t* targets[] = {&attrs.hasD, &attrs.hasZ, &attrs.hasDeltaBias, &attrs.deltaSoftplus, &attrs.layout,
                               &attrs.workspaceMultiprocessors};
         bool seen[kAllFields] = {};
         for (int32_t i = 0; i < fc->nbFields; ++i) {
@@ -295,24 +408,36 @@ IPluginV3* SelectiveScanPluginCreator::createPlugin(char const* /*name*/, Plugin
                     return nullptr;
                 }
                 int32_t const value = *static_cast<int32_t const*>(f.data);
-                bool const flag = k < kNodeFields;
-                if (flag ? (value != 0 && value != 1) : value < 0) {
-                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be " +
-                             (flag ? "0 or 1" : ">= 0") + ", got " + std::to_string(value));
+                bool const flag = k < kFlags;
+                bool valid = flag ? (value == 0 || value == 1) : value >= 0;
+                std::string expected = flag ? "0 or 1" : ">= 0";
+                if (k == kLayoutField) {  // version 2: 1 or 2; version 1 knows only 0, the sequence layout
+                    valid = mFused ? (value == AVSSM_FUSED_CROSS_2D || value == AVSSM_FUSED_BIDIRECTIONAL) : value == 0;
+                    expected = mFused ? "1 (cross-2d) or 2 (bidirectional) in a version 2 node"
+                                      : "0 in a version 1 node (fused layouts are version 2)";
+                }
+                if (!valid) {
+                    logError(std::string("createPlugin: field '") + kFieldNames[k] + "' must be " + expected +
+                             ", got " + std::to_string(value));
                     return nullptr;
                 }
                 *targets[k] = value;
                 seen[k] = true;
             }
         }
-        for (int k = 0; k < kNodeFields; ++k) {
+        for (int k = 0; k < (mFused ? kLayoutField + 1 : kFlags); ++k) {
             if (!seen[k]) {
-                logError(std::string("createPlugin: missing field '") + kFieldNames[k] + "'");
+                logError(std::string("createPlugin: missing field '") + kFieldNames[k] + "' (version " +
+                         getPluginVersion() + ")");
                 return nullptr;
             }
         }
+        if (attrs.layout == AVSSM_FUSED_CROSS_2D && attrs.hasZ) {
+            logError("createPlugin: layout 1 (cross-2d) takes no z: has_z must be 0");
+            return nullptr;
+        }
         // From the ONNX node (building): this GPU; from an engine (running): the GPU it was built on.
-        if (!seen[kNodeFields]) attrs.workspaceMultiprocessors = multiprocessorCount();
+        if (!seen[kMultiprocessorsField]) attrs.workspaceMultiprocessors = multiprocessorCount();
         return new SelectiveScanPlugin(attrs);
     } catch (std::exception const& e) {
         logError(std::string("createPlugin failed: ") + e.what());
@@ -326,13 +451,15 @@ IPluginV3* SelectiveScanPluginCreator::createPlugin(char const* /*name*/, Plugin
 // ------------------------------------------------------------------------------------------ exports
 
 namespace {
-avssm::trt::SelectiveScanPluginCreator gCreator;
-IPluginCreatorInterface* gCreators[] = {&gCreator};
+avssm::trt::SelectiveScanPluginCreator gCreator(false);      // version 1
+avssm::trt::SelectiveScanPluginCreator gFusedCreator(true);  // version 2
+avssm::trt::SelectiveScanPluginCreator* gCreators[] = {&gCreator, &gFusedCreator};
+IPluginCreatorInterface* gCreatorInterfaces[] = {&gCreator, &gFusedCreator};
 }  // namespace
 
 extern "C" IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-    nbCreators = 1;
-    return gCreators;
+    nbCreators = 2;
+    return gCreatorInterfaces;
 }
 
 // The IPluginCreator (V1) entry point that loaders of TensorRT 10.0-10.1 call first: it lists V1 creators only,
@@ -398,9 +525,9 @@ bool registryFits(TensorRT const& process) noexcept {
     return false;
 }
 
-// Whether `registry` holds a SelectiveScan creator (version 1, namespace avssm), from this library or another
+// Whether `registry` holds a SelectiveScan creator of `version` (namespace avssm), from this library or another
 // copy. Read from getAllCreators: getCreator logs an error when the creator is absent.
-bool hasSelectiveScan(IPluginRegistry& registry) noexcept {
+bool hasSelectiveScan(IPluginRegistry& registry, char const* version) noexcept {
     int32_t count = 0;
     IPluginCreatorInterface* const* creators = registry.getAllCreators(&count);
     for (int32_t i = 0; creators != nullptr && i < count; ++i) {
@@ -408,7 +535,7 @@ bool hasSelectiveScan(IPluginRegistry& registry) noexcept {
         if (c == nullptr || std::strcmp(c->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) continue;
         auto* v3 = static_cast<IPluginCreatorV3One*>(c);
         if (std::strcmp(v3->getPluginName(), avssm::trt::kPluginName) == 0 &&
-            std::strcmp(v3->getPluginVersion(), avssm::trt::kPluginVersion) == 0 &&
+            std::strcmp(v3->getPluginVersion(), version) == 0 &&
             std::strcmp(v3->getPluginNamespace(), avssm::trt::kPluginNamespace) == 0) {
             return true;
         }
@@ -418,10 +545,16 @@ bool hasSelectiveScan(IPluginRegistry& registry) noexcept {
 
 bool registerOnce(IPluginRegistry* registry, TensorRT const& process) noexcept {
     if (registry == nullptr || !registryFits(process)) return false;
-    if (hasSelectiveScan(*registry)) return true;  // another component or library registered it
-    if (registry->registerCreator(gCreator, avssm::trt::kPluginNamespace)) return true;
-    avssm::trt::logError("TensorRT's plugin registry refused the SelectiveScan creator (version 1, namespace avssm)");
-    return false;
+    bool all = true;
+    for (avssm::trt::SelectiveScanPluginCreator* creator : gCreators) {
+        char const* version = creator->getPluginVersion();
+        if (hasSelectiveScan(*registry, version)) continue;  // another component or library registered it
+        if (registry->registerCreator(*creator, avssm::trt::kPluginNamespace)) continue;
+        avssm::trt::logError(std::string("TensorRT's plugin registry refused the SelectiveScan creator (version ") +
+                             version + ", namespace avssm)");
+        all = false;
+    }
+    return all;
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ extern "C" {
 #endif
 
 #define AVSSM_SCAN_MAX_STATE 256
-#define AVSSM_SCAN_API_VERSION 3 /* 2: lanes_per_channel; 3: layout */
+#define AVSSM_SCAN_API_VERSION 4 /* 2: lanes_per_channel; 3: layout; 4: avssm_fused_scan_* */
 
 /* dtype of u, delta, z, B, C and y; A, D and delta_bias are always fp32. */
 typedef enum { AVSSM_FLOAT32 = 0, AVSSM_FLOAT16 = 1, AVSSM_BFLOAT16 = 2 } avssm_dtype;
@@ -73,6 +73,40 @@ cudaError_t avssm_selective_scan_fwd(const avssm_scan_params *params, cudaStream
  * avssm_selective_scan_fwd runs this plan for the current device. cudaErrorInvalidValue for bad params. */
 cudaError_t avssm_selective_scan_plan(const avssm_scan_params *params, int num_multiprocessors,
                                       int *lanes_per_channel, int *segments);
+
+/* The node contract's fused layouts (version 2 SelectiveScan nodes, avssm/csrc/trt/README.md): VMamba's four
+ * directions on an (H, W) map with their merge, and Vim's two directions on one sequence, averaged. */
+typedef enum { AVSSM_FUSED_CROSS_2D = 1, AVSSM_FUSED_BIDIRECTIONAL = 2 } avssm_fused_layout;
+
+typedef struct {
+    int layout;                  /* an avssm_fused_layout; K = 4 (cross-2d) or 2 (bidirectional) directions */
+    int64_t batch, dim, dstate;  /* dim: channels of y; 1 <= dstate <= 256 */
+    int64_t height, width;       /* cross-2d: the map; bidirectional: height 1, width L */
+    avssm_dtype input_type;
+    /* device pointers, dense row-major */
+    const void *u;           /* cross-2d (batch, dim, H, W); bidirectional (batch, 2 * dim, L)   input_type */
+    const void *delta;       /* cross-2d (batch, 4, dim, H, W); bidirectional (batch, 2 * dim, L) input_type */
+    const float *A;          /* (K * dim, dstate)                                                  fp32 */
+    const void *B, *C;       /* cross-2d (batch, 4, dstate, H, W); bidirectional (batch, 2, dstate, L) */
+    const float *D;          /* (K * dim) or NULL                                                  fp32 */
+    const void *z;           /* bidirectional: (batch, dim, L) or NULL; cross-2d: NULL             input_type */
+    const float *delta_bias; /* (K * dim) or NULL                                                  fp32 */
+    int delta_softplus;
+    void *y;                 /* cross-2d (batch, dim, H, W); bidirectional (batch, dim, L)         input_type */
+    /* at least avssm_fused_scan_workspace_size for these shapes */
+    void *workspace;
+    size_t workspace_bytes;
+} avssm_fused_scan_params;
+
+/* Bytes of workspace avssm_fused_scan_fwd needs for shapes up to these (length = H * W or L; the value for the
+ * largest shapes of a range covers every smaller shape). This version writes each direction's traversal into
+ * the workspace, runs avssm_selective_scan_fwd over them and merges the outputs; the result is the contract's,
+ * the bytes moved are the copies'. */
+size_t avssm_fused_scan_workspace_size(int layout, int64_t batch, int64_t dim, int64_t length, int64_t dstate,
+                                       avssm_dtype input_type, int num_multiprocessors);
+/* Enqueue a fused scan on `stream`. cudaErrorInvalidValue for bad shapes or pointers, or a workspace smaller
+ * than avssm_fused_scan_workspace_size (nothing is launched then), or the launch error. */
+cudaError_t avssm_fused_scan_fwd(const avssm_fused_scan_params *params, cudaStream_t stream);
 
 /* Multiprocessors of the current device (0 if there is none): the last argument of
  * avssm_selective_scan_workspace_size. */
