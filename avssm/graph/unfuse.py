@@ -3,8 +3,8 @@ the traversal copies the fused node avoids, the plain scan, and the merge. The s
 avssm/ops/cross_scan.py and avssm/ops/bidirectional_scan.py state, in ONNX.
 
 The portable lowering uses it (then lowers the version 1 node), and so does :func:`unfuse_scans`, which rewrites a
-file for a consumer that reads only version 1 nodes: avssm's TensorRT plugin, which implements no fused layout
-yet (`avssm build` and ONNX Runtime's TensorRT provider hand TensorRT the unfused graph).
+file for a consumer that reads only version 1 nodes (`avssm build` and ONNX Runtime's TensorRT provider hand
+TensorRT the unfused graph until a GPU has run the plugin's version 2 kernels).
 """
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
             from avssm.graph.unfuse import has_fused_scans, unfuse_scans
 
             model = onnx.load(str(path))
-            if has_fused_scans(model):  # the plugin runs version 1 nodes only
+            if has_fused_scans(model):  # version 1 nodes: the kernel path a GPU has verified (tensorrt_backend)
                 return unfuse_scans(model).SerializeToString(), "avssm TensorRT plugin (fused scans unfused at load)"
             return str(path), "avssm TensorRT plugin"
         lowered = (f"standard ops (lowered at load: the TensorRT provider of ONNX Runtime {ort.__version__} takes "
