@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-
 import torch
 
 from avssm.ops import cuda_kernel, selective_scan
 from avssm.ops.bidirectional_scan import _through_flips
 from avssm.ops.cross_scan import _through_copies
+from bench_scan_gpu import cuda_time  # benchmarks/: the median of CUDA-event timings, in seconds
 
 ROWS = [  # (name, layout, batch, dim, (H, W) or L, N)
     ("VMamba-T stage 1, 1080p", "cross-2d", 1, 192, (272, 480), 1),
@@ -41,20 +40,6 @@ def inputs(layout, batch, dim, extent, n, dtype):
     t.update(A=-torch.exp(randn(k * dim, n)), D=randn(k * dim), delta_bias=0.5 * randn(k * dim))
     t["z"] = None if layout == "cross-2d" else randn(batch, dim, extent).to(dtype)
     return t
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -82,7 +67,7 @@ def main() -> None:
 
             with torch.inference_mode():
                 diff = (copies().float() - fused().float()).abs().max() / copies().float().abs().max()
-                t_copies, t_fused = median_ms(copies, args.repeats), median_ms(fused, args.repeats)
+                t_copies, t_fused = 1000 * cuda_time(copies, args.repeats), 1000 * cuda_time(fused, args.repeats)
             rows.append({"row": name, "dtype": str(dtype).removeprefix("torch."), "copies_ms": t_copies,
                          "fused_ms": t_fused, "copies_over_fused": t_copies / t_fused, "max_rel_diff": float(diff)})
             if not args.json:

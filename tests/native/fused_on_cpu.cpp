@@ -9,31 +9,15 @@
 // (fp32) and z.bin (DTYPE). It writes y.bin in DTYPE.
 #include "avssm/selective_scan.h"
 
+#include "raw_files.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
-namespace {
-
-std::vector<char> read(std::string const& path, size_t bytes, bool optional) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (optional) return {};
-        std::fprintf(stderr, "%s: cannot be read\n", path.c_str());
-        std::exit(2);
-    }
-    std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (data.size() != bytes) {
-        std::fprintf(stderr, "%s: %zu bytes, expected %zu\n", path.c_str(), data.size(), bytes);
-        std::exit(2);
-    }
-    return data;
-}
-
-}  // namespace
+using raw_files::read;
 
 int main(int argc, char** argv) {
     if (argc != 10) {

@@ -10,6 +10,7 @@
 // u.bin, delta.bin, B.bin, C.bin in DTYPE, A.bin in fp32, and optionally D.bin, delta_bias.bin (fp32) and
 // z.bin (DTYPE). It writes y.bin in DTYPE.
 #include "cuda_on_cpu.h"
+#include "raw_files.h"
 
 #include "../../avssm/csrc/cuda/channel_scan_kernel.cuh"
 #include "../../avssm/csrc/cuda/token_scan_kernel.cuh"
@@ -17,25 +18,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 namespace {
 
-std::vector<char> read(const std::string &path, size_t bytes, bool optional) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (optional) return {};
-        std::fprintf(stderr, "%s: cannot be read\n", path.c_str());
-        std::exit(2);
-    }
-    std::vector<char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (data.size() != bytes) {
-        std::fprintf(stderr, "%s: %zu bytes, expected %zu\n", path.c_str(), data.size(), bytes);
-        std::exit(2);
-    }
-    return data;
-}
+using raw_files::read;
 
 using avssm::KernelArgs;
 

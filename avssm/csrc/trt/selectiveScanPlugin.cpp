@@ -296,6 +296,22 @@ int32_t SelectiveScanPlugin::onShapeChange(PluginTensorDesc const* in, int32_t n
     return checkShapes(dims);
 }
 
+// The tensors of a call, by role, into either kernel call's parameters (avssm_scan_params, avssm_fused_scan_params).
+template <typename Params>
+void SelectiveScanPlugin::setTensors(Params& p, void const* const* inputs, void* y, void* workspace) const noexcept {
+    p.u = inputs[index(Role::kU)];
+    p.delta = inputs[index(Role::kDelta)];
+    p.A = static_cast<float const*>(inputs[index(Role::kA)]);
+    p.B = inputs[index(Role::kB)];
+    p.C = inputs[index(Role::kC)];
+    p.D = mAttrs.hasD ? static_cast<float const*>(inputs[index(Role::kD)]) : nullptr;
+    p.z = mAttrs.hasZ ? inputs[index(Role::kZ)] : nullptr;
+    p.delta_bias = mAttrs.hasDeltaBias ? static_cast<float const*>(inputs[index(Role::kDeltaBias)]) : nullptr;
+    p.delta_softplus = mAttrs.deltaSoftplus;
+    p.y = y;
+    p.workspace = workspace;
+}
+
 int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
                                      void const* const* inputs, void* const* outputs, void* workspace,
                                      cudaStream_t stream) noexcept {
@@ -313,17 +329,7 @@ int32_t SelectiveScanPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTe
     p.dstate = A.d[1];
     p.groups = B.d[1];
     p.input_type = toScanType(inputDesc[0].type);
-    p.u = inputs[index(Role::kU)];
-    p.delta = inputs[index(Role::kDelta)];
-    p.A = static_cast<float const*>(inputs[index(Role::kA)]);
-    p.B = inputs[index(Role::kB)];
-    p.C = inputs[index(Role::kC)];
-    p.D = mAttrs.hasD ? static_cast<float const*>(inputs[index(Role::kD)]) : nullptr;
-    p.z = mAttrs.hasZ ? inputs[index(Role::kZ)] : nullptr;
-    p.delta_bias = mAttrs.hasDeltaBias ? static_cast<float const*>(inputs[index(Role::kDeltaBias)]) : nullptr;
-    p.delta_softplus = mAttrs.deltaSoftplus;
-    p.y = outputs[0];
-    p.workspace = workspace;
+    setTensors(p, inputs, outputs[0], workspace);
     // TensorRT allocated getWorkspaceSize() for the profile's max shapes on the build GPU, which covers
     // these shapes; the kernel splits no further than that, whatever this GPU's size.
     p.workspace_bytes = workspace ? avssm_selective_scan_workspace_size(p.batch, p.dim, p.length, p.dstate,
@@ -349,17 +355,7 @@ int32_t SelectiveScanPlugin::enqueueFused(PluginTensorDesc const* inputDesc, voi
     p.height = cross ? u.d[2] : 1;
     p.width = cross ? u.d[3] : u.d[2];
     p.input_type = toScanType(inputDesc[0].type);
-    p.u = inputs[index(Role::kU)];
-    p.delta = inputs[index(Role::kDelta)];
-    p.A = static_cast<float const*>(inputs[index(Role::kA)]);
-    p.B = inputs[index(Role::kB)];
-    p.C = inputs[index(Role::kC)];
-    p.D = mAttrs.hasD ? static_cast<float const*>(inputs[index(Role::kD)]) : nullptr;
-    p.z = mAttrs.hasZ ? inputs[index(Role::kZ)] : nullptr;
-    p.delta_bias = mAttrs.hasDeltaBias ? static_cast<float const*>(inputs[index(Role::kDeltaBias)]) : nullptr;
-    p.delta_softplus = mAttrs.deltaSoftplus;
-    p.y = outputs[0];
-    p.workspace = workspace;
+    setTensors(p, inputs, outputs[0], workspace);
     // TensorRT allocated getWorkspaceSize() for the profile's max shapes, which covers these.
     p.workspace_bytes = avssm_fused_scan_workspace_size(p.layout, p.batch, p.dim, p.height * p.width, p.dstate,
                                                         p.input_type, mAttrs.workspaceMultiprocessors);

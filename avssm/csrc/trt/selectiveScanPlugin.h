@@ -79,6 +79,8 @@ private:
     std::string shapeProblem(nvinfer1::Dims const* dims) const;
     std::string fusedShapeProblem(nvinfer1::Dims const* dims) const;  // the same for a fused layout
     int32_t checkShapes(nvinfer1::Dims const* dims) const noexcept;  // 0, or -1 with shapeProblem logged
+    template <typename Params>
+    void setTensors(Params& p, void const* const* inputs, void* y, void* workspace) const noexcept;
     int32_t enqueueFused(nvinfer1::PluginTensorDesc const* inputDesc, void const* const* inputs, void* const* outputs,
                          void* workspace, cudaStream_t stream) const noexcept;
     int32_t nbInputs() const noexcept { return static_cast<int32_t>(mRoles.size()); }
