@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from onnx.reference.op_run import OpRun
 
-from avssm.graph.scan_node import DOMAIN, LAYOUT_CROSS_2D, LAYOUT_SEQUENCE, split_inputs
+from avssm.graph.scan_node import (DOMAIN, LAYOUT_BIDIRECTIONAL, LAYOUT_CROSS_2D, LAYOUT_NAMES, LAYOUT_SEQUENCE,
+                                   split_inputs)
 
 
 class SelectiveScan(OpRun):  # the class name must equal the node's op_type
@@ -26,8 +27,11 @@ class SelectiveScan(OpRun):  # the class name must equal the node's op_type
         inputs = split_inputs((u, delta, A, B, C, *optional), has_D, has_z, has_delta_bias)
         t = {name: None if v is None else torch.from_numpy(np.array(v))  # a writable copy
              for name, v in inputs._asdict().items()}
-        scan = {LAYOUT_SEQUENCE: selective_scan, LAYOUT_CROSS_2D: cross_selective_scan}.get(
-            layout, bidirectional_selective_scan)
+        scans = {LAYOUT_SEQUENCE: selective_scan, LAYOUT_CROSS_2D: cross_selective_scan,
+                 LAYOUT_BIDIRECTIONAL: bidirectional_selective_scan}
+        if layout not in scans:
+            raise ValueError(f"SelectiveScan: layout {layout} is not one of {sorted(LAYOUT_NAMES.items())}")
+        scan = scans[layout]
         if layout == LAYOUT_CROSS_2D:
             if t.pop("z") is not None:
                 raise ValueError("SelectiveScan: layout cross-2d takes no z")
