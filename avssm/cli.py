@@ -110,7 +110,7 @@ def export_cmd(
     fused: bool = typer.Option(ExportOptions.fused, "--fused/--unfused",
                                help="VMamba/Vim scans as one fused node each (default); --unfused: traversal copies "
                                     "around a version 1 node, for SelectiveScan implementations that read only "
-                                    "version 1 nodes (trtexec with today's plugin)."),
+                                    "version 1 nodes (plugin libraries built before version 2)."),
     precision: str = typer.Option(ExportOptions.precision, "--precision",
                                   help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
     opset: int = typer.Option(ExportOptions.opset, "--opset", help="ONNX opset (>= 17)."),
