@@ -51,20 +51,13 @@ int avssm_bidir_scan_cpu_row(const avssm_bidir_scan_cpu_args *a, int64_t row) {
     return 0;
 }
 
+static int row_of(const void *args, int64_t row) { return avssm_bidir_scan_cpu_row(args, row); }
+
 int avssm_bidir_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *Bt, const float *Ct,
                              const float *D, const float *z, const float *delta_bias, int delta_softplus, float *y,
                              int64_t batch, int64_t dim, int64_t length, int64_t nstate, int num_threads) {
     if (nstate < 1 || nstate > AVSSM_MAX_STATE) return 1;
     const avssm_bidir_scan_cpu_args args = {u, delta, A, Bt, Ct, D, z, delta_bias, delta_softplus, y,
                                             batch, dim, length, nstate};
-    int failed = 0;
-#pragma omp parallel for schedule(static) num_threads(num_threads)
-    for (int64_t row = 0; row < batch * dim; ++row) {
-        const int rc = avssm_bidir_scan_cpu_row(&args, row);
-        if (rc) {
-#pragma omp atomic write
-            failed = rc;
-        }
-    }
-    return failed;
+    return avssm_cpu_rows(row_of, &args, batch * dim, num_threads);
 }

@@ -120,3 +120,16 @@ int avssm_scan_cpu_bwd(const float *u, const float *delta, const float *A, const
     }
     return failed;
 }
+
+int avssm_cpu_rows(avssm_cpu_row_fn row, const void *args, int64_t rows, int num_threads) {
+    int failed = 0;
+#pragma omp parallel for schedule(static) num_threads(num_threads)
+    for (int64_t r = 0; r < rows; ++r) {
+        const int rc = row(args, r);
+        if (rc) {
+#pragma omp atomic write
+            failed = rc;
+        }
+    }
+    return failed;
+}

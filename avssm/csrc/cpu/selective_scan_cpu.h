@@ -60,6 +60,11 @@ int avssm_scan_cpu_check(const avssm_scan_cpu_args *args);
 /* Row `row` (b * dim + d) of y, and of last_state when it is not NULL. */
 void avssm_scan_cpu_fwd_row(const avssm_scan_cpu_args *args, int64_t row);
 
+/* Calls row(args, r) for every r in [0, rows) with OpenMP; returns the last non-zero code a row returned (0 if
+ * none did). The fused kernels' whole-tensor entry points run their rows through it. */
+typedef int (*avssm_cpu_row_fn)(const void *args, int64_t row);
+int avssm_cpu_rows(avssm_cpu_row_fn row, const void *args, int64_t rows, int num_threads);
+
 /* VMamba's four-direction scan fused with its cross-scan and cross-merge (cross_scan_cpu.c): u (batch, dim, H, W);
  * delta (batch, 4, dim, H, W); A (4 * dim, N); B, C (batch, 4, N, H, W); D, delta_bias (4 * dim) or NULL;
  * y (batch, dim, H, W) = the sum of the four directions' outputs at each position. fp32, contiguous. */

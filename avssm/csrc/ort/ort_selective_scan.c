@@ -130,7 +130,7 @@ static OrtStatus *output(const OrtApi *api, OrtKernelContext *context, const int
 /* Rows run on ONNX Runtime's intra-op threads: a second pool (OpenMP) would fight its spinning workers. */
 typedef struct {
     const void *args;
-    int (*row)(const void *args, int64_t row);
+    avssm_cpu_row_fn row;
     int failed;  /* a row's non-zero return code */
 } Rows;
 
