@@ -17,6 +17,7 @@ from avssm.graph.unfuse import has_fused_scans, unfuse_scans
 from avssm.models import create_model
 from avssm.ops.bidirectional_scan import bidirectional_selective_scan, bidirectional_selective_scan_ref
 from avssm.ops.cross_scan import cross_selective_scan, cross_selective_scan_ref
+from conftest import tensorrt_parser_problems
 
 needs_op = pytest.mark.skipif(native.ort_scan_op_library() is None,
                               reason="avssm's ONNX Runtime op not built (no C compiler, or AVSSM_CPU_KERNEL=0)")
@@ -188,6 +189,8 @@ def test_detectors_export_fused_by_default_and_unfused_on_request(tmp_path, name
     expected = LAYOUT_CROSS_2D if name.startswith("vmamba") else LAYOUT_BIDIRECTIONAL
     assert {layout(n) for n in fused.graph.node if is_scan_node(n)} == {expected}
     assert not has_fused_scans(unfused) and any(is_scan_node(n) for n in unfused.graph.node)
+    # what avssm build hands TensorRT's parser for a fused file
+    assert tensorrt_parser_problems(unfuse_scans(fused)) == []
     # the fused file has none of the copies: no flips at all (the unfused one flips per block) and fewer nodes
     assert flips(fused) == 0 and flips(unfused) > 0
     assert len(fused.graph.node) < len(unfused.graph.node)

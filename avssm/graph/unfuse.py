@@ -50,9 +50,8 @@ def _traverse(b: GraphBuilder, x: str) -> str:
     return b.op("Concat", parts, "traversed", axis=1)
 
 
-def _cross_2d(b: GraphBuilder, node, dim: int, y: str, out: str, out_cast: int | None,
-              dtype: int) -> tuple[list, list]:
-    u, delta, A, B, C, D, z, delta_bias = node_inputs(node)
+def _cross_2d(b: GraphBuilder, node, dim: int, y: str, out: str, out_cast: int | None) -> tuple[list, list]:
+    u, delta, A, B, C, D, _, delta_bias = node_inputs(node)  # cross-2d has no z
     rows = b.op("Reshape", [u, b.const([0, 0, -1])], "u_rows")
     cols = b.op("Reshape", [b.op("Transpose", [u], perm=[0, 1, 3, 2]), b.const([0, 0, -1])], "u_columns")
     us = b.op("Concat", [rows, cols, _flip(b, rows), _flip(b, cols)], "us", axis=1)  # (batch, 4 * dim, L)
@@ -112,7 +111,7 @@ def unfuse_node(node: onnx.NodeProto, dim: int, prefix: str, dtype: int, out_cas
     cast = dtype if out_cast else None
     arithmetic = onnx.TensorProto.FLOAT if out_cast else dtype
     if kind == LAYOUT_CROSS_2D:
-        inputs, before = _cross_2d(b, node, dim, y, node.output[0], cast, arithmetic)
+        inputs, before = _cross_2d(b, node, dim, y, node.output[0], cast)
     elif kind == LAYOUT_BIDIRECTIONAL:
         inputs, before = _bidirectional(b, node, dim, y, node.output[0], cast, arithmetic)
     else:
