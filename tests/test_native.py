@@ -35,7 +35,8 @@ def test_kernel_library_builds_for_orin_and_hopper(build):
     lib = out / "libavssm_kernels.so"
     assert lib.is_file()
     symbols = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
-    for name in ("avssm_selective_scan_fwd", "avssm_selective_scan_workspace_size", "avssm_selective_scan_api_version"):
+    for name in ("avssm_selective_scan_fwd", "avssm_selective_scan_workspace_size", "avssm_selective_scan_api_version",
+                 "avssm_fused_scan_fwd", "avssm_fused_scan_workspace_size"):
         assert name in symbols
     sass = subprocess.run(["cuobjdump", "--list-elf", str(lib)], capture_output=True, text=True).stdout \
         if shutil.which("cuobjdump") else "sm_87 sm_90"
