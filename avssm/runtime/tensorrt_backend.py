@@ -125,7 +125,8 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     check_output(output, "--output", inputs=inputs)
     check_output(str(output) + ".json", "--output's .json", inputs=inputs)
     trt = _import_tensorrt()
-    meta = require_metadata(onnx_path)
+    model = onnx.load(str(onnx_path))  # read once: its metadata now, and whether its scans are fused below
+    meta = require_metadata(model, source=onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:
@@ -136,7 +137,6 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    model = onnx.load(str(onnx_path))
     if has_fused_scans(model):  # version 1 nodes and TensorRT's copies: the kernel path a GPU has verified
         parsed = parser.parse(unfuse_scans(model).SerializeToString(), str(onnx_path))
     else:
