@@ -22,15 +22,14 @@ output is cast back to u's dtype.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from avssm.graph.builder import GraphBuilder
-from avssm.graph.scan_node import (DIRECTIONS, DOMAIN, LAYOUT_CROSS_2D, LAYOUT_SEQUENCE, attribute, chunk_size, is_scan_node, layout,
-                                   node_inputs, value_shape, value_type)
-from avssm.graph.unfuse import unfuse_node
+from avssm.graph.scan_node import (DIRECTIONS, DOMAIN, LAYOUT_CROSS_2D, LAYOUT_SEQUENCE, attribute, chunk_size,
+                                   is_scan_node, layout, node_inputs, value_shape, value_type)
+from avssm.graph.unfuse import fused_dim, unfuse_node
 
 DEFAULT_CHUNK = 64
 
@@ -218,7 +217,7 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
             new_inits.extend(built.initializers)
             continue
         # A fused node: its copies, the version 1 node lowered with an fp32 output, the merge in fp32, one cast.
-        part = unfuse_node(node, a_shape[0] // DIRECTIONS[kind], f"scan{i}/unfuse", out_dtype, out_cast=True)
+        part = unfuse_node(node, fused_dim(node, a_shape[0]), f"scan{i}/unfuse", out_dtype, out_cast=True)
         built = _lower_node(part.scan, dims, TensorProto.FLOAT, size, f"scan{i}")
         new_nodes.extend([*part.before, *built.nodes, *part.after])
         new_inits.extend([*part.initializers, *built.initializers])

@@ -16,6 +16,7 @@ from avssm.native.libraries import (AUTOREGISTER_LIB, KERNEL_LIB, PLUGIN_LIB, ch
 from avssm.native.settings import cache_dir
 
 __all__ = ["AUTOREGISTER_LIB", "FUSED_LAYOUTS", "FusedScanParams", "KERNEL_LIB", "PLUGIN_LIB", "SCAN_API_VERSION",
-           "SCAN_LAYOUTS", "SOURCE_DIR", "ScanParams", "build_c_library", "build_plugins", "cache_dir", "check_plugin_library", "find_kernel_library",
-           "find_plugin_library", "kernel_candidates", "kernel_library", "kernel_library_loads",
-           "load_kernel_library", "ort_scan_op_library", "plugin_candidates", "scan_plan", "workspace_size"]
+           "SCAN_LAYOUTS", "SOURCE_DIR", "ScanParams", "build_c_library", "build_plugins", "cache_dir",
+           "check_plugin_library", "find_kernel_library", "find_plugin_library", "kernel_candidates", "kernel_library",
+           "kernel_library_loads", "load_kernel_library", "ort_scan_op_library", "plugin_candidates", "scan_plan",
+           "workspace_size"]
