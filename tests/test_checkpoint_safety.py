@@ -162,7 +162,8 @@ def test_polyglot_zip_tail_does_not_hide_a_legacy_payload(tmp_path):
     assert not marker.exists()
 
 
-def test_a_zip_entry_listed_twice_is_checked_both_times(tmp_path):
+def test_a_zip_entry_listed_twice_is_refused(tmp_path):
+    # Two zip readers may take either copy of a duplicated name: the file is refused whichever is harmful.
     import warnings
 
     marker = tmp_path / "ran"
@@ -178,9 +179,9 @@ def test_a_zip_entry_listed_twice_is_checked_both_times(tmp_path):
             if info.filename.endswith("data.pkl"):
                 dst.writestr(info.filename, payload)  # the malicious copy first, the clean one after it
             dst.writestr(info, src.read(info))
-    with pytest.raises(RefusedCheckpointError, match="posix.system|os.system"):
+    with pytest.raises(RefusedCheckpointError, match="lists an entry twice"):
         check_checkpoint_file(both)  # the opcode layer on its own
-    with pytest.raises(CheckpointError, match="posix.system|os.system"):
+    with pytest.raises(CheckpointError, match="refused to load: its zip archive lists an entry twice"):
         read_checkpoint_file(both)
     assert not marker.exists()
 
