@@ -31,8 +31,38 @@ def test_a_copied_engine_finds_the_plugin_where_it_is_now(plugin_file, monkeypat
     monkeypatch.delenv("AVSSM_PLUGIN_LIB")
     with pytest.raises(AvssmError, match="needs avssm's plugin \\(libavssm_trt_plugin.so\\).*avssm build-plugins"):
         engine_plugin_library("e.engine", sidecar, None)
-    sidecar["plugin_lib"] = str(here)  # the same machine: the recorded path still works
-    assert engine_plugin_library("e.engine", sidecar, None) == str(here)
+
+
+def test_a_sidecar_never_chooses_the_library_that_is_loaded(plugin_file):
+    # A library whose constructor leaves a marker: loading it at all would run its code.
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    marker = plugin_file / "constructor-ran"
+    source = plugin_file / "evil.c"
+    source.write_text('#include <stdio.h>\n__attribute__((constructor)) static void ran(void) '
+                      f'{{ FILE *f = fopen("{marker}", "w"); if (f) fclose(f); }}\n'
+                      "void getCreators(void) {} void getPluginCreators(void) {} void setLoggerFinder(void) {}\n")
+    evil = plugin_file / "models" / "libavssm_trt_plugin.so"
+    evil.parent.mkdir()
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    sidecar = {"avssm": {"scan_op": "plugin"}, "plugin_lib": str(evil),
+               "plugin": {"name": "SelectiveScan", "library": "libavssm_trt_plugin.so"}}
+    with pytest.raises(AvssmError) as e:
+        library = engine_plugin_library("det.engine", sidecar, None)
+        _load_plugin(FakeTensorRT(RecordingRegistry()), library)  # what the engine backend does next
+    assert not marker.exists()
+    message = str(e.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("engine det.engine: has SelectiveScan nodes and needs avssm's plugin "
+                              "(libavssm_trt_plugin.so), found none in $AVSSM_PLUGIN_LIB or avssm's build folders (")
+    assert message.endswith(f"its sidecar names {evil}, which avssm does not load from a model's files: pass "
+                            f"--plugin-lib {evil} if you trust that library, or run avssm build-plugins")
+    # The user names it: then, and only then, it is loaded.
+    assert engine_plugin_library("det.engine", sidecar, str(evil)) == str(evil)
 
 
 class RecordingRegistry:

@@ -88,9 +88,10 @@ def _load_plugin(trt, plugin_lib: str | None) -> str | None:
 
 def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) -> str | None:
     """The plugin library an engine needs: none for one without SelectiveScan nodes (a portable-form file);
-    otherwise ``--plugin-lib``, then ``$AVSSM_PLUGIN_LIB`` and the usual places, then the path recorded when it was
-    built. An engine copied to another machine so finds the library where it is there, not where it was."""
-    from avssm.native import PLUGIN_LIB, find_plugin_library
+    otherwise ``--plugin-lib``, then ``$AVSSM_PLUGIN_LIB`` and avssm's build folders. Never the path recorded in
+    the sidecar: a file that travels with a model does not choose code to load. The recorded path is only named
+    in the error, as what to pass if the user trusts it."""
+    from avssm.native import PLUGIN_LIB, find_plugin_library, plugin_candidates
 
     if plugin_lib:
         return plugin_lib
@@ -100,13 +101,15 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
     if found is not None:
         return str(found)
     recorded = sidecar.get("plugin_lib")
-    if recorded and Path(recorded).is_file():
-        return recorded
-    name = sidecar.get("plugin", {}).get("library") or (Path(recorded).name if recorded else PLUGIN_LIB)
-    raise BackendError(f"engine {engine_path}: has SelectiveScan nodes and needs avssm's plugin "
-                       f"({name}), found neither in "
-                       "$AVSSM_PLUGIN_LIB, the usual places nor where it was built; run avssm build-plugins or pass "
-                       "--plugin-lib")
+    recorded = recorded if isinstance(recorded, str) and recorded else None
+    library = sidecar.get("plugin", {}).get("library") if isinstance(sidecar.get("plugin"), dict) else None
+    name = library if isinstance(library, str) else (Path(recorded).name if recorded else PLUGIN_LIB)
+    looked = ", ".join(str(p) for p in plugin_candidates())
+    hint = (f"its sidecar names {recorded}, which avssm does not load from a model's files: pass --plugin-lib "
+            f"{recorded} if you trust that library, or run avssm build-plugins" if recorded
+            else "run avssm build-plugins or pass --plugin-lib")
+    raise BackendError(f"engine {engine_path}: has SelectiveScan nodes and needs avssm's plugin ({name}), "
+                       f"found none in $AVSSM_PLUGIN_LIB or avssm's build folders ({looked}); {hint}")
 
 
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
