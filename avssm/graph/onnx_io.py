@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from avssm.graph.metadata import MetadataError, require_metadata
+from avssm.graph.scan_node import check_scan_nodes
 
 
 def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
@@ -15,6 +16,12 @@ def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
     except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
         raise MetadataError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
     meta = require_metadata(model, source=path)
+    try:  # a malformed scan node is refused here, before any implementation (ONNX Runtime's op, TensorRT) sees it
+        check_scan_nodes(model)
+    except ValueError as e:
+        raise MetadataError(f"model {path}: {e}") from None
+    if not model.graph.input:
+        raise MetadataError(f"model {path}: the graph has no input; re-export the model")
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     hw = tuple(d.dim_value for d in dims[2:4])

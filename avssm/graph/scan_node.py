@@ -82,6 +82,50 @@ def layout(node) -> int:
     return value
 
 
+def _graphs(graph):
+    """``graph`` and every subgraph inside it (If / Loop / Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _graphs(sub)
+
+
+def check_scan_node(node) -> None:
+    """Raise ValueError, naming the node and what to fix, when a SelectiveScan node breaks the contract in a way
+    no implementation may be handed: attributes that are not int 0/1, an unknown layout, an input count that
+    the has_* attributes do not announce, an empty input or output name (an omitted optional input)."""
+    where = f"{OP_TYPE} node '{node.name}'"
+    for name in ("has_D", "has_z", "has_delta_bias", "delta_softplus"):
+        found = [a for a in node.attribute if a.name == name]
+        if len(found) != 1 or found[0].type != found[0].INT or found[0].i not in (0, 1):
+            raise ValueError(f"{where}: attribute {name} must be one int, 0 or 1; re-export the model")
+    found = [a for a in node.attribute if a.name == "layout"]
+    if found and (len(found) != 1 or found[0].type != found[0].INT):
+        raise ValueError(f"{where}: attribute layout must be one int; re-export the model")
+    if found and found[0].i not in LAYOUT_NAMES:
+        raise ValueError(f"{where}: layout {found[0].i} is not one of "
+                         f"{', '.join(f'{k} ({v})' for k, v in LAYOUT_NAMES.items())}; a newer avssm wrote it")
+    try:
+        node_inputs(node)
+    except ValueError as e:
+        raise ValueError(f"{where}: {str(e).removeprefix(OP_TYPE + ': ')}; re-export the model") from None
+    empty = [i for i, name in enumerate(node.input) if not name]
+    if empty:
+        raise ValueError(f"{where}: input {empty[0]} has an empty name; name its tensor, or drop it and set its "
+                         "has_* attribute to 0")
+    if len(node.output) != 1 or not node.output[0]:
+        raise ValueError(f"{where}: has {len(node.output)} outputs, expected one named output y")
+
+
+def check_scan_nodes(model) -> None:
+    """check_scan_node on every SelectiveScan node of a ModelProto, subgraphs included."""
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            if is_scan_node(node):
+                check_scan_node(node)
+
+
 def is_scan_node(node) -> bool:
     return node.op_type == OP_TYPE and node.domain == DOMAIN
 

@@ -118,6 +118,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     import onnx
 
     from avssm.graph.metadata import require_metadata
+    from avssm.graph.scan_node import check_scan_nodes
     from avssm.graph.unfuse import has_fused_scans, unfuse_scans
     from avssm.outputs import atomic_output, atomic_outputs, check_output
 
@@ -130,6 +131,10 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     trt = _import_tensorrt()
     model = onnx.load(str(onnx_path))  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
+    try:
+        check_scan_nodes(model)
+    except ValueError as e:
+        raise AvssmError(f"model {onnx_path}: {e}") from None
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:

@@ -87,6 +87,10 @@ static OrtStatus *read_input(const OrtApi *api, OrtKernelContext *context, size_
     const OrtValue *value = NULL;
     OrtTensorTypeAndShapeInfo *info = NULL;
     OrtStatus *status = ORT_API_FN(api, ORT_KernelContext_GetInput, KernelContextGetInputFn)(context, index, &value);
+    /* an optional input given an empty name ("") arrives as no value at all */
+    if (!status && !value)
+        return error(api, "SelectiveScan: input %zu (%s) has an empty name; the node's has_* attributes say it is "
+                          "given, so name its tensor or set the attribute to 0", index, name);
     if (!status) status = ORT_API_FN(api, ORT_GetTensorTypeAndShape, GetTensorTypeAndShapeFn)(value, &info);
     if (!status) status = ORT_API_FN(api, ORT_GetTensorElementType, GetTensorElementTypeFn)(info, &out->type);
     if (!status) status = ORT_API_FN(api, ORT_GetDimensionsCount, GetDimensionsCountFn)(info, &out->rank);
