@@ -3,13 +3,16 @@
 One vocabulary in every command: sizes are HxW (as the ONNX input shape reads), ``--json PATH`` writes the
 command's result as JSON (``-``: to stdout, which then holds the JSON alone, the human output going to
 stderr), ``--max-frames`` bounds the frames or images read. Exit codes: 0 success; 2 bad input, found
-before any work (one line, no traceback); 1 a fault during the work, after the partial report; 130 Ctrl-C.
+before any work (one line, no traceback); 1 a fault during the work, after the partial report; 130 Ctrl-C;
+143 SIGTERM (handled as Ctrl-C is: the partial report, no temporary file left).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from avssm.errors import AvssmError
+from avssm.errors import AvssmError, Terminated
 from avssm.outputs import check_output, check_output_dir, write_json
 from avssm.calib.options import CalibOptions
 from avssm.export.options import ExportOptions
@@ -183,8 +186,8 @@ def run_cmd(
     """Run a detector on camera frames, a video or images and report latency per stage and memory.
 
     With no --camera/--source it runs the default detector on the short sample clip shipped with avssm.
-    Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C; the report of
-    what ran is printed (and written) either way.
+    Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C, 143 on SIGTERM;
+    the report of what ran is printed (and written) either way.
     """
     from avssm.app import default_model_file, default_sample_clip, open_model
     from avssm.errors import FaultError
@@ -215,7 +218,7 @@ def run_cmd(
     if json_path:
         write_json(report, json_path)
     if report.get("interrupted"):
-        raise typer.Exit(130)
+        raise typer.Exit(143 if report.get("signal") == "SIGTERM" else 130)
     if report.get("error"):
         raise FaultError(f"the run stopped early: {report['error']}")
 
@@ -520,8 +523,21 @@ def doctor_cmd(json_path: Optional[str] = json_option()):
         console.print(f"does not fit: {problem}", markup=False)
 
 
+_terminated = threading.Event()
+
+
+def _terminate(signum, frame):
+    """SIGTERM -> Terminated, which takes Ctrl-C's path (report, clean-up); a second SIGTERM does not cut the
+    clean-up short. Click and typer turn it into their Abort or exit code 130 on the way: the event tells 143."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _terminated.set()
+    raise Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """The console entry point: runs one command and exits with its code (see the module docstring)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(args=argv, prog_name="avssm", standalone_mode=False)
     except AvssmError as e:
@@ -541,8 +557,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         if not _is_usage_error(e):
             raise
         code = _show_usage_error(e)
+    if code == 130 and _terminated.is_set():
+        code = 143
     if code == 130:
         print("avssm: interrupted", file=sys.stderr)
+    elif code == 143:
+        print("avssm: terminated (SIGTERM)", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -1,7 +1,7 @@
 """User-facing errors: the CLI prints their message on one line and exits with their code, no traceback.
 
 Exit codes: 0 success; 2 bad input found before any work (AvssmError); 1 a fault during the work
-(FaultError: camera lost, write failure), after the partial report; 130 Ctrl-C.
+(FaultError: camera lost, write failure), after the partial report; 130 Ctrl-C; 143 SIGTERM.
 """
 
 
@@ -24,3 +24,8 @@ class UnknownModelError(AvssmError, KeyError):
 
 class CheckpointError(AvssmError):
     pass
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (systemd, `docker stop`, ROS launch), raised by the CLI's handler so that it takes Ctrl-C's path:
+    the partial report, temporary files removed, then exit 143 instead of 130."""

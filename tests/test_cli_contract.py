@@ -101,6 +101,42 @@ def test_ctrl_c_exits_130_with_the_partial_report(data, tmp_path):
     assert report["interrupted"] and 0 < report["frames"]["processed"] < 199
 
 
+def test_sigterm_is_handled_like_ctrl_c_and_exits_143(data, tmp_path):
+    # What systemd, docker stop and ROS launch send: the partial report, no temporary file, exit 143.
+    clip, dets, rec = tmp_path / "long.mp4", tmp_path / "dets.jsonl", tmp_path / "rec.mp4"
+    write_clip(str(clip), frames=200, height=H, width=W, fps=10.0)
+    proc = subprocess.Popen([sys.executable, "-m", "avssm.cli", "run", "--model", str(data / "det.onnx"), "--source",
+                             str(clip), "--realtime", "--jsonl", str(dets), "--save-video", str(rec),
+                             "--json", str(tmp_path / "r.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (dets.exists() and dets.read_text().count("\n") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "stopped: terminated (SIGTERM)" in stdout and "avssm: terminated (SIGTERM)" in stderr
+    assert "Traceback" not in stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] and report["signal"] == "SIGTERM" and 0 < report["frames"]["processed"] < 199
+    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
+
+
+def test_sigterm_during_export_leaves_no_temporary_file(tmp_path):
+    out = tmp_path / "x.onnx"
+    proc = subprocess.Popen([sys.executable, "-m", "avssm.cli", "export", "vim_tiny_det", "--input-size", "64x64",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob(".x.onnx.*.partial")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".x.onnx.*.partial")), "the export never started writing"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines()[-1] == "avssm: terminated (SIGTERM)" and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------------- outputs
 
 def _blocked(tmp_path):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from avssm.errors import AvssmError
+from avssm.errors import AvssmError, Terminated
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
@@ -246,8 +246,9 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         while processed == 0 and last is not None and error is None:
             t_again = time.perf_counter()
             step([replace(f, captured_at=t_again) for f in last], t_again, sink=False)
-    except KeyboardInterrupt:
-        error, interrupted = "interrupted (Ctrl-C)", True
+    except KeyboardInterrupt as e:
+        interrupted = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+        error = "terminated (SIGTERM)" if interrupted == "SIGTERM" else "interrupted (Ctrl-C)"
     except AvssmError as e:
         if processed == 0 and warmed == 0:
             raise
@@ -279,7 +280,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         "throughput_fps": processed * batch / elapsed if elapsed > 0 else 0.0,
         "memory": memory,
         "error": error,
-        "interrupted": interrupted,
+        "interrupted": bool(interrupted),
+        "signal": interrupted or None,
     }
     if batch > 1:
         report["sources"] = [{"name": name, "captured": s.captured, "dropped": s.dropped,

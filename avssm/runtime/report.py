@@ -4,7 +4,7 @@ The JSON schema (``schema: "avssm.report/1"``) is shared by run and bench:
 
     {schema, kind, environment: {...}, model: {...}, backend: {...}, source: {...},
      frames: {processed, warmup, captured, dropped, unreadable}, latency_ms: {stage: {p50, p90, p99, max, mean,
-     count}}, throughput_fps, memory: {...}, error, interrupted}
+     count}}, throughput_fps, memory: {...}, error, interrupted, signal ("SIGINT" or "SIGTERM" when interrupted)}
 
 Sizes are [height, width] everywhere (source.resize, bench's entries), as the ONNX input shape reads.
 """
