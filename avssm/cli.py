@@ -166,6 +166,9 @@ def run_cmd(
     max_frames: Optional[int] = typer.Option(RunConfig.max_frames, "--max-frames", min=1,
                                              help="Stop after this many frames (after warm-up)."),
     warmup: int = typer.Option(RunConfig.warmup, "--warmup", min=0, help="Frames run before timing starts."),
+    max_image_pixels: int = typer.Option(RunConfig.max_image_pixels, "--max-image-pixels", min=1,
+                                         help="Refuse, undecoded, images and recorded frames of more pixels (and "
+                                              "recorded chunks of more than 4 bytes per pixel)."),
     score_threshold: float = typer.Option(RunConfig.score_threshold, "--score-threshold", min=0.0, max=1.0,
                                           help="Minimum detection score."),
     iou_threshold: float = typer.Option(RunConfig.iou_threshold, "--iou-threshold", min=0.0, max=1.0,
@@ -202,7 +205,8 @@ def run_cmd(
                        realtime=realtime, max_frames=max_frames, warmup=warmup, score_threshold=score_threshold,
                        iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl,
                        topics=tuple(topic or ()), record=record, record_images=record_images,
-                       sync_tolerance_ms=sync_tolerance, view_port=view_port if view else None)
+                       sync_tolerance_ms=sync_tolerance, view_port=view_port if view else None,
+                       max_image_pixels=max_image_pixels)
     inputs = {"--model": model, "--checkpoint": checkpoint}
     for one in specs:
         config.check(one, inputs)

@@ -2,6 +2,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 
 import onnx
 import pytest
@@ -122,3 +123,14 @@ def compile_on_cpu(tmp_path_factory, name, *sources, native=()):
                        capture_output=True, text=True)
     assert r.returncode == 0 and not r.stderr, r.stderr
     return exe
+
+
+def run_capped(code: str, *args, cap: int = 1 << 30) -> str:
+    """Python ``code`` in a child whose data segment is capped at ``cap`` bytes (RLIMIT_DATA): what it printed.
+    A reader that allocated what a hostile file claims fails there with MemoryError instead of taking the
+    machine's memory; one that checks sizes first runs as usual."""
+    prelude = f"import resource\nresource.setrlimit(resource.RLIMIT_DATA, ({cap}, {cap}))\n"
+    result = subprocess.run([sys.executable, "-c", prelude + code, *map(str, args)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()

@@ -11,6 +11,7 @@ import pytest
 
 from avssm.runtime import RunConfig, load_backend, run
 from avssm.runtime.bags import Bag, BagError, decode_image
+from conftest import run_capped
 
 FRONT, LEFT = "/cam/front/image_raw", "/cam/left/image/compressed"
 SIZE = (96, 160)  # (H, W) the frames are scaled to, for speed
@@ -460,3 +461,131 @@ def test_a_recording_is_listed_once_per_run(recordings, detector, monkeypatch, t
     monkeypatch.setattr(bags.Bag, "_rosbags_topics", lambda self: listed.append(self.path) or original(self))
     report = run(detector, str(copy), RunConfig(topics=(FRONT, LEFT), warmup=0))
     assert report["frames"]["processed"] == 8 and listed == [copy]
+
+
+# ------------------------------------------------------------------------------------------ bounded reading
+
+def write_mcap_with_chunk(path, declared: int, actual: int, compression="zstd") -> None:
+    """An MCAP file (header, schema, channel, one chunk, data end, footer) whose chunk holds one Image message of
+    ``actual`` bytes of zeros and declares ``declared`` uncompressed bytes: kilobytes on disk."""
+    import struct
+    import zlib
+
+    import zstandard
+    from mcap.data_stream import RecordBuilder
+    from mcap.records import Channel, Chunk, DataEnd, Footer, Header, Schema
+
+    compressor = zstandard.ZstdCompressor(level=1).compressobj()
+    body = 22 + actual
+    parts = [compressor.compress(struct.pack("<BQHIQQ", 0x05, body, 1, 0, 1, 1))]
+    zeros, left = bytes(1 << 20), actual
+    while left:
+        parts.append(compressor.compress(zeros[:min(left, len(zeros))]))
+        left -= min(left, len(zeros))
+    parts.append(compressor.flush())
+    builder = RecordBuilder()
+    Header(profile="ros2", library="avssm tests").write(builder)
+    Schema(id=1, name="sensor_msgs/msg/Image", encoding="ros2msg", data=b"").write(builder)
+    Channel(id=1, schema_id=1, topic=FRONT, message_encoding="cdr", metadata={}).write(builder)
+    Chunk(compression=compression, data=b"".join(parts), message_start_time=1, message_end_time=1,
+          uncompressed_crc=0, uncompressed_size=declared).write(builder)
+    DataEnd(data_section_crc=0).write(builder)
+    Footer(summary_start=0, summary_offset_start=0, summary_crc=0).write(builder)
+    magic = b"\x89MCAP0\r\n"
+    path.write_bytes(magic + builder.end() + magic)
+    assert zlib  # crc left at 0: "not computed", as the format allows
+
+
+READ_BAG = """
+import sys
+from avssm.runtime.bags import Bag, BagError
+try:
+    print(sum(1 for _ in Bag(sys.argv[1]).messages([sys.argv[2]])), "messages")
+except BagError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("declared", [1 << 30, 1000])
+def test_a_chunk_that_inflates_to_a_gigabyte_is_refused_with_bounded_memory(tmp_path, declared):
+    # Declared 1 GiB: refused before decompressing. Declared 1000 bytes but inflating to 1 GiB: no more than
+    # 1001 bytes are decompressed. The child's data segment is capped at 1 GiB.
+    path = tmp_path / "bomb.mcap"
+    write_mcap_with_chunk(path, declared=declared, actual=1 << 30)
+    assert path.stat().st_size < 200_000
+    out = run_capped(READ_BAG, path, FRONT)
+    if declared == 1 << 30:
+        assert out == (f"bomb.mcap: cannot be read further at byte {path.stat().st_size - 8 - 9 - 4 - 9 - 20}: "
+                       f"McapError: a chunk declares {1 << 30} bytes of data, more than the {256 << 20} avssm "
+                       "decompresses (--max-image-pixels raises it)")
+    else:
+        assert out.endswith("McapError: a chunk holds other than the 1000 bytes it declares"), out
+
+
+def test_an_oversized_or_empty_recorded_image_is_a_frame_error(tmp_path, detector):
+    """A CompressedImage whose PNG declares 12000x12000 (140 KB) and raw Images of 0x0 and 10^9x0 are skipped
+    with a warning naming the topic; the other frames run."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    Image, Compressed = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CompressedImage"]
+    Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    frame = clip_frames()[0]
+    with Writer(tmp_path / "odd", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        raw = writer.add_connection(FRONT, Image.__msgtype__, typestore=ts)
+        packed = writer.add_connection(LEFT, Compressed.__msgtype__, typestore=ts)
+        for i, (h, w, data) in enumerate([(frame.shape[0], frame.shape[1], frame.reshape(-1)), (0, 0, b""),
+                                          (0, 10**9, b""), (frame.shape[0], frame.shape[1], frame.reshape(-1))]):
+            header = Header(stamp=Time(sec=1, nanosec=i), frame_id="cam")
+            msg = Image(header=header, height=h, width=w, encoding="bgr8", is_bigendian=0, step=w * 3,
+                        data=np.frombuffer(bytes(data), np.uint8))
+            writer.write(raw, 10 + i, ts.serialize_cdr(msg, Image.__msgtype__))
+        png = np.frombuffer(huge_png(12000, 12000), np.uint8)
+        writer.write(packed, 20, ts.serialize_cdr(Compressed(header=header, format="png", data=png),
+                                                  Compressed.__msgtype__))
+    warnings = []
+    report = run(detector, str(tmp_path / "odd"), RunConfig(topics=(FRONT,), warmup=0), warn=warnings.append)
+    assert report["frames"]["processed"] == 2 and report["frames"]["unreadable"] == 2 and report["error"] is None
+    assert [w.split(" (message at")[0] for w in warnings] == [
+        f"topic {FRONT}: the image is 0x0 pixels (width x height): no pixel to run on",
+        f"topic {FRONT}: the image is 1000000000x0 pixels (width x height): no pixel to run on"]
+    with pytest.raises(Exception) as e:
+        decode_image(ts.deserialize_cdr(ts.serialize_cdr(Compressed(header=header, format="png", data=png),
+                                                         Compressed.__msgtype__), Compressed.__msgtype__), LEFT)
+    assert str(e.value) == (f"topic {LEFT}: compressed image ('png'): the image is 12000x12000 pixels (width x "
+                            f"height), more than the {64 << 20} avssm decodes; pass --max-image-pixels 144000000 if "
+                            "it is real")
+
+
+def huge_png(height: int, width: int) -> bytes:
+    """A valid grayscale PNG of height x width zeros, compressed to a few hundred KB, written without ever
+    holding its pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row, parts = zlib.compressobj(9), bytes(width + 1), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def test_an_image_file_declaring_too_many_pixels_is_refused_before_decoding(tmp_path, onnx_model):
+    big = tmp_path / "big.png"
+    big.write_bytes(huge_png(12000, 12000))
+    assert big.stat().st_size < 200_000
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--model", str(onnx_model), "--source", str(big)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"avssm: error: source {big}: the image is 12000x12000 pixels (width x height), more than the "
+        f"{64 << 20} avssm decodes; pass --max-image-pixels 144000000 if it is real"), r.stderr
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((64, 96, 3), np.uint8))
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "run", "--model", str(onnx_model), "--source", str(small),
+                        "--max-image-pixels", "1000"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "the image is 96x64 pixels (width x height), more than the 1000" in r.stderr

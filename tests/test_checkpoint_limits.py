@@ -18,24 +18,20 @@ import torch
 from avssm.errors import CheckpointError
 from avssm.models.checkpoint import read_checkpoint_file
 from avssm.models.safe_pickle import MAX_PICKLE_BYTES
+from conftest import run_capped
 
 GiB = 1 << 30
 
 
 def load_in_capped_child(path, cap=GiB) -> str:
     """read_checkpoint_file(path) in a child limited to ``cap`` bytes of data; what it printed (one line)."""
-    code = ("import resource, sys\n"
-            f"resource.setrlimit(resource.RLIMIT_DATA, ({cap}, {cap}))\n"
-            "from avssm.models.checkpoint import read_checkpoint_file\n"
-            "from avssm.errors import CheckpointError\n"
-            "try:\n"
-            "    obj = read_checkpoint_file(sys.argv[1])\n"
-            "    print('loaded', sorted(obj))\n"
-            "except CheckpointError as e:\n"
-            "    print(e)\n")
-    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip()
+    return run_capped("import sys\n"
+                      "from avssm.models.checkpoint import read_checkpoint_file\n"
+                      "from avssm.errors import CheckpointError\n"
+                      "try:\n"
+                      "    print('loaded', sorted(read_checkpoint_file(sys.argv[1])))\n"
+                      "except CheckpointError as e:\n"
+                      "    print(e)\n", path, cap=cap)
 
 
 class Call:

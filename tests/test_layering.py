@@ -1,6 +1,6 @@
 """The package's layers, checked from the source (every import, at module level or inside a function):
 
-    base (errors, outputs, sizes, malloc, native, datasets)
+    base (errors, outputs, sizes, malloc, native, datasets, images)
     graph  <- ops <- models <- export          the torch side writes exported files
     graph  <- runtime <- calib                 the deployment side reads them, without PyTorch
     app, doctor, evaluate, bench, train, cli   the application layer, above both; nothing imports cli
@@ -15,7 +15,7 @@ from pathlib import Path
 import avssm
 
 PACKAGE = Path(avssm.__file__).resolve().parent
-BASE = {"errors", "outputs", "sizes", "malloc", "native", "datasets"}
+BASE = {"errors", "outputs", "sizes", "malloc", "native", "datasets", "images"}
 ALLOWED = {
     "graph": {"graph"},
     "ops": {"graph", "ops"},
@@ -87,7 +87,7 @@ def _import_all(packages, blocked, then: str = "") -> subprocess.CompletedProces
 
 def test_deployment_side_imports_and_works_without_torch():
     # A Jetson that only runs engines has no PyTorch: every deployment module imports, and frames flow.
-    r = _import_all({"graph", "runtime", "calib", "datasets", "errors", "outputs", "sizes", "malloc", "native"},
+    r = _import_all({"graph", "runtime", "calib", "datasets", "errors", "outputs", "sizes", "malloc", "native", "images"},
                     {"torch"}, then=("f, _ = avssm.datasets.roads.render_scene(0, 64, 96)\n"
                                      "assert avssm.runtime.preprocess.preprocess(f).shape == (1, 3, 64, 96)\n"))
     assert r.returncode == 0, r.stderr

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from avssm.errors import AvssmError
+from avssm.images import ImageError, read_image_file
 
 
 class CocoError(AvssmError):
@@ -82,8 +82,10 @@ class CocoDataset:
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         info = self.images[index]
         path = self.images_dir / info["file_name"]
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise CocoError(f"image {path}: missing or not readable (listed in {self.path})")
+        try:
+            frame = read_image_file(path)
+        except ImageError as e:
+            raise CocoError(f"image {path}: missing or not readable (listed in {self.path}): "
+                            f"{str(e).removeprefix(f'source {path}: ')}") from None
         boxes, labels = self.targets(index)
         return frame, boxes, labels

@@ -13,6 +13,10 @@ and ``sensor_msgs/CompressedImage`` (jpeg, png).
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +25,7 @@ import cv2
 import numpy as np
 
 from avssm.errors import AvssmError
+from avssm.images import MAX_IMAGE_PIXELS, check_pixels, decode_image_bytes, max_record_bytes
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -78,8 +83,9 @@ _LISTINGS: dict[tuple, list[Topic]] = {}  # Bag.topics, by path and the state of
 class Bag:
     """One recording; reads are streamed (a truncated MCAP file yields its complete chunks, then BagError)."""
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, max_pixels: int = MAX_IMAGE_PIXELS):
         self.path = Path(spec)
+        self.max_record_bytes = max_record_bytes(max_pixels)  # a message or a decompressed chunk
         if not self.path.exists():
             raise BagError(f"source {spec}: no such file or folder")
         mcaps = sorted(self.path.glob("*.mcap")) if self.path.is_dir() else []
@@ -108,7 +114,8 @@ class Bag:
 
         try:
             with open(self.mcap, "rb") as f:
-                summary = make_reader(f).get_summary()
+                limit = min(self.max_record_bytes, os.fstat(f.fileno()).st_size)
+                summary = make_reader(f, record_size_limit=limit).get_summary()
         except Exception:  # noqa: BLE001 - no summary (a truncated recording): count by reading
             summary = None
         if summary is not None and summary.statistics is not None:
@@ -154,17 +161,68 @@ class Bag:
                 raise BagError(f"{type(e).__name__}: {e}") from None
 
     def _mcap_stream(self):
+        """(schema, channel, message) in file order, not sorted by log time (sorting would read the whole file
+        before the first frame). Records are read one at a time: a chunk is decompressed only once its declared
+        size is known to be at most ``max_record_bytes``, and no more than that is ever decompressed."""
         from mcap.exceptions import McapError
-        from mcap.reader import NonSeekingReader
+        from mcap.records import Channel, Chunk, Message, Schema
+        from mcap.stream_reader import StreamReader
 
+        schemas: dict = {}
+        channels: dict = {}
         with open(self.mcap, "rb") as f:
+            limit = min(self.max_record_bytes, os.fstat(f.fileno()).st_size)  # no record is longer than the file
             try:
-                # In file order, not sorted by log time (sorting would read the whole file before the first frame)
-                yield from NonSeekingReader(f, validate_crcs=True).iter_messages(log_time_order=False)
-            except (McapError, EOFError, ValueError, OSError) as e:
-                reason = "the file ends early (truncated recording)" if type(e).__name__ == "EndOfFile" else \
-                    f"{type(e).__name__}: {e}"
+                reader = StreamReader(f, validate_crcs=True, emit_chunks=True, record_size_limit=limit)
+                for record in reader.records:
+                    for item in self._chunk_records(record) if isinstance(record, Chunk) else (record,):
+                        if isinstance(item, Schema):
+                            schemas[item.id] = item
+                        elif isinstance(item, Channel):
+                            channels[item.id] = item
+                        elif isinstance(item, Message):
+                            if item.channel_id not in channels:
+                                raise McapError(f"a message on channel {item.channel_id}, which has no Channel record")
+                            channel = channels[item.channel_id]
+                            yield schemas.get(channel.schema_id), channel, item
+            except (McapError, EOFError, ValueError, OSError, RuntimeError, struct.error) as e:
+                if type(e).__name__ == "RecordLengthLimitExceeded":
+                    reason = (f"a record is longer than {limit} bytes (the file's size, or the "
+                              f"{self.max_record_bytes} bytes avssm reads; --max-image-pixels raises that)")
+                elif type(e).__name__ == "EndOfFile":
+                    reason = "the file ends early (truncated recording)"
+                else:
+                    reason = f"{type(e).__name__}: {e}"
                 raise BagError(f"{self.mcap.name}: cannot be read further at byte {f.tell()}: {reason}") from None
+
+    def _chunk_records(self, chunk):
+        """The records of an MCAP chunk, decompressed to at most ``max_record_bytes`` and read one by one."""
+        from mcap.data_stream import ReadDataStream
+        from mcap.exceptions import McapError
+        from mcap.records import Channel, Message, Opcode, Schema
+
+        limit = self.max_record_bytes
+        if chunk.uncompressed_size > limit:
+            raise McapError(f"a chunk declares {chunk.uncompressed_size} bytes of data, more than the {limit} avssm "
+                            "decompresses (--max-image-pixels raises it)")
+        data = _decompress(chunk.compression, chunk.data, chunk.uncompressed_size)
+        if len(data) != chunk.uncompressed_size:
+            raise McapError(f"a chunk holds other than the {chunk.uncompressed_size} bytes it declares")
+        if chunk.uncompressed_crc and zlib.crc32(data) != chunk.uncompressed_crc:
+            raise McapError("a chunk's data does not match its CRC")
+        stream = ReadDataStream(io.BytesIO(data))
+        while stream.count < len(data):
+            opcode, length = stream.read1(), stream.read8()
+            if length > len(data) - stream.count:
+                raise McapError("a record runs past the end of its chunk")
+            if opcode == Opcode.MESSAGE and length >= 22:
+                yield Message.read(stream, length)
+                continue
+            body = ReadDataStream(io.BytesIO(stream.read(length)))
+            if opcode == Opcode.CHANNEL:
+                yield Channel.read(body)
+            elif opcode == Opcode.SCHEMA:
+                yield Schema.read(body)
 
     @contextlib.contextmanager
     def _any_reader(self):
@@ -181,14 +239,34 @@ class Bag:
             reader.close()
 
 
-def decode_image(msg, topic: str) -> np.ndarray:
+def _decompress(compression: str, data: bytes, size: int) -> bytes:
+    """A chunk's data, of which no more than ``size`` + 1 bytes are ever produced (whatever its frames claim)."""
+    if compression == "":
+        return bytes(data)
+    if compression == "zstd":
+        import zstandard
+
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+    elif compression == "lz4":
+        import lz4.frame
+
+        reader = lz4.frame.LZ4FrameFile(io.BytesIO(data), mode="rb")
+    else:
+        raise ValueError(f"chunk compression '{compression}' is not zstd, lz4 or none")
+    out = bytearray()
+    with reader:
+        while len(out) <= size and (block := reader.read(min(1 << 20, size + 1 - len(out)))):
+            out += block
+    return bytes(out)
+
+
+def decode_image(msg, topic: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """A sensor_msgs Image or CompressedImage as uint8 BGR (H, W, 3); BagError naming the topic otherwise."""
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
     if hasattr(msg, "format"):  # CompressedImage
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if image is None:
-            raise BagError(f"topic {topic}: compressed image ('{msg.format}') cannot be decoded")
-        return image
+        data = msg.data.tobytes() if isinstance(msg.data, np.ndarray) else bytes(msg.data)
+        return decode_image_bytes(data, f"topic {topic}: compressed image ('{msg.format}')", max_pixels)
+    check_pixels(int(msg.height), int(msg.width), f"topic {topic}", max_pixels)
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
     encoding = msg.encoding.lower()
     if encoding not in ENCODINGS:
         raise BagError(f"topic {topic}: image encoding '{msg.encoding}' is not supported "
@@ -218,9 +296,9 @@ def topic_choice_error(spec: str, bag: Bag, asked: list[str]) -> BagError:
     return BagError(f"{head}; its image topics:\n{listed}")
 
 
-def open_topics(spec: str, topics: list[str]) -> Bag:
+def open_topics(spec: str, topics: list[str], max_pixels: int = MAX_IMAGE_PIXELS) -> Bag:
     """The recording at ``spec``, once every one of ``topics`` is one of its image topics (else the listing)."""
-    bag = Bag(spec)
+    bag = Bag(spec, max_pixels)
     known = {t.name for t in bag.image_topics()}
     if not topics or any(t not in known for t in topics):
         raise topic_choice_error(spec, bag, topics)

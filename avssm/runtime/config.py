@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from avssm.errors import AvssmError
 from avssm.outputs import check_output
+from avssm.images import MAX_IMAGE_PIXELS
 
 
 @dataclass
@@ -27,11 +28,14 @@ class RunConfig:
     record_images: bool = False              # and the images
     sync_tolerance_ms: float | None = None   # several topics of a recording: a batch's stamps lie within this
     view_port: int | None = None             # serve the annotated stream for the Foxglove app on this port
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images and recorded frames are refused undecoded
 
     def check(self, source: str, inputs: dict | None = None) -> None:
         """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
         if self.max_frames is not None and self.max_frames < 1:
             raise AvssmError(f"--max-frames {self.max_frames}: must be at least 1")
+        if self.max_image_pixels < 1:
+            raise AvssmError(f"--max-image-pixels {self.max_image_pixels}: must be at least 1")
         if self.warmup < 0:
             raise AvssmError(f"--warmup {self.warmup}: must be 0 or more")
         for flag, value in (("--score-threshold", self.score_threshold), ("--iou-threshold", self.iou_threshold)):
@@ -41,7 +45,7 @@ class RunConfig:
             from avssm.runtime.bags import is_bag, open_topics
 
             if is_bag(source):
-                open_topics(source, list(self.topics))
+                open_topics(source, list(self.topics), self.max_image_pixels)
             elif self.topics:
                 raise AvssmError(f"--topic: source {source} is not a recording (.mcap, .db3, .bag or a rosbag2 folder)")
         inputs = {"--source": None if self.camera else source, **(inputs or {})}

@@ -133,7 +133,8 @@ class _Sinks:
 def _sources(source: str | list[str], c: RunConfig, max_frames: int | None, warn) -> list[FrameSource]:
     """One FrameSource per camera, file or recording topic: several of them are batched."""
     specs = [source] if isinstance(source, str) else list(source)
-    common = dict(camera=c.camera, resize=c.resize, drop=c.drop, realtime=c.realtime, max_frames=max_frames, warn=warn)
+    common = dict(camera=c.camera, resize=c.resize, drop=c.drop, realtime=c.realtime, max_frames=max_frames, warn=warn,
+                  max_image_pixels=c.max_image_pixels)
     if len(specs) > 1:
         common["queue_size"] = 1  # latest frame per source
     if len(specs) == 1 and len(c.topics) > 1:  # several topics of one recording: one source per topic

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from avssm.errors import AvssmError
+from avssm.images import MAX_IMAGE_PIXELS, ImageError, read_image_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -67,8 +68,10 @@ class FrameSource:
 
     def __init__(self, spec: str, *, camera: bool = False, resize: tuple[int, int] | None = None,
                  drop: str | None = None, queue_size: int = 2, reconnects: int = 3, max_frames: int | None = None,
-                 realtime: bool = False, topics: list[str] | None = None, index: int = 0, warn=None):
+                 realtime: bool = False, topics: list[str] | None = None, index: int = 0, warn=None,
+                 max_image_pixels: int = MAX_IMAGE_PIXELS):
         self.spec = str(spec)
+        self.max_image_pixels = max_image_pixels  # larger images and recorded frames are refused undecoded
         self.index = index  # the source's place among the run's sources (its frames carry it)
         self.topics = list(topics or [])
         self.camera = camera
@@ -102,7 +105,7 @@ class FrameSource:
         from avssm.runtime.bags import is_bag, open_topics
 
         if is_bag(self.spec):
-            return "bag", open_topics(self.spec, self.topics)
+            return "bag", open_topics(self.spec, self.topics, self.max_image_pixels)
         if self.topics:
             raise SourceError(f"--topic: source {self.spec} is not a recording (.mcap, .db3, .bag or a rosbag2 folder)")
         path = Path(self.spec)
@@ -131,26 +134,38 @@ class FrameSource:
         if self._kind == "bag":
             from avssm.runtime.bags import BagError, decode_image
 
-            pending = set(self.topics)
+            pending, problem = set(self.topics), None
             try:
-                for message in self._items.messages(self.topics):  # the first image of each topic decodes
+                for message in self._items.messages(self.topics):  # the first readable image of each topic
                     if message.topic in pending:
-                        decode_image(message.msg, message.topic)
-                        pending.discard(message.topic)
+                        try:
+                            decode_image(message.msg, message.topic, self.max_image_pixels)
+                            pending.discard(message.topic)
+                        except ImageError as e:
+                            problem = e
                     if not pending:
                         return
             except BagError as e:
                 raise SourceError(f"source {self.spec}: {e}") from None
-            raise SourceError(f"source {self.spec}: no message of {', '.join(sorted(pending))} could be read")
+            raise SourceError(f"source {self.spec}: " + (str(problem) if problem else
+                                                          f"no message of {', '.join(sorted(pending))} could be read"))
         if self._kind == "capture":
             cap = self._open_capture()
             ok, _ = cap.read()
             cap.release()
             if not ok:
                 raise SourceError(f"source {self.spec}: opened but no frame could be read (corrupt or empty?)")
-        elif not any(cv2.imread(str(p), cv2.IMREAD_COLOR) is not None for p in self._items):
-            what = "not a readable image" if len(self._items) == 1 else "none of its images is readable"
-            raise SourceError(f"source {self.spec}: {what}")
+        else:
+            problem = None
+            for path in self._items:  # the first readable image will do
+                try:
+                    read_image_file(path, self.max_image_pixels)
+                    return
+                except ImageError as e:
+                    problem = problem or e
+            if len(self._items) == 1:
+                raise SourceError(str(problem))
+            raise SourceError(f"source {self.spec}: none of its images is readable ({problem})")
 
     # ---------------------------------------------------------------------------------- capture thread
     def _put(self, frame: Frame) -> None:
@@ -183,10 +198,11 @@ class FrameSource:
         for path in self._items:
             if self._stop.is_set() or (self.max_frames and index >= self.max_frames):
                 break
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
+            try:
+                image = read_image_file(path, self.max_image_pixels)
+            except ImageError as e:
                 self.unreadable += 1
-                self.warn(f"source {path}: not a readable image; skipped")
+                self.warn(f"{e}; skipped")
                 continue
             self.captured += 1
             self._put(Frame(index, self._prepare(image), time.perf_counter(), path.name, source=self.index))
@@ -251,7 +267,12 @@ class FrameSource:
                         start, first_log = now, message.log_time_ns
                     time.sleep(max(0.0, start + (message.log_time_ns - first_log) / 1e9 - now))
                     due = start + (message.stamp_ns - first_log) / 1e9
-                image = decode_image(message.msg, message.topic)
+                try:
+                    image = decode_image(message.msg, message.topic, self.max_image_pixels)
+                except ImageError as e:  # one message (a 0x0 or oversized image): a frame error, not a frame
+                    self.unreadable += 1
+                    self.warn(f"{e} (message at {message.log_time_ns} ns); skipped")
+                    continue
                 self.captured += 1
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{message.topic}@{message.stamp_ns}",
                                 message.topic, message.stamp_ns, due, message.msg, message.log_time_ns, self.index))
