@@ -359,3 +359,73 @@ def test_ci_runs_the_readme_test_command_in_a_fresh_venv():
     last = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")][-1]
     assert "python3 -m venv" in ci and "--system-site-packages" not in ci
     assert last in readme and "pytest" in last
+
+
+# ------------------------------------------------------------------------------------------- hostile files
+
+@pytest.mark.parametrize("broken, message", [
+    ("{", "its avssm metadata is not a JSON object"),
+    ("[1, 2]", "its avssm metadata is not a JSON object"),
+    ({"input": 5}, "its avssm metadata 'input' is 5, not an object"),
+    ({"class_names": 5}, "its avssm metadata 'class_names' is 5, not a list of names"),
+    ({"input": {"mean": "abc"}}, "its avssm metadata 'input.mean' is \"abc\", not three numbers"),
+    ({"input": {"std": [0, 1, 1]}}, "its avssm metadata 'input.std' has a zero"),
+])
+def test_malformed_metadata_is_one_line_before_any_work(data, tmp_path, broken, message):
+    import onnx
+
+    from avssm.graph.metadata import KEY, read_metadata
+
+    model = onnx.load(str(data / "det.onnx"))
+    meta = read_metadata(model)
+    value = broken if isinstance(broken, str) else json.dumps({**meta, **broken})
+    next(p for p in model.metadata_props if p.key == KEY).value = value
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    r = avssm("run", "--model", path, "--source", data / "clip.mp4")
+    one_line_error(r, 2, f"model {path}: {message}; export it again")
+    assert "end_to_end" not in r.stdout
+
+
+@pytest.mark.parametrize("sidecar, message", [
+    ("{ not json", "is not readable JSON (JSONDecodeError)"),
+    ("[]", "is not a JSON object"),
+    ('{"avssm": {"model": "m"}}', "has avssm metadata that lacks task, input, scan_op, precision"),
+])
+def test_a_malformed_engine_sidecar_is_one_line_naming_it(data, tmp_path, sidecar, message):
+    engine = tmp_path / "det.engine"
+    engine.write_bytes(b"plan")
+    (tmp_path / "det.engine.json").write_text(sidecar)
+    r = avssm("run", "--model", engine, "--source", data / "clip.mp4", "--backend", "tensorrt")
+    one_line_error(r, 2, f"engine {engine}: its sidecar {engine}.json {message}; rebuild it with `avssm build`")
+
+
+def test_an_onnx_runtime_error_mid_run_is_a_fault_with_the_report(data, tmp_path):
+    # A model that runs on 64x96 frames and fails on any other size (a fixed Reshape): the second image fails.
+    import onnx
+    from onnx import TensorProto, helper
+
+    from avssm.graph.metadata import KEY, read_metadata
+
+    n = 3 * H * W // 4
+    nodes = [helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [3],
+                                                                                  [1, n, 4])),
+             helper.make_node("Reshape", ["images", "shape"], ["boxes"]),
+             helper.make_node("Sigmoid", ["boxes"], ["scores"])]
+    graph = helper.make_graph(nodes, "fails", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                             [1, 3, "h", "w"])],
+                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, n, 4]),
+                               helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, n, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    meta = read_metadata(onnx.load(str(data / "det.onnx")))
+    model.metadata_props.add(key=KEY, value=json.dumps({**meta, "class_names": ["a", "b", "c", "d"], "padding": None}))
+    path = tmp_path / "fails.onnx"
+    onnx.save(model, str(path))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), render_scene(0, H, W)[0])
+    cv2.imwrite(str(folder / "1.png"), render_scene(1, H + 1, W)[0])
+    r = avssm("run", "--model", path, "--source", folder, "--warmup", "0", "--json", tmp_path / "r.json")
+    one_line_error(r, 1, f"the run stopped early: model {path}: ONNX Runtime failed on a 1x3x{H + 1}x{W} input: ")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["frames"]["processed"] == 1 and "ONNX Runtime failed" in report["error"]

@@ -168,6 +168,12 @@ def _has_tensorrt():
 
 @pytest.mark.skipif(_has_tensorrt(), reason="checks the message shown where TensorRT is absent")
 def test_tensorrt_paths_say_tensorrt_is_missing(tmp_path, onnx_model):
+    from avssm.graph.metadata import read_metadata
+
+    with pytest.raises(AvssmError, match="model.engine: no such file"):  # the file is checked first
+        load_backend(str(tmp_path / "model.engine"))
+    (tmp_path / "model.engine").write_bytes(b"plan")
+    (tmp_path / "model.engine.json").write_text(json.dumps({"avssm": read_metadata(str(onnx_model))}))
     with pytest.raises(AvssmError, match="TensorRT is not installed"):
         load_backend(str(tmp_path / "model.engine"))
     r = subprocess.run([sys.executable, "-m", "avssm.cli", "build", str(onnx_model), "-o", str(tmp_path / "m.engine")],

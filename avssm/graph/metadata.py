@@ -11,6 +11,7 @@ checkpoint's file name, "random", or None when unknown) and, for INT8 files, cal
 from __future__ import annotations
 
 import json
+import math
 
 import onnx
 
@@ -62,23 +63,65 @@ def _model(path_or_model) -> onnx.ModelProto:
     return onnx.load(str(path_or_model), load_external_data=False)
 
 
-def read_metadata(path_or_model) -> dict:
-    """The avssm metadata stored in an exported file ({} when it has none)."""
+def read_metadata(path_or_model, source=None) -> dict:
+    """The avssm metadata stored in an exported file ({} when it has none); MetadataError when it is not a JSON
+    object."""
     for prop in _model(path_or_model).metadata_props:
         if prop.key == KEY:
-            return json.loads(prop.value)
+            try:
+                meta = json.loads(prop.value)
+            except ValueError:
+                meta = None
+            if not isinstance(meta, dict):
+                name = source if source is not None else path_or_model
+                raise MetadataError(f"model {name}: its avssm metadata is not a JSON object; export it again")
+            return meta
     return {}
 
 
-def require_metadata(path_or_model, source=None) -> dict:
-    """The metadata, or the one-line error for a file that has none (``source`` names it)."""
-    meta = read_metadata(path_or_model)
-    name = source if source is not None else path_or_model
-    if not meta:
-        raise MetadataError(f"model {name}: has no avssm metadata (export it with `avssm export`)")
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def metadata_problem(meta: dict) -> str | None:
+    """What is wrong with the fields the runtime reads (their types and ranges), or None."""
     missing = [f for f in ("model", "task", "input", "scan_op", "precision") if f not in meta]
     if missing:
-        raise MetadataError(f"model {name}: its avssm metadata lacks {', '.join(missing)}; export it again")
+        return f"lacks {', '.join(missing)}"
+    for field in ("model", "task", "precision"):
+        if not isinstance(meta[field], str):
+            return f"'{field}' is {json.dumps(meta[field])[:40]}, not a string"
+    if meta["scan_op"] not in ("plugin", "portable"):
+        return f"'scan_op' is {json.dumps(meta['scan_op'])[:40]}, not plugin or portable"
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return f"'class_names' is {json.dumps(names)[:40]}, not a list of names"
+    inp = meta["input"]
+    if not isinstance(inp, dict):
+        return f"'input' is {json.dumps(inp)[:40]}, not an object"
+    for field in ("mean", "std"):
+        value = inp.get(field, DEFAULT_INPUT[field])
+        if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
+            return f"'input.{field}' is {json.dumps(value)[:40]}, not three numbers"
+    if any(v == 0 for v in inp.get("std", DEFAULT_INPUT["std"])):
+        return "'input.std' has a zero"
+    if not _is_number(inp.get("scale", DEFAULT_INPUT["scale"])):
+        return f"'input.scale' is {json.dumps(inp.get('scale'))[:40]}, not a number"
+    if inp.get("color", "RGB") not in ("RGB", "BGR"):
+        return f"'input.color' is {json.dumps(inp.get('color'))[:40]}, not RGB or BGR"
+    return None
+
+
+def require_metadata(path_or_model, source=None) -> dict:
+    """The metadata, or the one-line error for a file that has none or whose fields are not what the runtime
+    reads (``source`` names it)."""
+    name = source if source is not None else path_or_model
+    meta = read_metadata(path_or_model, source=name)
+    if not meta:
+        raise MetadataError(f"model {name}: has no avssm metadata (export it with `avssm export`)")
+    problem = metadata_problem(meta)
+    if problem:
+        raise MetadataError(f"model {name}: its avssm metadata {problem}; export it again")
     return meta
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from avssm.errors import AvssmError
+from avssm.errors import AvssmError, FaultError
 from avssm.graph.onnx_io import read_onnx_input, session_options
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
@@ -150,7 +150,12 @@ class OnnxRuntimeBackend(Backend):
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self.input_name: images})
+        try:
+            outputs = self.session.run(None, {self.input_name: images})
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime's errors for a frame it cannot run
+            message = " ".join(str(e).split())[:300]
+            raise FaultError(f"model {self.info['model_file']}: ONNX Runtime failed on a "
+                             f"{'x'.join(map(str, images.shape))} input: {message}") from None
         return dict(zip(self.output_names, outputs))
 
 

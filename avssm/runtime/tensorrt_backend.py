@@ -192,17 +192,36 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     return sidecar
 
 
+def read_sidecar(engine_path: Path) -> dict:
+    """``<engine>.json``, checked before TensorRT is loaded: a JSON object whose avssm metadata the runtime can
+    read; one line naming the file otherwise."""
+    from avssm.graph.metadata import metadata_problem
+
+    path = Path(str(engine_path) + ".json")
+    if not path.is_file():
+        raise BackendError(f"engine {engine_path}: no {path.name} beside it (build engines with `avssm build`)")
+    try:
+        sidecar = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise BackendError(f"engine {engine_path}: its sidecar {path} is not readable JSON ({type(e).__name__}); "
+                           "rebuild it with `avssm build`") from None
+    problem = ("is not a JSON object" if not isinstance(sidecar, dict) else
+               "has no 'avssm' metadata" if not isinstance(sidecar.get("avssm"), dict) else
+               f"has avssm metadata that {metadata_problem(sidecar['avssm'])}" if metadata_problem(sidecar["avssm"])
+               else None)
+    if problem:
+        raise BackendError(f"engine {engine_path}: its sidecar {path} {problem}; rebuild it with `avssm build`")
+    return sidecar
+
+
 class TensorRTBackend(Backend):
     def __init__(self, engine_path: str | Path, plugin_lib: str | None = None, reason: str = ""):
-        trt = _import_tensorrt()
-        cudart = _cudart()
         engine_path = Path(engine_path)
         if not engine_path.is_file():
             raise BackendError(f"engine {engine_path}: no such file")
-        sidecar_path = Path(str(engine_path) + ".json")
-        if not sidecar_path.is_file():
-            raise BackendError(f"engine {engine_path}: no {sidecar_path.name} beside it (build engines with `avssm build`)")
-        sidecar = json.loads(sidecar_path.read_text())
+        sidecar = read_sidecar(engine_path)
+        trt = _import_tensorrt()
+        cudart = _cudart()
         here_trt, here_gpu = trt.__version__, gpu_name()
         if sidecar.get("tensorrt") != here_trt or sidecar.get("gpu") != here_gpu:
             raise BackendError(f"engine {engine_path}: built with TensorRT {sidecar.get('tensorrt')} on {sidecar.get('gpu')}, "
