@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avssm.errors import AvssmError, Terminated
-from avssm.outputs import check_output, check_output_dir, write_json
+from avssm.outputs import check_distinct, check_output, check_output_dir, write_json
 from avssm.calib.options import CalibOptions
 from avssm.export.options import ExportOptions
 from avssm.runtime.config import RunConfig
@@ -211,6 +211,7 @@ def run_cmd(
     for one in specs:
         config.check(one, inputs)
     check_json_path(json_path, {**inputs, **{f"--source {one}": one for one in (source or [])}})
+    check_distinct({"--save-video": save_video, "--jsonl": jsonl, "--record": record, "--json": json_path})
     with json_stdout(json_path):
         if model is None:
             with working("building the default detector (once)") as step:

@@ -55,6 +55,17 @@ def check_not_input(path: str | os.PathLike, flag: str, inputs: dict | None) -> 
                              f"input; choose another {flag}")
 
 
+def check_distinct(outputs: dict) -> None:
+    """Refuse, before any work, two outputs of one command that are the same file ({flag: path}; None and "-"
+    are skipped): same path, link or hard link. One would overwrite the other."""
+    given = [(flag, path) for flag, path in outputs.items() if path and str(path) != "-"]
+    for i, (flag, path) in enumerate(given):
+        for other, other_path in given[i + 1:]:
+            if _same_file(Path(path), Path(other_path)):
+                raise AvssmError(f"{other} {other_path} is the same file as {flag} {path}: one would overwrite "
+                                 f"the other; give each output its own file")
+
+
 def check_output_dir(path: str | os.PathLike, flag: str) -> None:
     """Refuse, before any work, an output folder that is a file or cannot be created or written."""
     out = Path(path)
@@ -82,10 +93,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; on success give it the umask's mode and rename it to ``path``."""
+def atomic_output(path: str | os.PathLike, keep_suffix: bool = False):
+    """Yield a temporary path beside ``path``; on success give it the umask's mode and rename it to ``path``.
+    ``keep_suffix``: the temporary name ends with ``path``'s suffix too (writers that choose the format by it)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    suffix = ".partial" + (path.suffix if keep_suffix else "")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -104,13 +117,25 @@ def atomic_outputs(*paths: str | os.PathLike):
         yield [stack.enter_context(atomic_output(path)) for path in paths]
 
 
+def write_fault(flag: str, path, error: OSError) -> FaultError:
+    """The one error for an output that could not be written during the work (disk full, file too large)."""
+    return FaultError(f"{flag} {path}: could not be written ({error.strerror or error})")
+
+
+@contextlib.contextmanager
+def faults_as(flag: str, path: str | os.PathLike):
+    """An OSError inside the block (a full disk, a file too large) becomes the FaultError naming ``flag`` and
+    ``path``: one line, exit 1."""
+    try:
+        yield
+    except OSError as e:
+        raise write_fault(flag, path, e) from None
+
+
 def write_text(path: str | os.PathLike, text: str, flag: str = "output") -> None:
     """Write ``text`` atomically; a failure (disk full) is a fault during work: exit 1."""
-    try:
-        with atomic_output(path) as tmp:
-            tmp.write_text(text)
-    except OSError as e:
-        raise FaultError(f"{flag} {path}: could not be written ({e.strerror or e})") from None
+    with faults_as(flag, path), atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(obj, path: str | os.PathLike, flag: str = "--json") -> None:

@@ -209,3 +209,28 @@ def test_int8_files_are_what_tensorrts_onnx_parser_takes(quantized):
         zero_points = [n.input[2] for n in model.graph.node
                        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
         assert zero_points and all(not values[z].any() for z in zero_points), form
+
+
+def test_the_int8_file_and_its_portable_twin_are_written_together(exported, tmp_path, monkeypatch):
+    # Room for one file only: the second save fails; neither file may be left (the twin without its model).
+    from avssm.calib import quantize
+    from avssm.errors import FaultError
+
+    _, files, _ = exported
+    rng = np.random.default_rng(1)
+    frames = [rng.uniform(-1, 1, (1, 3, *SIZE)).astype(np.float32) for _ in range(2)]
+    saves = []
+    real_save = quantize.onnx.save
+
+    def save_then_full(model, path, *args, **kwargs):
+        if str(tmp_path) in str(path):  # the outputs, not the temporary files
+            saves.append(path)
+            if len(saves) == 2:
+                raise OSError(28, "No space left on device")
+        return real_save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(quantize.onnx, "save", save_then_full)
+    output = tmp_path / "int8.onnx"
+    with pytest.raises(FaultError, match=f"--output {output}: could not be written \\(No space left on device\\)"):
+        quantize.quantize_int8(files["plugin"], frames, output, method="minmax")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -429,3 +429,82 @@ def test_an_onnx_runtime_error_mid_run_is_a_fault_with_the_report(data, tmp_path
     one_line_error(r, 1, f"the run stopped early: model {path}: ONNX Runtime failed on a 1x3x{H + 1}x{W} input: ")
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["frames"]["processed"] == 1 and "ONNX Runtime failed" in report["error"]
+
+
+# ------------------------------------------------------------------------------------------- a full disk
+
+def avssm_with_file_limit(limit: int, *args):
+    """avssm with files capped at ``limit`` bytes (RLIMIT_FSIZE; SIGXFSZ ignored, so a write past it fails with
+    EFBIG as a write to a full disk fails with ENOSPC)."""
+    import resource
+
+    def cap():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run([sys.executable, "-m", "avssm.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, preexec_fn=cap)
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    out = tmp_path / "x.onnx"
+    r = avssm_with_file_limit(100_000, "export", "vim_tiny_det", "--input-size", "64x64", "-o", out)
+    one_line_error(r, 1, f"--output {out}: could not be written (File too large)")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag, name", [("--jsonl", "dets.jsonl"), ("--record", "dets.mcap"),
+                                        ("--save-video", "boxes.mp4")])
+def test_run_outputs_onto_a_full_disk_are_a_fault_with_the_report(data, tmp_path, flag, name):
+    clip = tmp_path / "clip.mp4"
+    write_clip(str(clip), frames=40, height=H, width=W)
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    limit = {"--jsonl": 600, "--record": 2_000, "--save-video": 5_000}[flag]
+    r = avssm_with_file_limit(limit, "run", "--model", data / "det.onnx", "--source", clip, flag, out,
+                              "--score-threshold", "0")
+    expected = (f"--save-video {out}: could not be written (the video does not read back: is the disk full?)"
+                if flag == "--save-video" else f"{flag} {out}: could not be written (File too large)")
+    one_line_error(r, 1, expected)
+    assert "end_to_end" in r.stdout  # the report of what ran
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert left == ([name] if flag == "--jsonl" else [])  # no broken video or recording, no temporary file
+
+
+def test_calib_onto_a_full_disk_is_one_line_and_leaves_nothing(data, tmp_path):
+    out = tmp_path / "int8.onnx"
+    r = avssm_with_file_limit(200_000, "calib", data / "det.onnx", "--data", data / "images", "-o", out,
+                              "--frames", "2", "--holdout", "0", "--min-frames", "1")
+    one_line_error(r, 1, "calibration's temporary files in ")  # the fp32 copy it quantizes is the first write
+    assert "could not be written (File too large)" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("first, second", [("--jsonl", "--json"), ("--save-video", "--jsonl"),
+                                           ("--record", "--json")])
+def test_two_outputs_of_one_run_may_not_be_the_same_file(data, tmp_path, first, second):
+    same = tmp_path / ("out.mcap" if "--record" in (first, second) else "out.txt")
+    link = tmp_path / "link"
+    link.symlink_to(same)
+    for a, b in ((same, same), (same, link)):
+        r = avssm("run", "--model", data / "det.onnx", "--source", data / "clip.mp4", first, a, second, b)
+        one_line_error(r, 2, f"{second} {b} is the same file as {first} {a}: one would overwrite the other; give "
+                             "each output its own file")
+        assert not same.exists()
+
+
+@pytest.mark.parametrize("command", ["calib", "run"])
+def test_a_model_whose_external_data_is_missing_is_one_line(data, tmp_path, command):
+    import onnx
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save_model(onnx.load(str(data / "det.onnx")), str(folder / "det.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=1024)
+    (folder / "weights.bin").unlink()
+    args = (["calib", folder / "det.onnx", "--data", data / "images", "-o", tmp_path / "int8.onnx", "--frames", "2",
+             "--min-frames", "1"] if command == "calib" else
+            ["run", "--model", folder / "det.onnx", "--source", data / "clip.mp4"])
+    r = avssm(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "│" not in r.stderr, r.stderr
+    assert f"model {folder / 'det.onnx'}: " in r.stderr and "weights.bin" in r.stderr

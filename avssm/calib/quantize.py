@@ -33,6 +33,7 @@ import onnx
 from avssm.calib.options import DEFAULT_KEEP, DEFAULT_OP_TYPES, METHODS, CalibOptions  # noqa: F401 - re-exported
 from avssm.errors import AvssmError
 from avssm.graph.metadata import require_metadata, write_metadata
+from avssm.graph.onnx_io import load_model
 from avssm.graph.qdq import keeps, qdq_placement, raise_scans  # noqa: F401 - qdq_placement is re-exported
 from avssm.graph.scan_node import scan_node_names
 
@@ -92,14 +93,14 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from avssm.graph.lowering import lower_selective_scan
-    from avssm.outputs import check_output
+    from avssm.outputs import atomic_outputs, check_output, faults_as
 
     if method not in METHODS:
         raise CalibrationError(f"method '{method}': expected one of {', '.join(METHODS)}")
     model_path, output = Path(model_path), Path(output)
     for path, what in ((output, "output"), (portable_twin_path(output), "portable twin")):
         check_output(path, what, inputs={"model": model_path})
-    model = onnx.load(str(model_path))
+    model = load_model(model_path)
     meta = require_metadata(model, source=model_path)
     if meta.get("precision", "fp32") != "fp32":
         raise CalibrationError(f"{model_path}: precision {meta.get('precision')}; calibrate the fp32 export")
@@ -117,7 +118,7 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
     calibrate = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
                  "percentile": CalibrationMethod.Percentile}[method]
     input_name = model.graph.input[0].name
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, faults_as("calibration's temporary files in", tmp):
         src = Path(tmp) / "fp32.onnx"
         onnx.save(lowered, str(src))
         portable_int8 = Path(tmp) / "int8.onnx"
@@ -129,13 +130,15 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
                                            "CalibPercentile": percentile,
                                            "CalibStridedMinMax": 1})  # any calibrator: one frame per collection
         quantized = onnx.load(str(portable_int8))
-        twin = None
-        if plugin_form:
-            twin = portable_twin_path(output)
-            save_with_metadata(quantized, twin, meta, precision="int8", scan_op="portable", calibration=method)
-            quantized = raise_scans(quantized, model)
-        save_with_metadata(quantized, output, meta, precision="int8", scan_op="plugin" if plugin_form else "portable",
-                           calibration=method)
+        twin = portable_twin_path(output) if plugin_form else None
+        # The file and its portable twin belong together: both are written, or neither is.
+        with faults_as("--output", output), atomic_outputs(output, *([twin] if twin else [])) as tmps:
+            if twin:
+                save_with_metadata(quantized, tmps[1], meta, precision="int8", scan_op="portable",
+                                   calibration=method)
+                quantized = raise_scans(quantized, model)
+            save_with_metadata(quantized, tmps[0], meta, precision="int8",
+                               scan_op="plugin" if plugin_form else "portable", calibration=method)
     return QuantizeResult(str(output), "plugin" if plugin_form else "portable", len(frames), method,
                           to_quantize, kept, str(twin) if twin else None)
 
@@ -203,9 +206,6 @@ def portable_twin_path(output: Path) -> Path:
 
 
 def save_with_metadata(model: onnx.ModelProto, path: Path, meta: dict, **changes) -> None:
-    """Save ``model`` carrying ``meta`` updated with ``changes`` as its avssm metadata (atomically)."""
-    from avssm.outputs import atomic_output
-
+    """Save ``model`` to ``path`` carrying ``meta`` updated with ``changes`` as its avssm metadata."""
     write_metadata(model, meta, **changes)
-    with atomic_output(path) as tmp:
-        onnx.save(model, str(tmp))
+    onnx.save(model, str(path))

@@ -18,7 +18,7 @@ import onnx
 import avssm
 from avssm.errors import AvssmError
 from avssm.export.options import MIN_OPSET, PRECISIONS, SCAN_OPS, ExportOptions
-from avssm.outputs import atomic_output, check_output
+from avssm.outputs import atomic_output, check_output, faults_as
 from avssm.graph.metadata import make_metadata, read_metadata, write_metadata
 from avssm.sizes import parse_size
 
@@ -238,7 +238,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
     dtype = torch.float16 if precision == "fp16" else torch.float32
     example = torch.zeros(batch, 3, *input_size, dtype=dtype)
 
-    with atomic_output(output) as tmp:
+    with faults_as("--output", output), atomic_output(output) as tmp:
         step(f"tracing {model_name} at {input_size[0]}x{input_size[1]}")
         # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
         wrapper = _Exported(net).eval()

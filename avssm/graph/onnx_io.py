@@ -7,14 +7,25 @@ from avssm.graph.metadata import MetadataError, require_metadata
 from avssm.graph.scan_node import check_scan_nodes
 
 
+def load_model(path: str | Path, external_data: bool = True):
+    """onnx.load, with any failure (not ONNX, external data missing or outside the model's folder) as one line
+    naming the file."""
+    import onnx
+
+    try:
+        return onnx.load(str(path), load_external_data=external_data)
+    except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
+        if not external_data or "external" not in str(e).lower() and type(e).__name__ != "ValidationError":
+            raise MetadataError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
+        detail = " ".join(str(e).split())[:300]
+        raise MetadataError(f"model {path}: its external data cannot be read ({detail})") from None
+
+
 def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
     """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
     import onnx
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - any parse failure means the same to the user
-        raise MetadataError(f"model {path}: not a readable ONNX file ({type(e).__name__})") from None
+    model = load_model(path, external_data=False)
     meta = require_metadata(model, source=path)
     try:  # a malformed scan node is refused here, before any implementation (ONNX Runtime's op, TensorRT) sees it
         check_scan_nodes(model)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from avssm.errors import AvssmError, FaultError
-from avssm.graph.onnx_io import read_onnx_input, session_options
+from avssm.graph.onnx_io import load_model, read_onnx_input, session_options
 
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-tensorrt", "torch", "tensorrt")
 
@@ -83,11 +83,9 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
     lowered = "standard ops (lowered at load)"
     if provider == "tensorrt":
         if ort_tensorrt_runs_v3_plugins(ort.__version__):
-            import onnx
-
             from avssm.graph.unfuse import has_fused_scans, unfuse_scans
 
-            model = onnx.load(str(path))
+            model = load_model(path)
             if has_fused_scans(model):  # version 1 nodes: the kernel path a GPU has verified (tensorrt_backend)
                 return unfuse_scans(model).SerializeToString(), "avssm TensorRT plugin (fused scans unfused at load)"
             return str(path), "avssm TensorRT plugin"
@@ -96,11 +94,9 @@ def _plugin_form_model(path: Path, provider: str, dtype, options) -> tuple[str |
     if provider == "cpu" and dtype == np.float32 and (library := native.ort_scan_op_library()) is not None:
         options.register_custom_ops_library(str(library))
         return str(path), "avssm CPU op"
-    import onnx
-
     from avssm.graph.lowering import lower_selective_scan
 
-    return lower_selective_scan(onnx.load(str(path))).SerializeToString(), lowered
+    return lower_selective_scan(load_model(path)).SerializeToString(), lowered
 
 
 def ort_tensorrt_plugin_library(plugin_lib: str | None) -> str:

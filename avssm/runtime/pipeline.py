@@ -8,6 +8,7 @@ postprocess, and end to end (from the moment the frame was read to the end of it
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -15,7 +16,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from avssm.errors import AvssmError, Terminated
+from avssm.errors import AvssmError, FaultError, Terminated
+from avssm.outputs import atomic_output, write_fault
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
@@ -71,13 +73,22 @@ def draw(frame: np.ndarray, detections: list[Detection], fps: float | None = Non
 
 
 class _Sinks:
+    """Where each frame's detections go. A write that fails (a full disk) is a FaultError naming the flag; at the
+    end, ``close`` finishes each output and says which could not be written (that file is removed, the others
+    are kept)."""
+
     def __init__(self, show: bool, save_video: str | None, jsonl: str | None, record: str | None = None,
                  record_images: bool = False, view_port: int | None = None):
         self.show = show
         self.save_video = save_video
         self.writer = None
+        self._video = contextlib.ExitStack()  # the video's temporary file, renamed into place once it reads back
+        self._video_frames = 0
+        self.jsonl_path = jsonl
         self.jsonl = open(jsonl, "w") if jsonl else None
         self.recorder = None
+        self.record = record
+        self._failed: dict[str, str] = {}  # flag -> why, for outputs that could not be written
         if record:
             from avssm.runtime.recording import DetectionRecorder
 
@@ -99,9 +110,11 @@ class _Sinks:
             line = {"frame": frame.index, "name": frame.name}
             if frame.topic:
                 line.update(topic=frame.topic, stamp_ns=frame.stamp_ns)
-            self.jsonl.write(json.dumps({**line, "detections": [d.to_dict() for d in detections]}) + "\n")
+            with self._fault("--jsonl", self.jsonl_path):
+                self.jsonl.write(json.dumps({**line, "detections": [d.to_dict() for d in detections]}) + "\n")
         if self.recorder:
-            self.recorder.write(frame, detections)
+            with self._fault("--record", self.record):
+                self.recorder.write(frame, detections)
         if self.view:
             self.view.write(frame, detections, {"fps": fps, **(stats or {})})
         if self.save_video or self.show:
@@ -109,25 +122,68 @@ class _Sinks:
             if self.save_video:
                 if self.writer is None:
                     h, w = img.shape[:2]
-                    self.writer = cv2.VideoWriter(self.save_video, cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+                    tmp = self._video.enter_context(atomic_output(self.save_video, keep_suffix=True))
+                    self.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+                    self._video_tmp = tmp
                     if not self.writer.isOpened():
+                        self.writer = None
+                        self._discard_video()
                         raise AvssmError(f"--save-video {self.save_video}: cannot be written")
-                self.writer.write(img)
+                self.writer.write(img)  # OpenCV reports no failure here: close() reads the file back
+                self._video_frames += 1
             if self.show:
                 cv2.imshow("avssm", img)
                 cv2.waitKey(1)
 
-    def close(self) -> None:
+    def _discard_video(self) -> None:
+        self._video.__exit__(FaultError, FaultError("discarded"), None)  # atomic_output removes the file
+
+    @contextlib.contextmanager
+    def _fault(self, flag: str, path):
+        try:
+            yield
+        except OSError as e:
+            error = write_fault(flag, path, e)
+            self._failed[flag] = str(error)
+            raise error from None
+
+    def close(self) -> str | None:
+        """Finish every output; the first that could not be written, as one line (None when all were)."""
         if self.jsonl:
-            self.jsonl.close()
+            try:
+                self.jsonl.close()
+            except OSError as e:
+                self._failed.setdefault("--jsonl", str(write_fault("--jsonl", self.jsonl_path, e)))
         if self.recorder:
-            self.recorder.close()
-        if self.view:
-            self.view.close()
+            if "--record" in self._failed:
+                self.recorder.discard()
+            else:
+                try:
+                    self.recorder.close()
+                except OSError as e:
+                    self._failed["--record"] = str(write_fault("--record", self.record, e))
         if self.writer is not None:
             self.writer.release()
+            if _frames_in_video(self._video_tmp) == self._video_frames:
+                self._video.close()  # renamed into place
+            else:
+                self._discard_video()
+                self._failed["--save-video"] = (f"--save-video {self.save_video}: could not be written (the video "
+                                                "does not read back: is the disk full?)")
+        if self.view:
+            self.view.close()
         if self.show:
             cv2.destroyAllWindows()
+        return next(iter(self._failed.values()), None)
+
+
+def _frames_in_video(path) -> int:
+    """The frames a written video holds, as its container says (0 when it does not open: an unfinished file)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 def _sources(source: str | list[str], c: RunConfig, max_frames: int | None, warn) -> list[FrameSource]:
@@ -255,7 +311,9 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
             raise
         error = str(e)
     finally:
-        sinks.close()
+        unwritten = sinks.close()  # an output that could not be finished (a full disk) is a fault of the run
+    if unwritten and error is None:
+        error = unwritten
     elapsed = (time.perf_counter() - t_start) if t_start else 0.0
     memory = {"peak_rss_mib": rep.peak_rss_mib(), "rss_mib": rep.rss_mib()}
     if rss_after_warmup is not None:

@@ -14,6 +14,7 @@ import time
 import cv2
 import numpy as np
 
+from avssm.errors import FaultError
 from avssm.outputs import atomic_output
 
 # vision_msgs 4.x (ROS 2 Humble and later), as its .msg files define them.
@@ -120,8 +121,11 @@ class DetectionRecorder:
                           is_bigendian=msg.is_bigendian, step=msg.step, data=msg.data)
 
     def close(self) -> None:
-        """Finish the file (a valid MCAP with what was written) and rename it into place."""
-        try:
+        """Finish the file (a valid MCAP with what was written) and rename it into place; if finishing fails
+        (a full disk), the temporary file is removed and the error raised."""
+        with self._stack:  # an exception from finish() reaches atomic_output, which then renames nothing
             self._writer.finish()
-        finally:
-            self._stack.close()
+
+    def discard(self) -> None:
+        """Remove the temporary file without renaming it into place (a write failed: the file is broken)."""
+        self._stack.__exit__(FaultError, FaultError("discarded"), None)

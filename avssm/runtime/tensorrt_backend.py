@@ -115,12 +115,11 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
-    import onnx
-
     from avssm.graph.metadata import require_metadata
+    from avssm.graph.onnx_io import load_model
     from avssm.graph.scan_node import check_scan_nodes
     from avssm.graph.unfuse import has_fused_scans, unfuse_scans
-    from avssm.outputs import atomic_output, atomic_outputs, check_output
+    from avssm.outputs import atomic_output, atomic_outputs, check_distinct, check_output
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -128,8 +127,9 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     inputs = {"ONNX_FILE": onnx_path, "--plugin-lib": plugin_lib}
     check_output(output, "--output", inputs=inputs)
     check_output(str(output) + ".json", "--output's .json", inputs=inputs)
+    check_distinct({"--output": output, "--output's .json": str(output) + ".json", "--timing-cache": timing_cache})
     trt = _import_tensorrt()
-    model = onnx.load(str(onnx_path))  # read once: its metadata now, and whether its scans are fused below
+    model = load_model(onnx_path)  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
     try:
         check_scan_nodes(model)
