@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import io
 
-import cv2
-import numpy as np
-
 from avssm.errors import AvssmError
 
 MAX_IMAGE_PIXELS = 64 * 2**20  # 8192 x 8192: an 8K frame (7680 x 4320) fits, twice over
@@ -58,20 +55,23 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def decode_image_bytes(data: bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def decode_image_bytes(data: bytes, what: str, max_pixels: int = MAX_IMAGE_PIXELS):
     """An encoded image as uint8 BGR (H, W, 3), its declared size checked first; ImageError naming ``what``
     when it is not an image, declares too many pixels or none, or does not decode."""
     size = image_size(data)
     if size is None:
         raise ImageError(f"{what}: not a readable image")
     check_pixels(*size, what, max_pixels)
+    import cv2  # here, not at import: the command line loads this module and needs neither
+    import numpy as np
+
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ImageError(f"{what}: not a readable image")
     return image
 
 
-def read_image_file(path, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+def read_image_file(path, max_pixels: int = MAX_IMAGE_PIXELS):
     """An image file as uint8 BGR (H, W, 3); ImageError naming the file otherwise."""
     try:
         with open(path, "rb") as f:
