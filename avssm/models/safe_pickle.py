@@ -386,7 +386,7 @@ class _ZipCheckpoint:
         pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise RefusedCheckpointError("it is a zip archive without exactly one pickled object (data.pkl)")
-        self.prefix, self.size = pickles[0][:-len("data.pkl")], size
+        self.prefix, self.size, self.f = pickles[0][:-len("data.pkl")], size, f
         self.infos = {i.filename: i for i in infos}
 
     def record(self, name: str, expect: int | None = None, limit: int | None = None) -> torch.Tensor | None:
@@ -399,12 +399,22 @@ class _ZipCheckpoint:
             raise RefusedCheckpointError(f"its entry {name} holds {info.file_size} bytes, its tensor needs {expect}")
         if limit is not None and info.file_size > limit:
             raise RefusedCheckpointError(f"its entry {name} is {info.file_size} bytes (at most {limit} read)")
-        if info.header_offset + info.file_size > self.size:
+        # Read in place from the file (stored data needs no inflating): the local header must name the entry the
+        # directory names, and the data must lie inside the file.
+        self.f.seek(info.header_offset)
+        local = self.f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise RefusedCheckpointError(f"its entry {name} has no local header where the directory says")
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        if self.f.read(name_length) != info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437"):
+            raise RefusedCheckpointError(f"its entry {name} is named otherwise in its local header")
+        start = info.header_offset + 30 + name_length + extra_length
+        if start + info.file_size > self.size:
             raise RefusedCheckpointError(f"its entry {name} runs past the end of the file")
         out = torch.empty(info.file_size, dtype=torch.uint8)
-        with self.archive.open(info) as member:
-            if member.readinto(memoryview(out.numpy())) != info.file_size:
-                raise RefusedCheckpointError(f"its entry {name} is truncated")
+        self.f.seek(start)
+        if info.file_size and self.f.readinto(memoryview(out.numpy())) != info.file_size:
+            raise RefusedCheckpointError(f"its entry {name} is truncated")
         return out
 
     def load(self):
