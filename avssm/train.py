@@ -212,6 +212,7 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
 
     from avssm.datasets.coco import CocoDataset
     from avssm.models import create_model, load_checkpoint
+    from avssm.models.checkpoint import read_checkpoint_file
     from avssm.outputs import atomic_output, check_not_input, check_output_dir
 
     check_output_dir(out_dir, "--out")
@@ -241,7 +242,7 @@ def train(model_name: str, annotations: str, images: str, *, out_dir: str = "run
     out.mkdir(parents=True, exist_ok=True)
     step, start_epoch = 0, 0
     if resume and (out / "last.pth").is_file():
-        state = torch.load(out / "last.pth", map_location=device, weights_only=True)
+        state = read_checkpoint_file(out / "last.pth")  # avssm's bounded reader, as for every checkpoint
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, start_epoch = state["step"], state["epoch"]

@@ -125,6 +125,36 @@ def test_few_training_steps_reduce_the_loss_and_checkpoint_rebuilds_the_model(tm
     with torch.no_grad():
         boxes, scores = model(torch.zeros(1, 3, 128, 192))
     assert scores.shape[-1] == len(CLASSES)
+    # --resume reads last.pth (weights and optimizer state) through the same bounded reader, and goes on
+    resumed = train("vim_tiny_det", str(ann), str(tmp_path / "data" / "images"), out_dir=str(tmp_path / "run"),
+                    epochs=30, batch=2, input_size=(128, 192), lr=2e-3, max_steps=22, overrides=over, device="cpu",
+                    resume=True)
+    assert resumed["steps"] == 22 and len(resumed["history"]) == 2
+
+
+def test_resume_never_runs_what_last_pth_holds(tmp_path):
+    import os
+
+    import torch
+
+    from avssm.errors import CheckpointError
+    from avssm.train import train
+
+    ann = write_dataset(tmp_path / "data", count=2, seed=3, height=128, width=192)
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"model": {}, "x": Payload()}, run / "last.pth")
+    with pytest.raises(CheckpointError, match="refused to load: it names the Python object '(posix|os).system'"):
+        train("vim_tiny_det", str(ann), str(tmp_path / "data" / "images"), out_dir=str(run), epochs=1, batch=2,
+              input_size=(128, 192), max_steps=1, device="cpu", resume=True,
+              overrides={"backbone_overrides": {"embed_dim": 32, "depth": 2}})
+    assert not marker.exists()
 
 
 def test_fcos_targets_assign_smallest_box_on_its_level():
