@@ -4,6 +4,7 @@ Python's own classes, only dense strided CPU tensors. Each file is refused in on
 The memory tests load in a child process whose data segment is capped at 1 GiB (``RLIMIT_DATA``): a loader
 that allocated what the file claims would fail there with MemoryError instead of the refusal."""
 import argparse
+import codecs
 import collections
 import io
 import pickle
@@ -106,8 +107,9 @@ def test_zip_storage_whose_record_is_smaller_than_its_tensor_is_refused(tmp_path
     (Call(bytearray, 3 * GiB), "it builds a bytearray from a size"),
     (Call(torch.FloatTensor, 3 * GiB // 4), "it calls the class 'torch.FloatTensor', which a checkpoint may not call"),
     (Call(torch.UntypedStorage, 3 * GiB), "it calls the class 'torch.storage.UntypedStorage', which a checkpoint may not call"),
+    (Call(codecs.encode, "x", "rot13"), "it calls _codecs.encode with the codec 'rot13'"),
 ])
-def test_a_call_that_allocates_what_a_number_says_is_refused(tmp_path, call, refused):
+def test_calls_a_checkpoint_may_not_make_are_refused(tmp_path, call, refused):
     path = tmp_path / "small.pth"
     zip_checkpoint(path, pickled({"model": {}, "x": call}, protocol=4))
     assert load_in_capped_child(path) == f"checkpoint {path}: refused to load: {refused}; nothing in it was run"

@@ -128,6 +128,13 @@ def _bytearray(*args):
     return bytearray(*args)
 
 
+def _encode(text, encoding="utf-8", errors="strict"):
+    """Protocol 2's way of writing bytes (``_codecs.encode(str, 'latin1')``), and nothing else a codec can do."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise RefusedCheckpointError(f"it calls _codecs.encode with the codec {str(encoding)[:20]!r}")
+    return text.encode("latin-1")
+
+
 def _pairs(module: str, names: str) -> dict:
     return {(module, name): None for name in names.split()}
 
@@ -160,7 +167,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
     ("builtins", "set"): set, ("__builtin__", "set"): set,  # protocol 2 names Python 2's module
     ("builtins", "complex"): complex,
     ("builtins", "bytearray"): _bytearray,
-    ("_codecs", "encode"): __import__("codecs").encode,  # protocol 2 writes bytes as _codecs.encode(str, 'latin1')
+    ("_codecs", "encode"): _encode,  # protocol 2 writes bytes as _codecs.encode(str, 'latin1')
     # The official files' configuration objects.
     ("argparse", "Namespace"): argparse.Namespace,
     ("yacs.config", "CfgNode"): PickledConfig,
@@ -168,7 +175,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], object] = {
 
 # What REDUCE may call (the rest of the list are values: classes, dtypes).
 _CALLABLE = {*_REBUILDERS, _rebuild_from_type_v2, collections.OrderedDict, collections.Counter, set, complex,
-             _bytearray, __import__("codecs").encode, torch.Size, torch.device}
+             _bytearray, _encode, torch.Size, torch.device}
 # The classes NEWOBJ / INST / OBJ may instantiate, and whose instances BUILD may set state on.
 _CONTAINERS = (collections.OrderedDict, collections.Counter, argparse.Namespace, PickledConfig)
 
