@@ -2,6 +2,7 @@
 
     base (errors, outputs, sizes, malloc, native, datasets, images)
     graph  <- ops <- models <- export          the torch side writes exported files
+    ops <- compat <- export                    stand-ins for other projects' kernel modules
     graph  <- runtime <- calib                 the deployment side reads them, without PyTorch
     app, doctor, evaluate, bench, train, cli   the application layer, above both; nothing imports cli
 
@@ -20,7 +21,8 @@ ALLOWED = {
     "graph": {"graph"},
     "ops": {"graph", "ops"},
     "models": {"graph", "ops", "models"},
-    "export": {"graph", "ops", "models", "export", "runtime"},
+    "compat": {"graph", "ops", "compat"},
+    "export": {"graph", "ops", "models", "compat", "export", "runtime"},
     "runtime": {"graph", "runtime"},
     "calib": {"graph", "runtime", "calib"},
     **{name: BASE for name in BASE},

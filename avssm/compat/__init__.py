@@ -1,0 +1,56 @@
+"""Stand-ins for other projects' compiled kernel modules, so that code written against them runs unmodified where
+they are not built (any CPU, a GPU machine without the extension), with gradients, through avssm's scan.
+
+    from avssm import compat
+    compat.install()            # from now on `import selective_scan_cuda` finds avssm's stand-in
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn   # runs on CPU tensors
+
+A stand-in is served only when the real module cannot be found: ``install`` appends a finder at the end of
+``sys.meta_path``, after Python's own. Each stand-in returns exactly what the real module returns (shapes, dtypes,
+the per-chunk states callers read), so the calling code's autograd.Functions run unchanged.
+
+| module | stand-in | covered |
+|---|---|---|
+| ``selective_scan_cuda`` (mamba_ssm 1.x / 2.x, Vim's bundled 1.1.1, VMamba's ``csms6s`` fallback) | :mod:`avssm.compat.selective_scan_cuda` | ``fwd``, ``bwd``, real A |
+
+This package sits above ``avssm.ops`` and below ``avssm.export``; ops, graph and runtime never import it.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+
+# module name another project imports -> the avssm module that stands in for it
+STAND_INS = {"selective_scan_cuda": "avssm.compat.selective_scan_cuda"}
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, target: str):
+        self.target = target
+
+    def create_module(self, spec):
+        return importlib.import_module(self.target)
+
+    def exec_module(self, module):
+        pass  # the avssm module is imported (and run) by create_module
+
+
+class _StandInFinder(importlib.abc.MetaPathFinder):
+    """Answers only for the names in STAND_INS, and only after every other finder found nothing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in STAND_INS:
+            return None
+        return importlib.machinery.ModuleSpec(name, _StandInLoader(STAND_INS[name]), origin=f"avssm ({STAND_INS[name]})")
+
+
+def install() -> None:
+    """Serve avssm's stand-ins for the compiled modules in STAND_INS that are not installed (idempotent)."""
+    if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
+        sys.meta_path.append(_StandInFinder())
+
+
+def installed() -> bool:
+    return any(isinstance(f, _StandInFinder) for f in sys.meta_path)

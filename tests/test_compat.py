@@ -1,0 +1,129 @@
+"""avssm.compat: the stand-in for mamba_ssm's compiled ``selective_scan_cuda`` module keeps its contract (outputs,
+per-chunk states, gradients, the caller's dz buffer), so code written against it runs unmodified on a CPU."""
+import sys
+
+import pytest
+import torch
+
+from avssm import compat
+from avssm.ops import selective_scan_ref
+
+
+@pytest.fixture
+def kernel():
+    compat.install()
+    sys.modules.pop("selective_scan_cuda", None)
+    import selective_scan_cuda
+
+    yield selective_scan_cuda
+    sys.modules.pop("selective_scan_cuda", None)
+
+
+def inputs(batch=2, dim=4, n=3, length=4100, groups=2, constant_bc=False):
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(batch, dim, length, generator=g)
+    delta = torch.rand(batch, dim, length, generator=g) * 0.1
+    A = -torch.rand(dim, n, generator=g) - 0.1
+    shape = (dim, n) if constant_bc else (batch, groups, n, length)
+    B, C = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+    D, z = torch.randn(dim, generator=g), torch.randn(batch, dim, length, generator=g)
+    bias = torch.randn(dim, generator=g) * 0.1
+    return u, delta, A, B, C, D, z, bias
+
+
+def as_variable(t, batch, length):
+    return t if t.dim() == 4 else t[None, :, :, None].expand(batch, -1, -1, length)
+
+
+def test_the_stand_in_is_served_only_where_the_real_module_is_missing(tmp_path, monkeypatch):
+    compat.install()
+    compat.install()  # idempotent
+    assert sum(isinstance(f, compat._StandInFinder) for f in sys.meta_path) == 1
+    (tmp_path / "selective_scan_cuda.py").write_text("REAL = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("selective_scan_cuda", None)
+    import selective_scan_cuda
+
+    assert getattr(selective_scan_cuda, "REAL", False)  # a built extension on the path wins
+    sys.modules.pop("selective_scan_cuda", None)
+
+
+@pytest.mark.parametrize("constant_bc", [False, True])
+def test_fwd_returns_the_output_the_gated_output_and_the_chunk_states(kernel, constant_bc):
+    u, delta, A, B, C, D, z, bias = inputs(constant_bc=constant_bc)
+    Bv, Cv = as_variable(B, 2, 4100), as_variable(C, 2, 4100)
+    out, x, out_z = kernel.fwd(u, delta, A, B, C, D, z, bias, True)
+    ref, last = selective_scan_ref(u, delta, A, Bv, Cv, D, None, bias, True, return_last_state=True)
+    assert out.dtype == u.dtype and x.dtype == torch.float32 and x.shape == (2, 4, 3, 6)  # 4100 tokens: 3 chunks
+    assert (out - ref).abs().max() < 1e-5
+    assert (out_z - selective_scan_ref(u, delta, A, Bv, Cv, D, z, bias, True)).abs().max() < 1e-5
+    assert (x[:, :, -1, 1::2] - last).abs().max() < 1e-4 * last.abs().max()  # what callers read as last_state
+    for chunk, end in enumerate((2048, 4096)):
+        _, state = selective_scan_ref(u[..., :end], delta[..., :end], A, Bv[..., :end], Cv[..., :end], None, None,
+                                      bias, True, return_last_state=True)
+        assert (x[:, :, chunk, 1::2] - state).abs().max() < 1e-4 * state.abs().max()
+        dt = torch.nn.functional.softplus(delta[..., :end] + bias[:, None]).sum(-1)
+        assert torch.allclose(x[:, :, chunk, 0::2], torch.exp(dt[..., None] * A), rtol=1e-4)
+    out2, x2 = kernel.fwd(u, delta, A, B, C, None, None, None, False)  # no z: two results
+    assert (out2 - selective_scan_ref(u, delta, A, Bv, Cv)).abs().max() < 1e-5
+
+
+def test_bwd_gives_the_gradients_of_the_reference_and_fills_the_callers_dz(kernel):
+    u, delta, A, B, C, D, z, bias = (t[..., :300] if t.dim() == 3 or t.dim() == 4 else t
+                                     for t in inputs(length=300))
+    leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, C, D, z, bias)]
+    ref = selective_scan_ref(*leaves[:6], leaves[6], leaves[7], True)
+    dout = torch.randn_like(ref)
+    expected = torch.autograd.grad(ref, leaves, dout)
+    out, x, out_z = kernel.fwd(u, delta, A, B, C, D, z, bias, True)
+    dz = torch.full_like(z, float("nan"))
+    result = kernel.bwd(u, delta, A, B, C, D, z, bias, dout, x, out, dz, True, True)
+    du, ddelta, dA, dB, dC, dD, dbias, dz_out, recomputed = result
+    assert dz_out is dz  # written into the caller's buffer, as mamba_inner_fn expects
+    for name, got, want in zip(["u", "delta", "A", "B", "C", "D", "delta_bias", "z"],
+                               [du, ddelta, dA, dB, dC, dD, dbias, dz], [*expected[:6], expected[7], expected[6]]):
+        assert got.shape == want.shape and (got - want).abs().max() < 1e-4 * (1 + want.abs().max()), name
+    assert (recomputed - out_z).abs().max() < 1e-5
+    plain = kernel.bwd(u, delta, A, B, C, None, None, None, torch.randn_like(out), x, out, None, False, False)
+    assert len(plain) == 7 and plain[5] is None and plain[6] is None
+
+
+class ScanLikeMambaSsm(torch.autograd.Function):
+    """An autograd.Function written the way mamba_ssm's SelectiveScanFn calls the compiled module (fwd in forward,
+    bwd in backward, last state from x), to show such code runs unchanged on the stand-in."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias):
+        import selective_scan_cuda
+
+        out, x, *rest = selective_scan_cuda.fwd(u, delta, A, B, C, D, z, delta_bias, True)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, x, out)
+        return rest[0], x[:, :, -1, 1::2]
+
+    @staticmethod
+    def backward(ctx, dout, _):
+        import selective_scan_cuda
+
+        u, delta, A, B, C, D, z, delta_bias, x, out = ctx.saved_tensors
+        du, ddelta, dA, dB, dC, dD, dbias, dz = selective_scan_cuda.bwd(u, delta, A, B, C, D, z, delta_bias, dout,
+                                                                       x, out, None, True, False)
+        return du, ddelta, dA, dB, dC, dD, dz, dbias
+
+
+def test_a_third_party_autograd_function_trains_on_the_cpu(kernel):
+    leaves = [t.clone().requires_grad_() for t in inputs(length=64)]
+    out, last = ScanLikeMambaSsm.apply(*leaves)
+    out.square().sum().backward()
+    got = [t.grad.clone() for t in leaves]
+    fresh = [t.detach().clone().requires_grad_() for t in leaves]
+    ref = selective_scan_ref(*fresh[:6], fresh[6], fresh[7], True)
+    ref.square().sum().backward()
+    for a, b in zip(got, fresh):
+        assert (a - b.grad).abs().max() < 1e-4 * (1 + b.grad.abs().max())
+
+
+def test_what_is_not_covered_is_one_line_naming_it(kernel):
+    u, delta, A, B, C, D, z, bias = inputs(length=8)
+    with pytest.raises(kernel.NotCoveredError) as e:
+        kernel.fwd(u, delta, torch.complex(A, A), B, C, D, z, bias, True)
+    assert len(str(e.value).splitlines()) == 1 and "complex" in str(e.value) and "covered:" in str(e.value)
