@@ -127,3 +127,130 @@ def test_what_is_not_covered_is_one_line_naming_it(kernel):
     with pytest.raises(kernel.NotCoveredError) as e:
         kernel.fwd(u, delta, torch.complex(A, A), B, C, D, z, bias, True)
     assert len(str(e.value).splitlines()) == 1 and "complex" in str(e.value) and "covered:" in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------- causal-conv1d
+
+@pytest.fixture
+def conv():
+    compat.install()
+    for name in ("causal_conv1d_cuda", "causal_conv1d", "causal_conv1d.cpp_functions"):
+        sys.modules.pop(name, None)
+    import causal_conv1d_cuda
+
+    yield causal_conv1d_cuda
+    for name in ("causal_conv1d_cuda", "causal_conv1d", "causal_conv1d.cpp_functions"):
+        sys.modules.pop(name, None)
+
+
+def conv_reference(x, weight, bias, initial=None, silu=False):
+    """out[t] = bias + sum_k weight[k] * x[t - (width - 1) + k], the inputs before t = 0 from ``initial``."""
+    width = weight.shape[-1]
+    padded = torch.cat([initial if initial is not None else x.new_zeros(*x.shape[:2], width - 1), x], -1)
+    out = sum(weight[None, :, k, None] * padded[..., k:k + x.shape[-1]] for k in range(width))
+    out = out + (bias[None, :, None] if bias is not None else 0)
+    return torch.nn.functional.silu(out) if silu else out
+
+
+def conv_inputs(length=20):
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(2, 6, length, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, generator=g),
+            torch.randn(2, 6, 3, generator=g))
+
+
+def test_every_release_signature_of_the_convolution_gives_the_same_result(conv):
+    x, w, b, init = conv_inputs()
+    want = conv_reference(x, w, b, silu=True)
+    assert (conv.causal_conv1d_fwd(x, w, b, True) - want).abs().max() < 1e-5  # 1.0
+    assert (conv.causal_conv1d_fwd(x, w, b, None, True) - want).abs().max() < 1e-5  # 1.1
+    final = torch.empty(2, 6, 3)
+    got = conv.causal_conv1d_fwd(x, w, b, None, init, final, True)  # 1.2 - 1.4
+    assert (got - conv_reference(x, w, b, init, silu=True)).abs().max() < 1e-5 and torch.equal(final, x[..., -3:])
+    out = torch.empty_like(x)
+    assert conv.causal_conv1d_fwd(x, w, b, None, None, out, None, True) is None  # 1.5 - 1.6, in place
+    assert (out - want).abs().max() < 1e-5
+    with pytest.raises(conv.NotCoveredError, match="seq_idx"):
+        conv.causal_conv1d_fwd(x, w, b, torch.zeros(2, 20, dtype=torch.int32), True)
+
+
+def test_every_release_signature_of_the_backward_gives_the_reference_gradients(conv):
+    x, w, b, init = conv_inputs()
+    leaves = [t.clone().requires_grad_() for t in (x, w, b, init)]
+    dout = torch.randn_like(x)
+    want = torch.autograd.grad(conv_reference(*leaves, silu=True), leaves, dout)
+    no_init = [t.clone().requires_grad_() for t in (x, w, b)]
+    want_plain = torch.autograd.grad(conv_reference(*no_init, silu=True), no_init, dout)
+
+    def close(got, expected):
+        return all((g - e).abs().max() < 1e-4 for g, e in zip(got, expected))
+
+    assert close(conv.causal_conv1d_bwd(x, w, b, dout, None, True), want_plain)  # 1.0
+    assert close(conv.causal_conv1d_bwd(x, w, b, dout, None, None, True), want_plain)  # 1.1
+    got = conv.causal_conv1d_bwd(x, w, b, dout, None, init, None, None, True, True)  # 1.2 - 1.4
+    assert close(got, want)
+    buffers = [torch.full_like(t, float("nan")) for t in (x, w, b, init)]
+    assert conv.causal_conv1d_bwd(x, w, b, dout, None, init, None, *buffers, True) is None  # 1.5 - 1.6
+    assert close(buffers, want)
+
+
+def test_decoding_step_by_step_equals_the_whole_sequence(conv):
+    x, w, b, _ = conv_inputs(length=9)
+    state = torch.zeros(2, 6, 3)
+    steps = [conv.causal_conv1d_update(x[..., t], state, w, b, True) for t in range(9)]  # 1.0 - 1.4 form
+    assert (torch.stack(steps, -1) - conv_reference(x, w, b, silu=True)).abs().max() < 1e-5
+    assert torch.equal(state, x[..., -3:])
+
+
+def test_the_package_stand_in_serves_mamba_ssms_imports(conv, tmp_path, monkeypatch):
+    import causal_conv1d
+    from causal_conv1d import causal_conv1d_fn
+    from causal_conv1d.cpp_functions import causal_conv1d_bwd_function, causal_conv1d_fwd_function
+
+    assert causal_conv1d.__version__ == "avssm"
+    x, w, b, _ = conv_inputs()
+    leaf = x.clone().requires_grad_()
+    out = causal_conv1d_fn(leaf, w, b, activation="silu")  # differentiable as it is
+    out.sum().backward()
+    assert (out - conv_reference(x, w, b, silu=True)).abs().max() < 1e-5 and leaf.grad is not None
+    assert (causal_conv1d_fwd_function(x, w, b, None, None, None, True) - out).abs().max() < 1e-6
+    dx, dw, db, dinit = causal_conv1d_bwd_function(x, w, b, torch.ones_like(x), None, None, None, None, False, True)
+    assert (dx - leaf.grad).abs().max() < 1e-5 and dinit is None
+    # An installed package wins over the stand-in.
+    for name in ("causal_conv1d", "causal_conv1d.cpp_functions"):
+        sys.modules.pop(name, None)
+    (tmp_path / "causal_conv1d").mkdir()
+    (tmp_path / "causal_conv1d" / "__init__.py").write_text("__version__ = 'real'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import causal_conv1d as real
+
+    assert real.__version__ == "real"
+
+
+
+
+def test_mamba_ssms_block_on_its_fast_path_matches_its_references():
+    """mamba_ssm's own Mamba block (mamba_inner_fn, causal_conv1d, selective_scan_cuda: all avssm's stand-ins)
+    against its reference path (nn.Conv1d and its selective_scan_ref). Runs where mamba_ssm is installed from its
+    source distribution without CUDA (docs/models.md); skipped elsewhere."""
+    compat.install()
+    ms = pytest.importorskip("mamba_ssm.modules.mamba_simple")
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_ref as mamba_ref
+
+    torch.manual_seed(0)
+    block = ms.Mamba(d_model=16, d_state=8, d_conv=4, expand=2, use_fast_path=True)
+    x = torch.randn(2, 300, 16, requires_grad=True)
+    block(x).square().sum().backward()
+    fast = [p.grad.clone() for p in block.parameters()] + [x.grad.clone()]
+    out_fast = block(x).detach()
+    block.zero_grad()
+    x.grad = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ms, "causal_conv1d_fn", None)
+        patch.setattr(ms, "selective_scan_fn", mamba_ref)
+        block.use_fast_path = False
+        out_ref = block(x)
+        out_ref.square().sum().backward()
+    ref = [p.grad.clone() for p in block.parameters()] + [x.grad.clone()]
+    assert (out_fast - out_ref).abs().max() < 1e-5 * out_ref.abs().max()
+    for a, b in zip(fast, ref):
+        assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max())

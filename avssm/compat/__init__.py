@@ -12,6 +12,8 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | module | stand-in | covered |
 |---|---|---|
 | ``selective_scan_cuda`` (mamba_ssm 1.x / 2.x, Vim's bundled 1.1.1, VMamba's ``csms6s`` fallback) | :mod:`avssm.compat.selective_scan_cuda` | ``fwd``, ``bwd``, real A |
+| ``causal_conv1d_cuda`` (causal-conv1d 1.0 to 1.6) | :mod:`avssm.compat.causal_conv1d_cuda` | fwd, bwd, update; no ``seq_idx`` |
+| ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 
 This package sits above ``avssm.ops`` and below ``avssm.export``; ops, graph and runtime never import it.
 """
@@ -23,7 +25,12 @@ import importlib.machinery
 import sys
 
 # module name another project imports -> the avssm module that stands in for it
-STAND_INS = {"selective_scan_cuda": "avssm.compat.selective_scan_cuda"}
+STAND_INS = {
+    "selective_scan_cuda": "avssm.compat.selective_scan_cuda",
+    "causal_conv1d_cuda": "avssm.compat.causal_conv1d_cuda",
+    "causal_conv1d": "avssm.compat.causal_conv1d",
+    "causal_conv1d.cpp_functions": "avssm.compat.causal_conv1d_functions",
+}
 
 
 class _StandInLoader(importlib.abc.Loader):
