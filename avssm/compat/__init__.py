@@ -15,6 +15,11 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | ``causal_conv1d_cuda`` (causal-conv1d 1.0 to 1.6) | :mod:`avssm.compat.causal_conv1d_cuda` | fwd, bwd, update; no ``seq_idx`` |
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 
+Export: the exporter cannot inline mamba_ssm's autograd.Functions (they have no ONNX symbolic, and their einops
+calls break inlining), so ``install`` also adapts ``mamba_ssm.ops.selective_scan_interface`` when it is imported:
+under ``torch.onnx.export`` its ``SelectiveScanFn`` and ``MambaInnerFn`` compute through avssm's scan, one
+SelectiveScan node per scan (:mod:`avssm.compat.mamba_ssm`); outside export they run unchanged.
+
 This package sits above ``avssm.ops`` and below ``avssm.export``; ops, graph and runtime never import it.
 """
 from __future__ import annotations
@@ -53,10 +58,54 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(name, _StandInLoader(STAND_INS[name]), origin=f"avssm ({STAND_INS[name]})")
 
 
+# module name -> "avssm module:function" that adapts it once it is imported (for export: see mamba_ssm.py)
+PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:patch_selective_scan_interface"}
+
+
+def _apply_patch(name: str, module) -> None:
+    target, function = PATCHES[name].split(":")
+    getattr(importlib.import_module(target), function)(module)
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _apply_patch(module.__name__, module)
+
+
+class _PatchingFinder(importlib.abc.MetaPathFinder):
+    """First in ``sys.meta_path`` for the names in PATCHES only: finds them as Python would, then patches them
+    once they have run."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in PATCHES:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _PatchingLoader(spec.loader)
+                return spec
+        return None
+
+
 def install() -> None:
-    """Serve avssm's stand-ins for the compiled modules in STAND_INS that are not installed (idempotent)."""
+    """Serve avssm's stand-ins for the compiled modules in STAND_INS that are not installed, and adapt the modules
+    in PATCHES for export when they are imported (or now, if they were). Idempotent."""
     if not any(isinstance(f, _StandInFinder) for f in sys.meta_path):
         sys.meta_path.append(_StandInFinder())
+    if not any(isinstance(f, _PatchingFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchingFinder())
+        for name in PATCHES:
+            if sys.modules.get(name) is not None:
+                _apply_patch(name, sys.modules[name])
 
 
 def installed() -> bool:

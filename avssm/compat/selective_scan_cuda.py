@@ -78,7 +78,11 @@ def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus) -> torch.Tensor
 def fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     _check(A, B, C)
     out = _scan(u, delta, A, B, C, D, delta_bias, delta_softplus).to(delta.dtype)
-    x = _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus)
+    if torch.onnx.is_in_onnx_export():  # the scan is one SelectiveScan node; an exported graph has no chunk states
+        batch, dim, length = u.shape
+        x = u.new_zeros(batch, dim, (int(length) + CHUNK - 1) // CHUNK, 2 * A.shape[1], dtype=torch.float32)
+    else:
+        x = _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus)
     if z is None:
         return [out, x]
     return [out, x, (out.float() * F.silu(z.float())).to(z.dtype)]
