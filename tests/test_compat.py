@@ -382,3 +382,42 @@ def test_mamba_ssms_blocks_export_on_both_paths():
     got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
                                providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+def inner_reference(xz, conv_w, conv_b, x_proj_w, delta_proj_w, A, D, delta_bias):
+    """mamba_ssm's fused inner computation written out: causal conv + SiLU, x_proj, delta_proj, the gated scan."""
+    rank, n = delta_proj_w.shape[1], A.shape[1]
+    x, z = xz.chunk(2, dim=1)
+    x = conv_reference(x, conv_w[:, 0], conv_b, silu=True)
+    dbl = torch.einsum("bdl,rd->brl", x, x_proj_w)
+    delta = torch.einsum("dr,brl->bdl", delta_proj_w, dbl[:, :rank])
+    B, C = dbl[:, None, rank:rank + n], dbl[:, None, rank + n:]
+    return x, delta, B, C, z
+
+
+def test_the_export_routes_of_the_fused_inner_functions_compute_what_they_replace():
+    from avssm.compat.mamba_ssm import export_bimamba_inner, export_mamba_inner, export_mamba_inner_no_out_proj
+    from avssm.compat.selective_scan_cuda import NotCoveredError
+
+    g = torch.Generator().manual_seed(2)
+    d, n, rank, L = 8, 4, 2, 30
+    xz = torch.randn(2, 2 * d, L, generator=g)
+    conv_w, conv_b = torch.randn(d, 1, 4, generator=g), torch.randn(d, generator=g)
+    x_proj_w, delta_proj_w = torch.randn(rank + 2 * n, d, generator=g), torch.randn(d, rank, generator=g)
+    out_w, out_b = torch.randn(5, d, generator=g), torch.randn(5, generator=g)
+    A, A_b = -torch.rand(d, n, generator=g) - 0.1, -torch.rand(d, n, generator=g) - 0.1
+    D, bias = torch.randn(d, generator=g), torch.randn(d, generator=g) * 0.1
+    x, delta, B, C, z = inner_reference(xz, conv_w, conv_b, x_proj_w, delta_proj_w, A, D, bias)
+    y = selective_scan_ref(x, delta, A, B, C, D, z, bias, True)
+    got = export_mamba_inner_no_out_proj(xz, conv_w, conv_b, x_proj_w, delta_proj_w, A, None, None, D, bias)
+    assert (got - y).abs().max() < 1e-4 * y.abs().max()
+    want = torch.nn.functional.linear(y.transpose(1, 2), out_w, out_b)
+    got = export_mamba_inner(xz, conv_w, conv_b, x_proj_w, delta_proj_w, out_w, out_b, A, None, None, D, bias)
+    assert (got - want).abs().max() < 1e-4 * want.abs().max()
+    y_b = selective_scan_ref(x.flip(-1), delta.flip(-1), A_b, B.flip(-1), C.flip(-1), D, z.flip(-1), bias, True)
+    want = torch.nn.functional.linear((y + y_b.flip(-1)).transpose(1, 2), out_w, out_b)
+    got = export_bimamba_inner(xz, conv_w, conv_b, x_proj_w, delta_proj_w, out_w, out_b, A, A_b, None, None, D, bias)
+    assert (got - want).abs().max() < 1e-4 * want.abs().max()
+    with pytest.raises(NotCoveredError, match="RMS weights"):
+        export_mamba_inner(xz, conv_w, conv_b, x_proj_w, delta_proj_w, out_w, out_b, A, None, None, D, bias, None,
+                           None, True, 1, torch.ones(n))
