@@ -421,3 +421,62 @@ def test_the_export_routes_of_the_fused_inner_functions_compute_what_they_replac
     with pytest.raises(NotCoveredError, match="RMS weights"):
         export_mamba_inner(xz, conv_w, conv_b, x_proj_w, delta_proj_w, out_w, out_b, A, None, None, D, bias, None,
                            None, True, 1, torch.ones(n))
+
+
+# ------------------------------------------------------------------------------------------- Triton norms
+
+def test_the_fused_add_norm_stand_in_keeps_the_kernels_dtypes_and_values():
+    from avssm.compat.layer_norm import add_norm
+    from avssm.compat.selective_scan_cuda import NotCoveredError
+
+    g = torch.Generator().manual_seed(3)
+    x, res = torch.randn(3, 5, 16, generator=g).half(), torch.randn(3, 5, 16, generator=g).half()
+    w, b = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    s = x.float() + res.float()
+    y, out_res = add_norm(x, w, b, residual=res, eps=1e-5, prenorm=True, is_rms_norm=True)
+    want = s * torch.rsqrt(s.square().mean(-1, keepdim=True) + 1e-5) * w + b
+    assert y.dtype == torch.half and out_res.dtype == torch.half and (y.float() - want).abs().max() < 1e-2
+    y, out_res = add_norm(x, w, b, eps=1e-5, prenorm=True, residual_in_fp32=True)
+    assert out_res.dtype == torch.float32 and torch.equal(out_res, x.float())
+    assert (y.float() - torch.nn.functional.layer_norm(x.float(), (16,), w, b, 1e-5)).abs().max() < 1e-2
+    with pytest.raises(NotCoveredError, match="x1/weight1/bias1"):
+        add_norm(x, w, b, x1=x)
+
+
+def test_mamba_ssms_triton_norms_and_mixer_model_run_and_export_on_the_cpu():
+    """mamba_ssm's layer_norm_fn / rms_norm_fn against its own references, and its MixerModel with
+    fused_add_norm and RMSNorm: trains on the CPU, exports with one SelectiveScan node per layer. Skipped
+    without mamba_ssm."""
+    import io
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.lowering import lower_selective_scan
+
+    compat.install()
+    ln = pytest.importorskip("mamba_ssm.ops.triton.layer_norm")
+    from mamba_ssm.models.mixer_seq_simple import MixerModel
+
+    g = torch.Generator().manual_seed(4)
+    x, res, w, b = torch.randn(2, 7, 16, generator=g), torch.randn(2, 7, 16, generator=g), torch.randn(16), None
+    for fn, ref in ((ln.layer_norm_fn, ln.layer_norm_ref), (ln.rms_norm_fn, ln.rms_norm_ref)):
+        y, r = fn(x, w, b, residual=res, prenorm=True, eps=1e-5)
+        y_ref, r_ref = ref(x, w, b, residual=res, prenorm=True, eps=1e-5, upcast=True)
+        assert (y - y_ref).abs().max() < 1e-5 and (r - r_ref).abs().max() < 1e-6
+    torch.manual_seed(0)
+    model = MixerModel(d_model=16, n_layer=2, d_intermediate=0, vocab_size=50, rms_norm=True, fused_add_norm=True,
+                       residual_in_fp32=True)
+    ids = torch.randint(0, 50, (2, 40))
+    model(ids).square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        expected = model.eval()(ids).numpy()
+        torch.onnx.export(model, (ids,), buffer, dynamo=False, opset_version=17, input_names=["ids"])
+    exported = onnx.load_from_string(buffer.getvalue())
+    assert sum(n.op_type == "SelectiveScan" for n in exported.graph.node) == 2
+    got = ort.InferenceSession(lower_selective_scan(exported).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"ids": ids.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()

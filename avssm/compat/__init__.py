@@ -14,6 +14,7 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | ``selective_scan_cuda`` (mamba_ssm 1.x / 2.x, Vim's bundled 1.1.1, VMamba's ``csms6s`` fallback) | :mod:`avssm.compat.selective_scan_cuda` | ``fwd``, ``bwd``, real A |
 | ``causal_conv1d_cuda`` (causal-conv1d 1.0 to 1.6) | :mod:`avssm.compat.causal_conv1d_cuda` | fwd, bwd, update; no ``seq_idx`` |
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
+| mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
 
 Export: the exporter cannot inline mamba_ssm's autograd.Functions (they have no ONNX symbolic, and their einops
 calls break inlining), so ``install`` also adapts ``mamba_ssm.ops.selective_scan_interface`` when it is imported:
@@ -59,7 +60,9 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
 
 
 # module name -> "avssm module:function" that adapts it once it is imported (for export: see mamba_ssm.py)
-PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:patch_selective_scan_interface"}
+PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:patch_selective_scan_interface",
+           "mamba_ssm.ops.triton.layer_norm": "avssm.compat.layer_norm:patch_layer_norm",   # mamba_ssm 2.x
+           "mamba_ssm.ops.triton.layernorm": "avssm.compat.layer_norm:patch_layer_norm"}    # 1.x, Vim's 1.1.1
 
 
 def _apply_patch(name: str, module) -> None:
