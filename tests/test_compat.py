@@ -480,3 +480,78 @@ def test_mamba_ssms_triton_norms_and_mixer_model_run_and_export_on_the_cpu():
     got = ort.InferenceSession(lower_selective_scan(exported).SerializeToString(),
                                providers=["CPUExecutionProvider"]).run(None, {"ids": ids.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+# ------------------------------------------------------------------------------------------- Mamba2 (SSD)
+
+def ssd_loop(x, dt, A, B, C, D):
+    """The SSD written as its recurrence: per head, state (headdim, N) <- exp(dt A) state + dt x B^T; y = state C."""
+    batch, length, heads, headdim = x.shape
+    per_group = heads // B.shape[2]
+    out = torch.zeros_like(x)
+    for h in range(heads):
+        g = h // per_group
+        state = torch.zeros(batch, headdim, B.shape[3])
+        for t in range(length):
+            state = torch.exp(dt[:, t, h] * A[h])[:, None, None] * state \
+                + dt[:, t, h, None, None] * x[:, t, h, :, None] * B[:, t, g, None, :]
+            out[:, t, h] = (state * C[:, t, g, None, :]).sum(-1) + D[h] * x[:, t, h]
+    return out
+
+
+def test_the_ssd_runs_on_the_selective_scan_with_heads_and_groups():
+    from avssm.compat.ssd import ssd_scan
+
+    g = torch.Generator().manual_seed(5)
+    x, dt = torch.randn(2, 12, 4, 3, generator=g), torch.rand(2, 12, 4, generator=g)
+    A, D = -torch.rand(4, generator=g) - 0.2, torch.randn(4, generator=g)
+    B, C = torch.randn(2, 12, 2, 5, generator=g), torch.randn(2, 12, 2, 5, generator=g)  # 2 groups of 2 heads
+    bias = torch.randn(4, generator=g) * 0.1
+    want = ssd_loop(x, torch.nn.functional.softplus(dt + bias).clamp(max=0.5), A, B, C, D)
+    got, final = ssd_scan(x, dt, A, B, C, D=D, dt_bias=bias, dt_softplus=True, dt_limit=(0.0, 0.5),
+                          return_final_states=True)
+    assert (got - want).abs().max() < 1e-5 * want.abs().max() and final.shape == (2, 4, 3, 5)
+
+
+def test_mamba_ssms_mamba2_runs_trains_and_exports_on_the_cpu():
+    """mamba_ssm's own SSD against its ssd_minimal_discrete, and its Mamba2 block on both paths (memory-efficient
+    split-conv-scan and the plain one): gradients on the CPU, one SelectiveScan node when exported, ONNX Runtime
+    within 1e-4 of PyTorch. Skipped without mamba_ssm."""
+    import io
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.lowering import lower_selective_scan
+
+    compat.install()
+    pytest.importorskip("mamba_ssm.ops.triton.ssd_combined")
+    from mamba_ssm.modules.mamba2 import Mamba2
+    from mamba_ssm.modules.ssd_minimal import ssd_minimal_discrete
+    from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
+
+    torch.manual_seed(0)
+    x, dt = torch.randn(2, 64, 4, 8), torch.nn.functional.softplus(torch.randn(2, 64, 4) - 2)
+    A, B, C = -torch.rand(4) - 0.5, torch.randn(2, 64, 4, 16), torch.randn(2, 64, 4, 16)
+    got = mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size=16)
+    want, _ = ssd_minimal_discrete(x * dt[..., None], A * dt, B, C, block_len=16)
+    assert (got - want).abs().max() < 1e-5 * want.abs().max()
+    outputs = []
+    for efficient in (True, False):
+        torch.manual_seed(0)
+        block = Mamba2(d_model=32, d_state=16, d_conv=4, expand=2, headdim=16, use_mem_eff_path=efficient)
+        inputs = torch.randn(1, 40, 32, requires_grad=True, generator=torch.Generator().manual_seed(1))
+        block(inputs).square().sum().backward()
+        assert torch.isfinite(inputs.grad).all() and all(p.grad is not None for p in block.parameters())
+        buffer = io.BytesIO()
+        with torch.no_grad():
+            expected = block.eval()(inputs).numpy()
+            torch.onnx.export(block, (inputs.detach(),), buffer, dynamo=False, opset_version=17, input_names=["x"])
+        exported = onnx.load_from_string(buffer.getvalue())
+        assert sum(n.op_type == "SelectiveScan" for n in exported.graph.node) == 1
+        result = ort.InferenceSession(lower_selective_scan(exported).SerializeToString(),
+                                      providers=["CPUExecutionProvider"]).run(None, {"x": inputs.detach().numpy()})[0]
+        assert np.abs(result - expected).max() < 1e-4 * np.abs(expected).max()
+        outputs.append(expected)
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-5 * np.abs(outputs[1]).max()  # both paths, same weights

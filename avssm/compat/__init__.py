@@ -15,6 +15,7 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | ``causal_conv1d_cuda`` (causal-conv1d 1.0 to 1.6) | :mod:`avssm.compat.causal_conv1d_cuda` | fwd, bwd, update; no ``seq_idx`` |
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 | mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
+| mamba_ssm 2.x's Mamba2: ``mamba_chunk_scan_combined``, ``mamba_split_conv1d_scan_combined``, gated ``rmsnorm_fn`` (patched) | :mod:`avssm.compat.ssd` | whole sequences from a zero state |
 
 Export: the exporter cannot inline mamba_ssm's autograd.Functions (they have no ONNX symbolic, and their einops
 calls break inlining), so ``install`` also adapts ``mamba_ssm.ops.selective_scan_interface`` when it is imported:
@@ -62,7 +63,9 @@ class _StandInFinder(importlib.abc.MetaPathFinder):
 # module name -> "avssm module:function" that adapts it once it is imported (for export: see mamba_ssm.py)
 PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:patch_selective_scan_interface",
            "mamba_ssm.ops.triton.layer_norm": "avssm.compat.layer_norm:patch_layer_norm",   # mamba_ssm 2.x
-           "mamba_ssm.ops.triton.layernorm": "avssm.compat.layer_norm:patch_layer_norm"}    # 1.x, Vim's 1.1.1
+           "mamba_ssm.ops.triton.layernorm": "avssm.compat.layer_norm:patch_layer_norm",    # 1.x, Vim's 1.1.1
+           "mamba_ssm.ops.triton.layernorm_gated": "avssm.compat.ssd:patch_layernorm_gated",
+           "mamba_ssm.ops.triton.ssd_combined": "avssm.compat.ssd:patch_ssd_combined"}
 
 
 def _apply_patch(name: str, module) -> None:
