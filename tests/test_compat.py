@@ -555,3 +555,94 @@ def test_mamba_ssms_mamba2_runs_trains_and_exports_on_the_cpu():
         assert np.abs(result - expected).max() < 1e-4 * np.abs(expected).max()
         outputs.append(expected)
     assert np.abs(outputs[0] - outputs[1]).max() < 1e-5 * np.abs(outputs[1]).max()  # both paths, same weights
+
+
+# ------------------------------------------------------------------------------------------- official VMamba code
+
+VMAMBA_STYLE_CSMS6S = '''
+"""In the style of the official VMamba code's csms6s: the compiled modules tried in turn, guarded."""
+import torch
+try:
+    import selective_scan_cuda_oflex
+    WITH_OFLEX = True
+except ImportError:
+    WITH_OFLEX = False
+
+
+class SelectiveScanCuda(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus):
+        out, x, *rest = selective_scan_cuda_oflex.fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, 1, True)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, x)
+        ctx.delta_softplus = delta_softplus
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        u, delta, A, B, C, D, delta_bias, x = ctx.saved_tensors
+        grads = selective_scan_cuda_oflex.bwd(u, delta, A, B, C, D, delta_bias, dout, x, ctx.delta_softplus, 1)
+        return (*grads, None)
+'''
+
+VMAMBA_STYLE_CSM_TRITON = '''
+"""In the style of the official VMamba code's csm_triton: a PyTorch class for CPU tensors, but a CUDA device
+context entered for every tensor."""
+import torch
+
+
+class CrossScanF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0):
+        B, C, H, W = x.shape
+        flat = x.flatten(2)
+        return torch.stack([flat, x.transpose(2, 3).flatten(2), flat.flip(-1), x.transpose(2, 3).flatten(2).flip(-1)],
+                           dim=1)
+
+    @staticmethod
+    def backward(ctx, dy):
+        raise NotImplementedError
+
+
+class CrossMergeF(CrossScanF):
+    pass
+
+
+def cross_scan_fn(x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, force_torch=False):
+    with torch.cuda.device(x.device):
+        return CrossScanF.apply(x, in_channel_first, out_channel_first, one_by_one, scans)
+
+
+def cross_merge_fn(y, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, force_torch=False):
+    with torch.cuda.device(y.device):
+        return CrossMergeF.apply(y, in_channel_first, out_channel_first, one_by_one, scans)
+'''
+
+
+def test_the_official_vmamba_codes_kernels_and_cross_scan_run_on_the_cpu(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "csms6s.py").write_text(VMAMBA_STYLE_CSMS6S)
+    (folder / "csm_triton.py").write_text(VMAMBA_STYLE_CSM_TRITON)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [k for k in sys.modules if k.startswith(("models", "selective_scan_cuda"))]:
+        monkeypatch.delitem(sys.modules, name)
+    compat.install()
+    from models import csm_triton, csms6s  # patched by file name, whatever the package
+
+    assert csms6s.WITH_OFLEX
+    x = torch.randn(1, 4, 3, 5)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError):  # what the unpatched function does on a machine without CUDA
+            csm_triton.cross_scan_fn.__wrapped__(x)
+    assert csm_triton.cross_scan_fn(x).shape == (1, 4, 4, 15)
+    u, delta, A, B, C, D, _, bias = inputs(batch=1, dim=8, n=1, length=15, groups=4)
+    leaves = [t.clone().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    out = csms6s.SelectiveScanCuda.apply(*leaves, True)
+    out.square().sum().backward()
+    fresh = [t.clone().requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    ref = selective_scan_ref(*fresh[:6], None, fresh[6], True)
+    ref.square().sum().backward()
+    assert out.dtype == torch.float32 and (out - ref).abs().max() < 1e-5 * ref.abs().max()
+    for a, b in zip(leaves, fresh):
+        assert (a.grad - b.grad).abs().max() < 1e-4 * (1 + b.grad.abs().max())

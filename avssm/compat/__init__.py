@@ -12,9 +12,11 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | module | stand-in | covered |
 |---|---|---|
 | ``selective_scan_cuda`` (mamba_ssm 1.x / 2.x, Vim's bundled 1.1.1, VMamba's ``csms6s`` fallback) | :mod:`avssm.compat.selective_scan_cuda` | ``fwd``, ``bwd``, real A |
+| ``selective_scan_cuda_oflex`` / ``_core`` (the official VMamba code's ``csms6s``) | :mod:`avssm.compat.selective_scan_cuda_oflex` | ``fwd``, ``bwd`` |
 | ``causal_conv1d_cuda`` (causal-conv1d 1.0 to 1.6) | :mod:`avssm.compat.causal_conv1d_cuda` | fwd, bwd, update; no ``seq_idx`` |
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 | mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
+| the official VMamba code's ``csm_triton.cross_scan_fn`` / ``cross_merge_fn`` on CPU tensors and under export (patched) | :mod:`avssm.compat.vmamba` | every ``scans`` / layout flag the torch classes take |
 | mamba_ssm 2.x's Mamba2: ``mamba_chunk_scan_combined``, ``mamba_split_conv1d_scan_combined``, gated ``rmsnorm_fn`` (patched) | :mod:`avssm.compat.ssd` | whole sequences from a zero state |
 
 Export: the exporter cannot inline mamba_ssm's autograd.Functions (they have no ONNX symbolic, and their einops
@@ -37,6 +39,8 @@ STAND_INS = {
     "causal_conv1d_cuda": "avssm.compat.causal_conv1d_cuda",
     "causal_conv1d": "avssm.compat.causal_conv1d",
     "causal_conv1d.cpp_functions": "avssm.compat.causal_conv1d_functions",
+    "selective_scan_cuda_oflex": "avssm.compat.selective_scan_cuda_oflex",   # the official VMamba code
+    "selective_scan_cuda_core": "avssm.compat.selective_scan_cuda_core",
 }
 
 
@@ -68,8 +72,17 @@ PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:pat
            "mamba_ssm.ops.triton.ssd_combined": "avssm.compat.ssd:patch_ssd_combined"}
 
 
+# last part of a module name -> patch: code the user copies into their own project keeps its file name, not its
+# package (the official VMamba code is imported as models.csm_triton, classification.models.csm_triton, ...)
+PATCHES_BY_FILE = {"csm_triton": "avssm.compat.vmamba:patch_csm_triton"}
+
+
+def _patch_for(name: str) -> str | None:
+    return PATCHES.get(name) or PATCHES_BY_FILE.get(name.rsplit(".", 1)[-1])
+
+
 def _apply_patch(name: str, module) -> None:
-    target, function = PATCHES[name].split(":")
+    target, function = _patch_for(name).split(":")
     getattr(importlib.import_module(target), function)(module)
 
 
@@ -90,7 +103,7 @@ class _PatchingFinder(importlib.abc.MetaPathFinder):
     once they have run."""
 
     def find_spec(self, name, path=None, target=None):
-        if name not in PATCHES:
+        if _patch_for(name) is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -109,9 +122,9 @@ def install() -> None:
         sys.meta_path.append(_StandInFinder())
     if not any(isinstance(f, _PatchingFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchingFinder())
-        for name in PATCHES:
-            if sys.modules.get(name) is not None:
-                _apply_patch(name, sys.modules[name])
+        for name, module in list(sys.modules.items()):
+            if module is not None and _patch_for(name) is not None:
+                _apply_patch(name, module)
 
 
 def installed() -> bool:
