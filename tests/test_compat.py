@@ -591,20 +591,33 @@ import torch
 
 
 class CrossScanF(torch.autograd.Function):
+    """Channel-first, four directions, written into slices of an empty tensor (as the official class does)."""
+
     @staticmethod
     def forward(ctx, x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0):
         B, C, H, W = x.shape
-        flat = x.flatten(2)
-        return torch.stack([flat, x.transpose(2, 3).flatten(2), flat.flip(-1), x.transpose(2, 3).flatten(2).flip(-1)],
-                           dim=1)
+        y = x.new_empty((B, 4, C, H * W))
+        y[:, 0] = x.flatten(2)
+        y[:, 1] = x.transpose(2, 3).flatten(2)
+        y[:, 2:4] = torch.flip(y[:, 0:2], dims=[-1])
+        return y
 
     @staticmethod
     def backward(ctx, dy):
         raise NotImplementedError
 
 
-class CrossMergeF(CrossScanF):
-    pass
+class CrossMergeF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0):
+        B, K, D, H, W = y.shape
+        y = y.view(B, K, D, -1)
+        y = y[:, 0:2] + y[:, 2:4].flip(dims=[-1])
+        return y[:, 0] + y[:, 1].view(B, D, W, H).transpose(2, 3).reshape(B, D, -1)
+
+    @staticmethod
+    def backward(ctx, dy):
+        raise NotImplementedError
 
 
 def cross_scan_fn(x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, force_torch=False):
@@ -646,3 +659,52 @@ def test_the_official_vmamba_codes_kernels_and_cross_scan_run_on_the_cpu(tmp_pat
     assert out.dtype == torch.float32 and (out - ref).abs().max() < 1e-5 * ref.abs().max()
     for a, b in zip(leaves, fresh):
         assert (a.grad - b.grad).abs().max() < 1e-4 * (1 + b.grad.abs().max())
+
+
+def cross_scan_definition(x, in_channel_first, out_channel_first, scans):
+    """VMamba's cross-scan by its definition: row-major, column-major, and (scans 0, 2) their reversals."""
+    xc = x if in_channel_first else x.permute(0, 3, 1, 2)
+    rows, cols = xc.flatten(2), xc.transpose(2, 3).flatten(2)
+    second = cols if scans == 0 else rows
+    y = torch.stack([rows, second, rows, second] if scans == 1 else [rows, second, rows.flip(-1), second.flip(-1)], 1)
+    return y if out_channel_first else y.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("in_first, out_first, scans", [(a, b, s) for a in (True, False) for b in (True, False)
+                                                        for s in (0, 1, 2)])
+def test_the_cross_scan_written_for_export_is_the_definition(in_first, out_first, scans):
+    from avssm.compat.vmamba import cross_scan_for_export
+
+    x = torch.randn(2, 3, 4, 5)
+    x = x if in_first else x.permute(0, 2, 3, 1).contiguous()
+    assert torch.equal(cross_scan_for_export(x, in_first, out_first, scans),
+                       cross_scan_definition(x, in_first, out_first, scans))
+
+
+def test_a_vmamba_style_cross_scan_exports_to_what_pytorch_computes(tmp_path, monkeypatch):
+    # Traced as written (slices of an empty tensor), the cross-scan exports to a graph that computes something else.
+    import numpy as np
+    import onnxruntime as ort
+
+    folder = tmp_path / "vm"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "csm_triton.py").write_text(VMAMBA_STYLE_CSM_TRITON)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    compat.install()
+    from vm import csm_triton
+
+    class ScanMerge(torch.nn.Module):
+        def forward(self, x):
+            B, C, H, W = x.shape
+            y = csm_triton.cross_scan_fn(x)
+            y = y * torch.arange(1, 5, dtype=x.dtype).view(1, 4, 1, 1)  # the directions weighted differently
+            return csm_triton.cross_merge_fn(y.view(B, 4, C, H, W))
+
+    x = torch.randn(1, 3, 4, 5)
+    path = tmp_path / "cs.onnx"
+    with torch.no_grad():
+        expected = ScanMerge()(x).numpy()
+        torch.onnx.export(ScanMerge(), (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
