@@ -101,7 +101,9 @@ def models_cmd(json_path: Optional[str] = json_option()):
 
 @app.command("export")
 def export_cmd(
-    model: str = typer.Argument(..., help="Registered model name (see `avssm models`)."),
+    model: str = typer.Argument(..., help="Registered model name (see `avssm models`), or your own model as "
+                                "package.module:name (a model or a factory of one; code on mamba_ssm or the "
+                                "official VMamba/Vim code included)."),
     output: str = typer.Option(..., "--output", "-o", help="Path of the .onnx file to write."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
     input_size: str = typer.Option("x".join(map(str, ExportOptions.input_size)), "--input-size",
@@ -118,11 +120,15 @@ def export_cmd(
                                   help="fp32 or fp16 (scan A/D/delta_bias and state stay fp32)."),
     opset: int = typer.Option(ExportOptions.opset, "--opset", help="ONNX opset (>= 17)."),
     verify: bool = typer.Option(False, "--verify", help="Run the file and PyTorch on the same input and print the errors."),
+    inputs: Optional[List[str]] = typer.Option(None, "--input", help="Your own model (package.module:name): an "
+                                               "input's name and shape, NAME=1x256x64; repeat for each input."),
     json_path: Optional[str] = json_option(),
 ):
     """Export a model to ONNX (plugin or portable form) with the metadata the runtime reads."""
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
+    if ":" in model:
+        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, opset, verify, json_path)
     size = parse_input_size(input_size)
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     with json_stdout(json_path), working("exporting") as step:
@@ -138,6 +144,27 @@ def export_cmd(
         human.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
                     f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
     human.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
+
+
+def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset, verify, json_path) -> None:
+    """`avssm export package.module:name --input x=1x256x64`: any nn.Module (avssm.export.module_export)."""
+    from avssm.export.module_export import export_module, load_model_spec, parse_inputs
+
+    shapes = parse_inputs(inputs)
+    if not shapes:
+        raise AvssmError(f"MODEL {spec}: give each input's shape with --input NAME=1x256x64")
+    check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
+    check_output(output, "--output", inputs={"--checkpoint": checkpoint})
+    with json_stdout(json_path), working("exporting") as step:
+        result = export_module(load_model_spec(spec), output, inputs=shapes, checkpoint=checkpoint, dynamic=dynamic,
+                               scan_op=scan_op, opset=opset, verify=verify, name=spec, progress=step)
+    if json_path:
+        write_json(result.to_dict(), json_path)
+    human = human_console(json_path)
+    for v in result.verification:
+        human.print(f"verify {v['output']}: max abs {v['max_abs']:.3e}, max rel {v['max_rel']:.3e}"
+                    f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
+    human.print(f"{result.summary()} ({scan_op} form)", soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("run")

@@ -1,0 +1,158 @@
+"""Export any nn.Module: your own model, code written against mamba_ssm or the official VMamba / Vim code.
+
+    from avssm.export.module_export import export_module, load_model_spec
+    model = load_model_spec("mynet:build")                      # a module path and a model or a factory of one
+    result = export_module(model, "mynet.onnx", inputs=[("x", (1, 256, 64))], verify=True)
+
+avssm's compatibility layer (:mod:`avssm.compat`) is installed first, so code written against the CUDA-only kernel
+modules imports, and each scan it runs becomes one SelectiveScan node (the plugin form) or standard ops
+(``scan_op="portable"``). The file carries avssm metadata with ``task: "custom"``.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+
+from avssm.compat.selective_scan_cuda import NotCoveredError
+from avssm.errors import AvssmError
+from avssm.export.onnx_export import ExportResult, _tensor_infos
+from avssm.export.options import SCAN_OPS
+from avssm.graph.metadata import make_metadata, write_metadata
+from avssm.graph.scan_node import OP_TYPE
+from avssm.outputs import atomic_output, check_output, faults_as
+
+
+def load_model_spec(spec: str) -> torch.nn.Module:
+    """``"package.module:name"`` -> the nn.Module it names, or the one its factory (a class or a function called with
+    no arguments) returns. The current folder is importable, as for ``python -m``. One line naming the spec
+    otherwise."""
+    from avssm import compat
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise AvssmError(f"MODEL {spec}: expected package.module:name (a model, or a factory that returns one)")
+    compat.install()
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - the user's module failing to import, in whatever way
+        raise AvssmError(f"MODEL {spec}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise AvssmError(f"MODEL {spec}: {module_name} has no attribute {attribute}")
+        target = getattr(target, part)
+    if isinstance(target, torch.nn.Module):
+        return target
+    if callable(target):
+        try:
+            model = target()
+        except Exception as e:  # noqa: BLE001
+            raise AvssmError(f"MODEL {spec}: calling {attribute}() failed ({type(e).__name__}: {e})") from None
+        if isinstance(model, torch.nn.Module):
+            return model
+    raise AvssmError(f"MODEL {spec}: {attribute} is not an nn.Module nor a factory that returns one")
+
+
+def parse_inputs(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
+    """``["x=1x256x64", ...]`` (or ``"1x3x224x224"``, named input0, input1, ...) -> [(name, shape), ...]."""
+    parsed = []
+    for i, text in enumerate(texts):
+        name, _, shape = text.rpartition("=")
+        try:
+            dims = tuple(int(d) for d in shape.lower().split("x"))
+        except ValueError:
+            dims = ()
+        if not dims or any(d < 1 for d in dims):
+            raise AvssmError(f"--input {text}: expected NAME=1x3x224x224 (dimensions of at least 1)")
+        parsed.append((name or f"input{i}", dims))
+    return parsed
+
+
+def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tuple[int, ...]]], checkpoint=None,
+                  dynamic: bool = False, scan_op: str = "plugin", opset: int = 17, verify: bool = False,
+                  name: str | None = None, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``model`` called on random inputs of the given shapes. ``dynamic`` makes each input's and output's
+    first dimension (the batch) symbolic. ``verify`` runs the file on ONNX Runtime (the portable form; the plugin
+    form with avssm's CPU op where it is built) against PyTorch on those inputs."""
+    from avssm import compat
+    from avssm.graph.lowering import lower_selective_scan
+
+    step = progress or (lambda message: None)
+    if scan_op not in SCAN_OPS:
+        raise AvssmError(f"--scan-op {scan_op}: expected {' or '.join(SCAN_OPS)}")
+    if not inputs:
+        raise AvssmError("--input: give the shape of each of the model's inputs, e.g. --input x=1x256x64")
+    output = Path(output)
+    check_output(output, "--output", inputs={"--checkpoint": checkpoint})
+    compat.install()
+    if checkpoint is not None:
+        from avssm.models.checkpoint import extract_state_dict, load_state_dict_checked, read_checkpoint_file
+
+        load_state_dict_checked(model, extract_state_dict(read_checkpoint_file(checkpoint),
+                                                          source=f"checkpoint {checkpoint}"),
+                                source=f"checkpoint {checkpoint}")
+    model = model.eval()
+    names = [n for n, _ in inputs]
+    generator = torch.Generator().manual_seed(0)
+    example = [torch.randn(*shape, generator=generator) for _, shape in inputs]
+    with torch.no_grad():
+        expected = model(*example)
+    expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    output_names = [f"output{i}" for i in range(len(expected))] if len(expected) > 1 else ["output"]
+    axes = {n: {0: "batch"} for n in names + output_names} if dynamic else None
+    with faults_as("--output", output), atomic_output(output) as tmp:
+        step(f"tracing {name or type(model).__name__}")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(model, tuple(example), str(tmp), dynamo=False, opset_version=opset,
+                                  input_names=names, output_names=output_names, dynamic_axes=axes)
+        except NotCoveredError as e:
+            raise AvssmError(f"MODEL {name or type(model).__name__}: {e}") from None
+        proto = onnx.load(str(tmp))
+        scans = sum(1 for n in proto.graph.node if n.op_type == OP_TYPE)
+        if scan_op == "portable":
+            step("lowering SelectiveScan to standard ops")
+            proto = lower_selective_scan(proto)
+        metadata = dict(make_metadata(name or type(model).__name__, scan_op=scan_op, opset=opset, dynamic=dynamic),
+                        task="custom", input={"name": names[0], "dtype": "float32"}, outputs=None,
+                        inputs={n: list(s) for n, s in inputs})
+        write_metadata(proto, metadata)
+        onnx.save(proto, str(tmp))
+        verification = []
+        if verify:
+            step("verifying against PyTorch")
+            verification = _verify(proto, dict(zip(names, example)), output_names, expected, scan_op)
+    return ExportResult(str(output), output.stat().st_size, len(proto.graph.node), scans,
+                        _tensor_infos(proto.graph.input), _tensor_infos(proto.graph.output), metadata, verification)
+
+
+def _verify(proto, feeds, output_names, expected, scan_op) -> list[dict]:
+    import onnxruntime as ort
+
+    from avssm import native
+    from avssm.graph.lowering import lower_selective_scan
+
+    options = ort.SessionOptions()
+    library = native.ort_scan_op_library() if scan_op == "plugin" else None
+    if library is not None:
+        options.register_custom_ops_library(str(library))
+        model, runtime = proto.SerializeToString(), "onnxruntime, avssm CPU op"
+    else:
+        model, runtime = lower_selective_scan(proto).SerializeToString(), "onnxruntime, standard ops"
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    got = session.run(output_names, {k: v.numpy() for k, v in feeds.items()})
+    rows = []
+    for out_name, value, want in zip(output_names, got, expected):
+        want = want.float().numpy()
+        error = float(np.abs(value - want).max()) if want.size else 0.0
+        rows.append({"output": out_name, "max_abs": error, "max_rel": error / max(float(np.abs(want).max()), 1e-12),
+                     "finite": bool(np.isfinite(value).all()), "runtime": runtime})
+    return rows
