@@ -140,10 +140,16 @@ def export_cmd(
     if json_path:
         write_json(result.to_dict(), json_path)
     human = human_console(json_path)
-    for v in result.verification:
-        human.print(f"verify {v['size'][0]}x{v['size'][1]} {v['output']}: max abs {v['max_abs']:.3e}, "
-                    f"max rel {v['max_rel']:.3e}{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
+    print_verification(human, result.verification)
     human.print(result.summary(), soft_wrap=True, markup=False, highlight=False)
+
+
+def print_verification(human, rows) -> None:
+    """One line per verified output (a zoo model's rows also name the size they ran at)."""
+    for v in rows:
+        size = f"{v['size'][0]}x{v['size'][1]} " if "size" in v else ""
+        human.print(f"verify {size}{v['output']}: max abs {v['max_abs']:.3e}, max rel {v['max_rel']:.3e}"
+                    f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
 
 
 def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset, verify, json_path) -> None:
@@ -161,9 +167,7 @@ def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset,
     if json_path:
         write_json(result.to_dict(), json_path)
     human = human_console(json_path)
-    for v in result.verification:
-        human.print(f"verify {v['output']}: max abs {v['max_abs']:.3e}, max rel {v['max_rel']:.3e}"
-                    f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
+    print_verification(human, result.verification)
     human.print(f"{result.summary()} ({scan_op} form)", soft_wrap=True, markup=False, highlight=False)
 
 

@@ -73,12 +73,13 @@ def decode_image_bytes(data: bytes, what: str, max_pixels: int = MAX_IMAGE_PIXEL
 
 def read_image_file(path, max_pixels: int = MAX_IMAGE_PIXELS):
     """An image file as uint8 BGR (H, W, 3); ImageError naming the file otherwise."""
+    limit = max_record_bytes(max_pixels)
     try:
         with open(path, "rb") as f:
-            data = f.read(max_record_bytes(max_pixels) + 1)
+            data = f.read(limit + 1)
     except OSError as e:
         raise ImageError(f"source {path}: cannot be read ({e.strerror or e})") from None
-    if len(data) > max_record_bytes(max_pixels):
-        raise ImageError(f"source {path}: larger than {max_record_bytes(max_pixels)} bytes, more than an image of "
+    if len(data) > limit:
+        raise ImageError(f"source {path}: larger than {limit} bytes, more than an image of "
                          f"{max_pixels} pixels holds; pass --max-image-pixels to raise the limit")
     return decode_image_bytes(data, f"source {path}", max_pixels)

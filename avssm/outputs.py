@@ -109,6 +109,12 @@ def atomic_output(path: str | os.PathLike, keep_suffix: bool = False):
             os.unlink(tmp)
 
 
+def discard_outputs(stack: contextlib.ExitStack) -> None:
+    """Close ``stack`` as if its block had failed: each atomic_output entered on it removes its temporary file and
+    renames nothing (an output kept open across calls, found broken)."""
+    stack.__exit__(FaultError, FaultError("discarded"), None)
+
+
 @contextlib.contextmanager
 def atomic_outputs(*paths: str | os.PathLike):
     """Temporary paths beside each of ``paths``, renamed into place together when the block succeeds: files that

@@ -115,6 +115,14 @@ class _PatchingFinder(importlib.abc.MetaPathFinder):
         return None
 
 
+def on_compiled_kernels(*tensors) -> bool:
+    """Whether the other project's own kernels (CUDA, Triton) can take this call: a CUDA tensor, not exporting.
+    The patched functions keep to their original then, and take avssm's PyTorch otherwise."""
+    import torch
+
+    return not torch.onnx.is_in_onnx_export() and any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
+
+
 def install() -> None:
     """Serve avssm's stand-ins for the compiled modules in STAND_INS that are not installed, and adapt the modules
     in PATCHES for export when they are imported (or now, if they were). Idempotent."""

@@ -14,6 +14,7 @@ import inspect
 import torch
 import torch.nn.functional as F
 
+from avssm.compat import on_compiled_kernels
 from avssm.compat.selective_scan_cuda import NotCoveredError
 
 
@@ -41,7 +42,7 @@ def _stand_in(original, rms: bool):
     def norm_fn(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
         x = bound.arguments.get("x")
-        if isinstance(x, torch.Tensor) and x.is_cuda and not torch.onnx.is_in_onnx_export():
+        if on_compiled_kernels(x):
             return original(*args, **kwargs)  # Triton's kernel
         bound.apply_defaults()
         arguments = dict(bound.arguments)

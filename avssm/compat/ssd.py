@@ -13,16 +13,11 @@ PyTorch plus ``selective_scan_fn`` and the gated ``rmsnorm_fn`` (both adapted to
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
+from avssm.compat import on_compiled_kernels
 from avssm.compat.selective_scan_cuda import NotCoveredError
 from avssm.ops import selective_scan
-
-
-def _on_triton(*tensors) -> bool:
-    """Whether mamba_ssm's Triton kernels can take this call: CUDA tensors, not exporting."""
-    return not torch.onnx.is_in_onnx_export() and any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
 
 
 def _not_covered(**given) -> None:
@@ -60,7 +55,7 @@ def patch_ssd_combined(module) -> None:
         def mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D=None, z=None, dt_bias=None, initial_states=None,
                                       seq_idx=None, cu_seqlens=None, dt_softplus=False, dt_limit=(0.0, float("inf")),
                                       return_final_states=False, return_varlen_states=False):
-            if _on_triton(x):
+            if on_compiled_kernels(x):
                 return chunk_scan(x, dt, A, B, C, chunk_size, D, z, dt_bias, initial_states, seq_idx, cu_seqlens,
                                   dt_softplus, dt_limit, return_final_states, return_varlen_states)
             _not_covered(initial_states=initial_states, seq_idx=seq_idx, cu_seqlens=cu_seqlens,
@@ -75,7 +70,7 @@ def patch_ssd_combined(module) -> None:
         def mamba_split_conv1d_scan_combined(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, chunk_size,
                                              initial_states=None, seq_idx=None, dt_limit=(0.0, float("inf")),
                                              return_final_states=False, **kwargs):
-            if _on_triton(zxbcdt):
+            if on_compiled_kernels(zxbcdt):
                 return split(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, chunk_size, initial_states, seq_idx,
                              dt_limit, return_final_states, **kwargs)
             _not_covered(initial_states=initial_states, seq_idx=seq_idx, return_final_states=return_final_states)
@@ -92,7 +87,7 @@ def patch_layernorm_gated(module) -> None:
         return
 
     def rmsnorm_fn(x, weight, bias, z=None, eps=1e-6, group_size=None, norm_before_gate=True):
-        if _on_triton(x):
+        if on_compiled_kernels(x):
             return original(x, weight, bias, z, eps, group_size, norm_before_gate)
         return reference(x, weight, bias, z=z, eps=eps, group_size=group_size, norm_before_gate=norm_before_gate,
                          upcast=True).to(x.dtype)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from avssm.compat import on_compiled_kernels
 from avssm.compat.selective_scan_cuda import NotCoveredError
 
 
@@ -42,10 +43,9 @@ def patch_csm_triton(module) -> None:
 
         def routed(x, in_channel_first=True, out_channel_first=True, one_by_one=False, scans=0, force_torch=False,
                    _original=original, _function=function):
-            exporting = torch.onnx.is_in_onnx_export()
-            if x.is_cuda and not exporting:
+            if on_compiled_kernels(x):
                 return _original(x, in_channel_first, out_channel_first, one_by_one, scans, force_torch)
-            if exporting and _function.__name__ == "CrossScanF":
+            if torch.onnx.is_in_onnx_export() and _function.__name__ == "CrossScanF":
                 if one_by_one:
                     raise NotCoveredError("cross_scan_fn(one_by_one=True) cannot be exported yet")
                 return cross_scan_for_export(x, in_channel_first, out_channel_first, scans)

@@ -21,16 +21,22 @@ def load_model(path: str | Path, external_data: bool = True):
         raise MetadataError(f"model {path}: its external data cannot be read ({detail})") from None
 
 
+def require_valid_scan_nodes(model, source) -> None:
+    """check_scan_nodes as the one-line error naming the file: a malformed SelectiveScan node is refused before any
+    implementation (ONNX Runtime's op, TensorRT's plugin) is handed it."""
+    try:
+        check_scan_nodes(model)
+    except ValueError as e:
+        raise MetadataError(f"model {source}: {e}") from None
+
+
 def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
     """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
     import onnx
 
     model = load_model(path, external_data=False)
     meta = require_metadata(model, source=path)
-    try:  # a malformed scan node is refused here, before any implementation (ONNX Runtime's op, TensorRT) sees it
-        check_scan_nodes(model)
-    except ValueError as e:
-        raise MetadataError(f"model {path}: {e}") from None
+    require_valid_scan_nodes(model, path)
     if not model.graph.input:
         raise MetadataError(f"model {path}: the graph has no input; re-export the model")
     inp = model.graph.input[0]

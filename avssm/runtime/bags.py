@@ -114,8 +114,7 @@ class Bag:
 
         try:
             with open(self.mcap, "rb") as f:
-                limit = min(self.max_record_bytes, os.fstat(f.fileno()).st_size)
-                summary = make_reader(f, record_size_limit=limit).get_summary()
+                summary = make_reader(f, record_size_limit=self._record_limit(f)).get_summary()
         except Exception:  # noqa: BLE001 - no summary (a truncated recording): count by reading
             summary = None
         if summary is not None and summary.statistics is not None:
@@ -171,7 +170,7 @@ class Bag:
         schemas: dict = {}
         channels: dict = {}
         with open(self.mcap, "rb") as f:
-            limit = min(self.max_record_bytes, os.fstat(f.fileno()).st_size)  # no record is longer than the file
+            limit = self._record_limit(f)
             try:
                 reader = StreamReader(f, validate_crcs=True, emit_chunks=True, record_size_limit=limit)
                 for record in reader.records:
@@ -194,6 +193,10 @@ class Bag:
                 else:
                     reason = f"{type(e).__name__}: {e}"
                 raise BagError(f"{self.mcap.name}: cannot be read further at byte {f.tell()}: {reason}") from None
+
+    def _record_limit(self, f) -> int:
+        """The longest record read from the open file ``f``: max_record_bytes, and never more than the file."""
+        return min(self.max_record_bytes, os.fstat(f.fileno()).st_size)
 
     def _chunk_records(self, chunk):
         """The records of an MCAP chunk, decompressed to at most ``max_record_bytes`` and read one by one."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from avssm.errors import AvssmError, FaultError, Terminated
-from avssm.outputs import atomic_output, write_fault
+from avssm.errors import AvssmError, Terminated
+from avssm.outputs import atomic_output, discard_outputs, write_fault
 from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
@@ -127,16 +127,13 @@ class _Sinks:
                     self._video_tmp = tmp
                     if not self.writer.isOpened():
                         self.writer = None
-                        self._discard_video()
+                        discard_outputs(self._video)
                         raise AvssmError(f"--save-video {self.save_video}: cannot be written")
                 self.writer.write(img)  # OpenCV reports no failure here: close() reads the file back
                 self._video_frames += 1
             if self.show:
                 cv2.imshow("avssm", img)
                 cv2.waitKey(1)
-
-    def _discard_video(self) -> None:
-        self._video.__exit__(FaultError, FaultError("discarded"), None)  # atomic_output removes the file
 
     @contextlib.contextmanager
     def _fault(self, flag: str, path):
@@ -167,7 +164,7 @@ class _Sinks:
             if _frames_in_video(self._video_tmp) == self._video_frames:
                 self._video.close()  # renamed into place
             else:
-                self._discard_video()
+                discard_outputs(self._video)
                 self._failed["--save-video"] = (f"--save-video {self.save_video}: could not be written (the video "
                                                 "does not read back: is the disk full?)")
         if self.view:

@@ -14,8 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from avssm.errors import FaultError
-from avssm.outputs import atomic_output
+from avssm.outputs import atomic_output, discard_outputs
 
 # vision_msgs 4.x (ROS 2 Humble and later), as its .msg files define them.
 VISION_MSGS = {
@@ -128,4 +127,4 @@ class DetectionRecorder:
 
     def discard(self) -> None:
         """Remove the temporary file without renaming it into place (a write failed: the file is broken)."""
-        self._stack.__exit__(FaultError, FaultError("discarded"), None)
+        discard_outputs(self._stack)

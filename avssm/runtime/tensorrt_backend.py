@@ -116,8 +116,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
     """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
     from avssm.graph.metadata import require_metadata
-    from avssm.graph.onnx_io import load_model
-    from avssm.graph.scan_node import check_scan_nodes
+    from avssm.graph.onnx_io import load_model, require_valid_scan_nodes
     from avssm.graph.unfuse import has_fused_scans, unfuse_scans
     from avssm.outputs import atomic_output, atomic_outputs, check_distinct, check_output
 
@@ -131,10 +130,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     trt = _import_tensorrt()
     model = load_model(onnx_path)  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
-    try:
-        check_scan_nodes(model)
-    except ValueError as e:
-        raise AvssmError(f"model {onnx_path}: {e}") from None
+    require_valid_scan_nodes(model, onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:
@@ -205,10 +201,13 @@ def read_sidecar(engine_path: Path) -> dict:
     except (ValueError, OSError) as e:
         raise BackendError(f"engine {engine_path}: its sidecar {path} is not readable JSON ({type(e).__name__}); "
                            "rebuild it with `avssm build`") from None
-    problem = ("is not a JSON object" if not isinstance(sidecar, dict) else
-               "has no 'avssm' metadata" if not isinstance(sidecar.get("avssm"), dict) else
-               f"has avssm metadata that {metadata_problem(sidecar['avssm'])}" if metadata_problem(sidecar["avssm"])
-               else None)
+    if not isinstance(sidecar, dict):
+        problem = "is not a JSON object"
+    elif not isinstance(sidecar.get("avssm"), dict):
+        problem = "has no 'avssm' metadata"
+    else:
+        problem = metadata_problem(sidecar["avssm"])
+        problem = problem and f"has avssm metadata that {problem}"
     if problem:
         raise BackendError(f"engine {engine_path}: its sidecar {path} {problem}; rebuild it with `avssm build`")
     return sidecar
