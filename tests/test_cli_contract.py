@@ -84,40 +84,37 @@ def test_a_run_that_stops_on_a_fault_exits_1_with_its_report(data, tmp_path):
     assert 0 < report["frames"]["processed"] < 29 and "truncated" in report["error"]
 
 
-def test_ctrl_c_exits_130_with_the_partial_report(data, tmp_path):
+def signal_a_realtime_run(data, tmp_path, signum, *extra):
+    """`avssm run` on a 200-frame clip played in real time, sent ``signum`` once it has written two lines of
+    detections: (returncode, stdout, stderr, report)."""
     clip, dets = tmp_path / "long.mp4", tmp_path / "dets.jsonl"
     write_clip(str(clip), frames=200, height=H, width=W, fps=10.0)
     proc = subprocess.Popen([sys.executable, "-m", "avssm.cli", "run", "--model", str(data / "det.onnx"), "--source",
-                             str(clip), "--realtime", "--jsonl", str(dets), "--json", str(tmp_path / "r.json")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (dets.exists() and dets.read_text().count("\n") >= 2):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "stopped: interrupted (Ctrl-C)" in stdout and "avssm: interrupted" in stderr and "Traceback" not in stderr
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["interrupted"] and 0 < report["frames"]["processed"] < 199
-
-
-def test_sigterm_is_handled_like_ctrl_c_and_exits_143(data, tmp_path):
-    # What systemd, docker stop and ROS launch send: the partial report, no temporary file, exit 143.
-    clip, dets, rec = tmp_path / "long.mp4", tmp_path / "dets.jsonl", tmp_path / "rec.mp4"
-    write_clip(str(clip), frames=200, height=H, width=W, fps=10.0)
-    proc = subprocess.Popen([sys.executable, "-m", "avssm.cli", "run", "--model", str(data / "det.onnx"), "--source",
-                             str(clip), "--realtime", "--jsonl", str(dets), "--save-video", str(rec),
+                             str(clip), "--realtime", "--jsonl", str(dets), *map(str, extra),
                              "--json", str(tmp_path / "r.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (dets.exists() and dets.read_text().count("\n") >= 2):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 143, stderr
+    return proc.returncode, stdout, stderr, json.loads((tmp_path / "r.json").read_text())
+
+
+def test_ctrl_c_exits_130_with_the_partial_report(data, tmp_path):
+    code, stdout, stderr, report = signal_a_realtime_run(data, tmp_path, signal.SIGINT)
+    assert code == 130, stderr
+    assert "stopped: interrupted (Ctrl-C)" in stdout and "avssm: interrupted" in stderr and "Traceback" not in stderr
+    assert report["interrupted"] and 0 < report["frames"]["processed"] < 199
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_exits_143(data, tmp_path):
+    # What systemd, docker stop and ROS launch send: the partial report, no temporary file, exit 143.
+    code, stdout, stderr, report = signal_a_realtime_run(data, tmp_path, signal.SIGTERM,
+                                                         "--save-video", tmp_path / "rec.mp4")
+    assert code == 143, stderr
     assert "stopped: terminated (SIGTERM)" in stdout and "avssm: terminated (SIGTERM)" in stderr
     assert "Traceback" not in stderr
-    report = json.loads((tmp_path / "r.json").read_text())
     assert report["interrupted"] and report["signal"] == "SIGTERM" and 0 < report["frames"]["processed"] < 199
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
 
