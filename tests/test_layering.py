@@ -122,3 +122,27 @@ def test_lazy_packages_export_no_name_of_their_own_submodules():
         exports = set(importlib.import_module(package)._EXPORTS)
         modules = {p.stem for p in (PACKAGE / package.split(".")[1]).glob("*.py")}
         assert exports.isdisjoint(modules), (package, exports & modules)
+
+
+def _imported_modules(path: Path, names: set[str]) -> set[str]:
+    """The avssm modules a file imports, `from avssm.ops import cpu_kernel` read as avssm.ops.cpu_kernel."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module
+                         for a in node.names)
+    return found & names
+
+
+def test_the_ops_modules_import_one_another_without_a_circle():
+    # selective_scan routes exports to selective_scan_onnx, which must not reach back into the operations that
+    # route to it (each passes the function that computes the node's value).
+    ops = {name: path for name, path in modules() if _layer(name) == "ops" and name != "avssm.ops"}
+    edges = {name: _imported_modules(path, set(ops)) - {name} for name, path in ops.items()}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in edges[start])
+
+    assert sorted(n for n in ops if reaches(n, n)) == []

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from avssm.ops.selective_scan import _needs_grad, selective_scan, selective_scan_ref
+from avssm.graph.scan_node import LAYOUT_BIDIRECTIONAL
+from avssm.ops.selective_scan import _needs_grad, _value, selective_scan, selective_scan_ref
+from avssm.ops.selective_scan_onnx import fused_scan_onnx
 
 
 def _check(u, delta, A, B, C, z) -> None:
@@ -54,6 +56,10 @@ def _through_flips(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     return (y_f + y_b.flip(-1)) / 2
 
 
+def _trace_value(u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # the exported node's value
+    return _through_flips(_value, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
 def bidirectional_selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """The definition: direction 1 flipped, the reference scan, flipped back, the two averaged."""
     _check(u, delta, A, B, C, z)
@@ -64,11 +70,8 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
     """:func:`bidirectional_selective_scan_ref`'s result, by the fastest path available (see the module)."""
     _check(u, delta, A, B, C, z)
     if torch.onnx.is_in_onnx_export():
-        from avssm.graph.scan_node import LAYOUT_BIDIRECTIONAL
-        from avssm.ops.selective_scan_onnx import fused_scan_onnx
-
-        return fused_scan_onnx(LAYOUT_BIDIRECTIONAL, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                               delta_softplus=delta_softplus)
+        return fused_scan_onnx(_trace_value, LAYOUT_BIDIRECTIONAL, u, delta, A, B, C, D=D, z=z,
+                               delta_bias=delta_bias, delta_softplus=delta_softplus)
     if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, z, delta_bias):
         from avssm.ops import cpu_kernel
 

@@ -17,6 +17,7 @@ import torch
 
 from avssm.native import build_c_library, settings
 from avssm.native.libraries import load_once
+from avssm.ops.scan_contract import check_shapes, finish, prepare_delta
 
 @load_once
 def _library() -> ctypes.CDLL:
@@ -45,9 +46,7 @@ def available() -> bool:
 def selective_scan_cpu(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                        return_last_state=False):
     """Same contract as selective_scan_ref, for CPU tensors, forward only; one pass, all fused."""
-    from avssm.ops.selective_scan import _check_shapes
-
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    check_shapes(u, delta, A, B, C, D, z, delta_bias)
     lib = _library()
     batch, dim, length = u.shape
     groups, nstate = B.shape[1], A.shape[1]
@@ -158,14 +157,12 @@ class _BareScan(torch.autograd.Function):
 
 def selective_scan_cpu_train(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Same contract as selective_scan_ref (no last state), for CPU tensors, with autograd."""
-    from avssm.ops.selective_scan import _check_shapes, _finish, _prepare_delta
-
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    check_shapes(u, delta, A, B, C, D, z, delta_bias)
     with torch.autocast("cpu", enabled=False):
-        delta_f = _prepare_delta(delta, delta_bias, delta_softplus).contiguous()
+        delta_f = prepare_delta(delta, delta_bias, delta_softplus).contiguous()
         y = _BareScan.apply(u.float().contiguous(), delta_f, A.float().contiguous(), B.float().contiguous(),
                             C.float().contiguous())
-        return _finish(y, u, D, z, u.dtype)
+        return finish(y, u, D, z, u.dtype)
 
 
 __all__ = ["available", "selective_scan_cpu", "selective_scan_cpu_train"]

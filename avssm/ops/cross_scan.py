@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from avssm.ops.selective_scan import _needs_grad, selective_scan, selective_scan_ref
+from avssm.graph.scan_node import LAYOUT_CROSS_2D
+from avssm.ops.selective_scan import _needs_grad, _value, selective_scan, selective_scan_ref
+from avssm.ops.selective_scan_onnx import fused_scan_onnx
 
 K = 4  # directions
 
@@ -64,6 +66,10 @@ def _through_copies(scan, u, delta, A, B, C, D, delta_bias, delta_softplus):
     return merge(ys.view(b, K, d, L), h, w)
 
 
+def _trace_value(u, delta, A, B, C, D, z, delta_bias, delta_softplus):  # the exported node's value
+    return _through_copies(_value, u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
 def cross_selective_scan_ref(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False):
     """The definition: every direction's traversal copied out, scanned by the reference, summed back."""
     _check(u, delta, A, B, C)
@@ -74,10 +80,7 @@ def cross_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
     """:func:`cross_selective_scan_ref`'s result, by the fastest path available (see the module's docstring)."""
     _check(u, delta, A, B, C)
     if torch.onnx.is_in_onnx_export():
-        from avssm.graph.scan_node import LAYOUT_CROSS_2D
-        from avssm.ops.selective_scan_onnx import fused_scan_onnx
-
-        return fused_scan_onnx(LAYOUT_CROSS_2D, u, delta, A, B, C, D=D, delta_bias=delta_bias,
+        return fused_scan_onnx(_trace_value, LAYOUT_CROSS_2D, u, delta, A, B, C, D=D, delta_bias=delta_bias,
                                delta_softplus=delta_softplus)
     if u.device.type == "cpu" and not _needs_grad(u, delta, A, B, C, D, delta_bias):
         from avssm.ops import cpu_kernel

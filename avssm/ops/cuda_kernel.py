@@ -14,6 +14,7 @@ import ctypes
 import torch
 
 from avssm.native import FUSED_LAYOUTS, SCAN_LAYOUTS, FusedScanParams, ScanParams, kernel_library, settings, workspace_size
+from avssm.ops.scan_contract import check_shapes
 
 _DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
@@ -35,9 +36,7 @@ def selective_scan_cuda(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     or 8 force that channel layout on the N = 16 path (to measure it). ``layout``: "plan", "channel", or
     "tokens" to run the N = 16 token layout (avssm.native.SCAN_LAYOUTS).
     """
-    from avssm.ops.selective_scan import _check_shapes
-
-    _check_shapes(u, delta, A, B, C, D, z, delta_bias)
+    check_shapes(u, delta, A, B, C, D, z, delta_bias)
     lib = kernel_library()
     dtype = u.dtype if u.dtype in _DTYPES else torch.float32
     batch, dim, length = u.shape

@@ -27,41 +27,12 @@ import torch
 import torch.nn.functional as F
 
 from avssm.graph.scan_node import chunk_size as scan_chunk_size
+from avssm.ops.scan_contract import check_shapes as _check_shapes
+from avssm.ops.scan_contract import finish as _finish
+from avssm.ops.scan_contract import prepare_delta as _prepare_delta
+from avssm.ops.selective_scan_onnx import selective_scan_onnx
 
 Tensor = torch.Tensor
-
-
-def _check_shapes(u, delta, A, B, C, D, z, delta_bias):
-    if torch.jit.is_tracing():  # shapes are symbolic while exporting; the checks ran in eager mode
-        return
-    if u.dim() != 3:
-        raise ValueError(f"selective_scan: u must be (batch, dim, L), got {tuple(u.shape)}")
-    batch, dim, length = u.shape
-    if delta.shape != u.shape:
-        raise ValueError(f"selective_scan: delta must be {tuple(u.shape)}, got {tuple(delta.shape)}")
-    if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"selective_scan: A must be ({dim}, N), got {tuple(A.shape)}")
-    n = A.shape[1]
-    for name, t in (("B", B), ("C", C)):
-        if t.dim() != 4 or t.shape[0] != batch or t.shape[2] != n or t.shape[3] != length:
-            raise ValueError(
-                f"selective_scan: {name} must be ({batch}, groups, {n}, {length}), got {tuple(t.shape)}")
-    if B.shape[1] != C.shape[1] or dim % B.shape[1] != 0:
-        raise ValueError(f"selective_scan: groups of B {B.shape[1]} and C {C.shape[1]} must match and divide dim {dim}")
-    if z is not None and z.shape != u.shape:
-        raise ValueError(f"selective_scan: z must be {tuple(u.shape)}, got {tuple(z.shape)}")
-    for name, t in (("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.shape != (dim,):
-            raise ValueError(f"selective_scan: {name} must be ({dim},), got {tuple(t.shape)}")
-
-
-def _prepare_delta(delta: Tensor, delta_bias: Tensor | None, delta_softplus: bool) -> Tensor:
-    delta = delta.float()
-    if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
-    if delta_softplus:
-        delta = F.softplus(delta)  # beta 1, threshold 20, as mamba_ssm
-    return delta
 
 
 def _expand_groups(t: Tensor, dim: int) -> Tensor:
@@ -70,14 +41,6 @@ def _expand_groups(t: Tensor, dim: int) -> Tensor:
     per_group = dim // groups
     return t[:, :, None].expand(batch, groups, per_group, n, length).reshape(batch, dim, n, length) \
         if groups > 1 else t.expand(batch, dim, n, length)
-
-
-def _finish(y: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None, dtype_in: torch.dtype) -> Tensor:
-    if D is not None:
-        y = y + D.float()[:, None] * u.float()
-    if z is not None:
-        y = y * F.silu(z.float())
-    return y.to(dtype_in)
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -251,10 +214,14 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if torch.onnx.is_in_onnx_export():
         if return_last_state:
             raise ValueError("selective_scan: return_last_state cannot be exported to ONNX")
-        from avssm.ops.selective_scan_onnx import selective_scan_onnx
-
-        return selective_scan_onnx(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+        return selective_scan_onnx(_value, u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                   delta_softplus=delta_softplus)
     return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def _value(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The scan's output by the normal path (an exported node's value in the trace)."""
+    return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, False)
 
 
 def _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):

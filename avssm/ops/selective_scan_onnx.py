@@ -1,7 +1,7 @@
 """The selective scan as one ONNX node: ``trt.plugins::SelectiveScan`` (contract: avssm/csrc/trt/README.md).
 
 During ``torch.onnx.export`` :func:`avssm.ops.selective_scan` routes here; the node's value in the trace
-is computed by the normal path, and the exporter writes one node per call. Its inputs are u, delta, A,
+is computed by the function the caller passes (its normal path), and the exporter writes one node per call. Its inputs are u, delta, A,
 B, C, then whichever of D, z, delta_bias the call uses, in that order (no empty-named inputs), with
 int attributes ``has_D``, ``has_z``, ``has_delta_bias``, ``delta_softplus`` and the string attributes
 TensorRT's ONNX parser uses to find the plugin (``plugin_version``, ``plugin_namespace``).
@@ -10,6 +10,8 @@ The fused operations (avssm.ops.cross_scan, avssm.ops.bidirectional_scan) route 
 version 2 node with a ``layout`` attribute and the fused operation's own shapes. Within :func:`unfused_export`
 models export their scans as version 1 nodes with the traversal copies around them instead (files for plugin
 libraries that predate the layouts).
+
+This module imports nothing from the operations that route here: each passes the function that computes its value.
 """
 from __future__ import annotations
 
@@ -64,13 +66,11 @@ def _record_length(length: int) -> None:
 
 class _SelectiveScanNode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        from avssm.ops.selective_scan import _compute
-
-        return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, False)
+    def forward(ctx, value, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        return value(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
     @staticmethod
-    def symbolic(g, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def symbolic(g, value, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         optional = [t for t in (D, z, delta_bias) if t is not None]
         out = g.op(f"{DOMAIN}::{OP_TYPE}", u, delta, A, B, C, *optional,
                    has_D_i=int(D is not None), has_z_i=int(z is not None),
@@ -80,30 +80,21 @@ class _SelectiveScanNode(torch.autograd.Function):
         return out
 
 
-def selective_scan_onnx(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """Emit one SelectiveScan node (only meaningful inside torch.onnx.export)."""
+def selective_scan_onnx(value, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """Emit one SelectiveScan node (only meaningful inside torch.onnx.export). ``value(u, delta, A, B, C, D, z,
+    delta_bias, delta_softplus)`` computes the node's value in the trace, without exporting."""
     _record_length(u.shape[-1])
-    return _SelectiveScanNode.apply(u, delta, A.float(), B, C, None if D is None else D.float(), z,
+    return _SelectiveScanNode.apply(value, u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                     None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
 
 
 class _FusedScanNode(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        # The trace's value, by the copies/flips definition over the normal scan (export runs it once).
-        from avssm.ops.bidirectional_scan import _through_flips
-        from avssm.ops.cross_scan import _through_copies
-        from avssm.ops.selective_scan import _compute
-
-        def scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-            return _compute(u, delta, A, B, C, D, z, delta_bias, delta_softplus, False)
-
-        if layout == LAYOUT_CROSS_2D:
-            return _through_copies(scan, u, delta, A, B, C, D, delta_bias, delta_softplus)
-        return _through_flips(scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    def forward(ctx, value, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        return value(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
 
     @staticmethod
-    def symbolic(g, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    def symbolic(g, value, layout, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         optional = [t for t in (D, z, delta_bias) if t is not None]
         out = g.op(f"{DOMAIN}::{OP_TYPE}", u, delta, A, B, C, *optional,
                    has_D_i=int(D is not None), has_z_i=int(z is not None),
@@ -114,11 +105,12 @@ class _FusedScanNode(torch.autograd.Function):
         return out
 
 
-def fused_scan_onnx(layout, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+def fused_scan_onnx(value, layout, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Emit one version 2 SelectiveScan node of ``layout`` (LAYOUT_CROSS_2D: avssm.ops.cross_scan's shapes,
-    LAYOUT_BIDIRECTIONAL: avssm.ops.bidirectional_scan's); only meaningful inside torch.onnx.export."""
+    LAYOUT_BIDIRECTIONAL: avssm.ops.bidirectional_scan's); only meaningful inside torch.onnx.export. ``value``
+    as for :func:`selective_scan_onnx`."""
     if layout not in (LAYOUT_CROSS_2D, LAYOUT_BIDIRECTIONAL):
         raise ValueError(f"fused_scan_onnx: layout {layout} is not a fused layout")
     _record_length(u.shape[-1] * u.shape[-2] if layout == LAYOUT_CROSS_2D else u.shape[-1])
-    return _FusedScanNode.apply(layout, u, delta, A.float(), B, C, None if D is None else D.float(), z,
+    return _FusedScanNode.apply(value, layout, u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                 None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
