@@ -557,6 +557,69 @@ def test_mamba_ssms_mamba2_runs_trains_and_exports_on_the_cpu():
     assert np.abs(outputs[0] - outputs[1]).max() < 1e-5 * np.abs(outputs[1]).max()  # both paths, same weights
 
 
+def test_mamba2s_two_paths_normalize_per_group_as_the_kernel_does():
+    """Mamba2 with ngroups > 1 and its gated RMSNorm: the memory-efficient path (split-conv-scan) gives what the
+    plain path gives, the norm taken over each group's dim // ngroups channels (mamba_ssm's Triton kernels do;
+    its split-conv-scan reference takes all channels). Skipped without mamba_ssm."""
+    compat.install()
+    pytest.importorskip("mamba_ssm.ops.triton.ssd_combined")
+    from mamba_ssm.modules.mamba2 import Mamba2
+
+    torch.manual_seed(0)
+    block = Mamba2(d_model=32, d_state=16, headdim=8, ngroups=2, rmsnorm=True).eval()
+    x = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        efficient = block(x)
+        block.use_mem_eff_path = False
+        plain = block(x)
+    assert (efficient - plain).abs().max() < 1e-5 * plain.abs().max()
+
+
+def test_mamba_ssms_blocks_decode_step_by_step_on_the_cpu():
+    """The Mamba and Mamba2 blocks' step(): a prefix, then one token at a time through selective_state_update and
+    causal_conv1d_update, gives the whole-sequence output; the stand-in matches mamba_ssm's
+    selective_state_update_ref with heads and groups. Skipped without mamba_ssm."""
+    compat.install()
+    pytest.importorskip("mamba_ssm.ops.triton.selective_state_update")
+    from mamba_ssm import Mamba, Mamba2
+    from mamba_ssm.ops.triton.selective_state_update import selective_state_update, selective_state_update_ref
+    from mamba_ssm.utils.generation import InferenceParams
+
+    torch.manual_seed(0)
+    for block in (Mamba(d_model=16, d_state=8, layer_idx=0), Mamba2(d_model=32, d_state=16, headdim=8, ngroups=2,
+                                                                     layer_idx=0)):
+        x = torch.randn(2, 7, block.d_model)
+        with torch.no_grad():
+            whole = block.eval()(x)
+            params = InferenceParams(max_seqlen=8, max_batch_size=2)
+            steps = [block(x[:, :3], inference_params=params)]
+            for t in range(3, 7):
+                params.seqlen_offset = t
+                steps.append(block(x[:, t:t + 1], inference_params=params))
+        assert (torch.cat(steps, 1) - whole).abs().max() < 1e-5 * whole.abs().max(), type(block).__name__
+    g = torch.Generator().manual_seed(1)
+    state = torch.randn(2, 4, 3, 5, generator=g)
+    args = [torch.randn(2, 4, 3, generator=g), torch.rand(2, 4, 3, generator=g), -torch.rand(4, 3, 5, generator=g),
+            torch.randn(2, 2, 5, generator=g), torch.randn(2, 2, 5, generator=g), torch.randn(4, 3, generator=g),
+            torch.randn(2, 4, 3, generator=g), torch.randn(4, 3, generator=g)]
+    want_state = state.clone()
+    got = selective_state_update(state, *args, dt_softplus=True)
+    want = selective_state_update_ref(want_state, *args, dt_softplus=True)
+    assert (got - want).abs().max() < 1e-5 and (state - want_state).abs().max() < 1e-5
+
+
+def test_step_decoding_under_export_is_one_line():
+    from avssm.compat.selective_scan_cuda import NotCoveredError
+    from avssm.compat.state_update import state_update
+
+    class Step(torch.nn.Module):
+        def forward(self, x):
+            return state_update(torch.zeros(1, 4, 2), x, x, -torch.ones(4, 2), torch.ones(1, 2), torch.ones(1, 2))
+
+    with pytest.raises(NotCoveredError, match="selective_state_update .* cannot be exported"):
+        torch.onnx.export(Step(), (torch.ones(1, 4),), __import__("io").BytesIO(), dynamo=False)
+
+
 # ------------------------------------------------------------------------------------------- official VMamba code
 
 VMAMBA_STYLE_CSMS6S = '''

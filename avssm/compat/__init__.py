@@ -17,6 +17,7 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 | mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
 | the official VMamba code's ``csm_triton.cross_scan_fn`` / ``cross_merge_fn`` on CPU tensors and under export (patched) | :mod:`avssm.compat.vmamba` | every ``scans`` / layout flag the torch classes take |
+| mamba_ssm's ``selective_state_update`` (the blocks' step-by-step decoding) on CPU tensors (patched) | :mod:`avssm.compat.state_update` | with and without heads, ``state_batch_indices``; not exported |
 | mamba_ssm 2.x's Mamba2: ``mamba_chunk_scan_combined``, ``mamba_split_conv1d_scan_combined``, gated ``rmsnorm_fn`` (patched) | :mod:`avssm.compat.ssd` | whole sequences from a zero state |
 
 Export: the exporter cannot inline mamba_ssm's autograd.Functions (they have no ONNX symbolic, and their einops
@@ -69,7 +70,8 @@ PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:pat
            "mamba_ssm.ops.triton.layer_norm": "avssm.compat.layer_norm:patch_layer_norm",   # mamba_ssm 2.x
            "mamba_ssm.ops.triton.layernorm": "avssm.compat.layer_norm:patch_layer_norm",    # 1.x, Vim's 1.1.1
            "mamba_ssm.ops.triton.layernorm_gated": "avssm.compat.ssd:patch_layernorm_gated",
-           "mamba_ssm.ops.triton.ssd_combined": "avssm.compat.ssd:patch_ssd_combined"}
+           "mamba_ssm.ops.triton.ssd_combined": "avssm.compat.ssd:patch_ssd_combined",
+           "mamba_ssm.ops.triton.selective_state_update": "avssm.compat.state_update:patch_selective_state_update"}
 
 
 # last part of a module name -> patch: code the user copies into their own project keeps its file name, not its

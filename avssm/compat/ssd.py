@@ -6,8 +6,10 @@ runs on avssm's scan (one SelectiveScan node when exported), channel ``h * headd
     mamba_chunk_scan_combined(x, dt, A, B, C, chunk_size, D, z, dt_bias, ..., dt_softplus, dt_limit)
       x: (b, L, heads, headdim)  dt: (b, L, heads)  A: (heads,)  B, C: (b, L, groups, N)  -> (b, L, heads, headdim)
 
-``mamba_split_conv1d_scan_combined`` (Mamba2's memory-efficient path) runs the module's own reference, which is
-PyTorch plus ``selective_scan_fn`` and the gated ``rmsnorm_fn`` (both adapted too). The gated norms of
+``mamba_split_conv1d_scan_combined`` (Mamba2's memory-efficient path) runs :func:`split_conv1d_scan`: the depthwise
+convolution, the same scan and the module's gated ``rmsnorm_fn`` over groups of ``dim // ngroups`` channels, as the
+kernel normalizes them (mamba_ssm 2.3.2's own ``mamba_split_conv1d_scan_ref`` normalizes over all channels, which
+differs from the kernel where ngroups > 1). The gated norms of
 ``layernorm_gated`` run its ``rms_norm_ref``. CUDA tensors outside export still take the Triton kernels.
 ``initial_states``, ``seq_idx`` and variable-length states are not covered (one line says so).
 """
@@ -48,6 +50,31 @@ def ssd_scan(x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False, dt
     return (out, state.reshape(batch, heads, headdim, n)) if return_final_states else out
 
 
+def split_conv1d_scan(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, dt_limit=(0.0, float("inf")),
+                      activation="silu", rmsnorm_weight=None, rmsnorm_eps=1e-6, outproj_weight=None, outproj_bias=None,
+                      headdim=None, ngroups=1, norm_before_gate=True, rmsnorm_fn=None):
+    """mamba_split_conv1d_scan_combined's result: zxbcdt (batch, L, 2 * dim + 2 * ngroups * N + heads) split into
+    the gate z, the convolved x / B / C and dt; the SSD; the gated norm per group (``rmsnorm_fn``); the projection."""
+    from avssm.compat.causal_conv1d_cuda import convolve
+
+    heads, headdim = (D.shape[0], headdim) if D.dim() == 1 else D.shape
+    batch, length, width = zxbcdt.shape
+    dim = heads * headdim
+    n = (width - 2 * dim - heads) // ngroups // 2
+    z, xbc, dt = zxbcdt.split([dim, dim + 2 * ngroups * n, heads], dim=-1)
+    xbc = convolve(xbc.transpose(1, 2), conv1d_weight, conv1d_bias, silu=activation in ("silu", "swish"))[0]
+    x, B, C = xbc.transpose(1, 2).split([dim, ngroups * n, ngroups * n], dim=-1)
+    z = z.reshape(batch, length, heads, headdim)
+    out = ssd_scan(x.reshape(batch, length, heads, headdim), dt.to(x.dtype), A, B.reshape(batch, length, ngroups, n),
+                   C.reshape(batch, length, ngroups, n), D.float(), None if rmsnorm_weight is not None else z,
+                   dt_bias, True, dt_limit)
+    out = out.reshape(batch, length, dim)
+    if rmsnorm_weight is not None:
+        out = rmsnorm_fn(out, rmsnorm_weight, None, z=z.reshape(batch, length, dim), eps=rmsnorm_eps,
+                         group_size=dim // ngroups, norm_before_gate=norm_before_gate)
+    return F.linear(out, outproj_weight, outproj_bias) if outproj_weight is not None else out
+
+
 def patch_ssd_combined(module) -> None:
     """mamba_ssm.ops.triton.ssd_combined: mamba_chunk_scan_combined and mamba_split_conv1d_scan_combined."""
     chunk_scan = getattr(module, "mamba_chunk_scan_combined", None)
@@ -65,8 +92,7 @@ def patch_ssd_combined(module) -> None:
         mamba_chunk_scan_combined.__wrapped__ = chunk_scan
         module.mamba_chunk_scan_combined = mamba_chunk_scan_combined
     split = getattr(module, "mamba_split_conv1d_scan_combined", None)
-    reference = getattr(module, "mamba_split_conv1d_scan_ref", None)
-    if callable(split) and callable(reference) and not hasattr(split, "__wrapped__"):
+    if callable(split) and not hasattr(split, "__wrapped__"):
         def mamba_split_conv1d_scan_combined(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, chunk_size,
                                              initial_states=None, seq_idx=None, dt_limit=(0.0, float("inf")),
                                              return_final_states=False, **kwargs):
@@ -74,7 +100,8 @@ def patch_ssd_combined(module) -> None:
                 return split(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, chunk_size, initial_states, seq_idx,
                              dt_limit, return_final_states, **kwargs)
             _not_covered(initial_states=initial_states, seq_idx=seq_idx, return_final_states=return_final_states)
-            return reference(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, chunk_size, dt_limit, **kwargs)
+            return split_conv1d_scan(zxbcdt, conv1d_weight, conv1d_bias, dt_bias, A, D, dt_limit,
+                                     rmsnorm_fn=module.rmsnorm_fn, **kwargs)
 
         mamba_split_conv1d_scan_combined.__wrapped__ = split
         module.mamba_split_conv1d_scan_combined = mamba_split_conv1d_scan_combined
