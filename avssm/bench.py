@@ -7,6 +7,10 @@ Each (model, size) is measured in a fresh subprocess on the PyTorch backend, so 
 own: peak RSS growth over the loaded model on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU.
 The report uses the run report's schema (``avssm.report/1``, kind ``bench``) with one entry per
 measurement and, per model, the log-log slope of latency and memory against pixel count (1.0 = linear).
+
+A model may also be an exported file (.onnx, or a TensorRT engine), any model's included (`avssm export
+package.module:name`): it runs on its runtime backend on random inputs, at its exported shapes, or at each size
+where its image input's height and width are dynamic; its peak memory is peak RSS growth over the loaded file.
 """
 from __future__ import annotations
 
@@ -66,6 +70,55 @@ def measure(model: str, height: int, width: int, device: str = "cpu", repeats: i
             "memory": {"peak_mib": float(peak), "source": source}, "params": sum(p.numel() for p in net.parameters())}
 
 
+def is_file(model: str) -> bool:
+    from pathlib import Path
+
+    from avssm.runtime.backends import ENGINE_SUFFIXES
+
+    return Path(model).suffix.lower() in (".onnx", *ENGINE_SUFFIXES)
+
+
+def _image_size_is_dynamic(model: str) -> bool:
+    from avssm.runtime.backends import load_backend
+
+    specs = load_backend(model).input_specs()
+    return len(specs) == 1 and len(specs[0][1]) == 4 and None in specs[0][1][2:]
+
+
+def measure_file(model: str, height: int, width: int, repeats: int = 3, warmup: int = 1) -> dict:
+    """Latency (ms) and peak memory (MiB) of one run of an exported file on random inputs (see the module)."""
+    import resource
+    import time
+
+    from avssm.runtime.backends import load_backend
+    from avssm.runtime.raw import random_inputs
+
+    be = load_backend(model)
+    feeds = random_inputs(be)
+    specs = be.input_specs()
+    if len(specs) == 1 and len(specs[0][1]) == 4 and None in specs[0][1][2:]:  # images of any size: this one
+        name, value = next(iter(feeds.items()))
+        feeds = {name: np.random.default_rng(0).standard_normal((value.shape[0], value.shape[1], height, width))
+                 .astype(value.dtype)}
+    else:
+        height, width = (feeds[specs[0][0]].shape[2:4] if feeds[specs[0][0]].ndim == 4 else (0, 0))
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        be.run_inputs(feeds)
+        if i >= warmup:
+            times.append((time.perf_counter() - t0) * 1000)
+    a = np.asarray(times)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+    return {"model": model, "height": int(height), "width": int(width), "pixels": int(height) * int(width),
+            "device": be.device, "backend": be.name, "inputs": {k: list(v.shape) for k, v in feeds.items()},
+            "latency_ms": {"inference": {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+                                         "p99": float(np.percentile(a, 99)), "max": float(a.max()),
+                                         "mean": float(a.mean()), "count": int(a.size)}},
+            "memory": {"peak_mib": float(max(peak, 0.0)), "source": "peak RSS growth over the loaded file"}}
+
+
 def _measure_in_subprocess(model, height, width, device, repeats, timeout) -> dict:
     cmd = [sys.executable, "-m", "avssm.bench", model, str(height), str(width), device, str(repeats)]
     try:
@@ -90,15 +143,23 @@ def scaling_exponent(pixels: list[int], values: list[float]) -> float | None:
 
 def bench(models=DEFAULT_MODELS, sizes=DEFAULT_SIZES, device: str = "cpu", repeats: int = 3, timeout: float = 600,
           progress=None) -> dict:
+    from pathlib import Path
+
     from avssm.models.registry import model_constructor
 
     for m in models:
-        model_constructor(m)  # unknown names fail before any work
+        if is_file(m):
+            if not Path(m).is_file():
+                raise AvssmError(f"--models {m}: no such file")
+        else:
+            model_constructor(m)  # unknown names fail before any work
     entries = []
     for m in models:
-        for h, w in sizes:
+        # an exported file at its own shapes, unless its image input takes any size
+        any_size = not is_file(m) or _image_size_is_dynamic(m)
+        for h, w in sizes if any_size else sizes[:1]:
             if progress:
-                progress(f"{m} at {h}x{w}")
+                progress(f"{m} at {h}x{w}" if any_size else f"{m} at its exported shapes")
             entries.append(_measure_in_subprocess(m, h, w, device, repeats, timeout))
     fits = {}
     for m in models:
@@ -149,4 +210,5 @@ def plot(report: dict, path: str) -> None:
 
 if __name__ == "__main__":  # one measurement, for bench()'s subprocesses
     model, height, width, device, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-    print(json.dumps(measure(model, height, width, device, repeats)))
+    print(json.dumps(measure_file(model, height, width, repeats) if is_file(model)
+                     else measure(model, height, width, device, repeats)))

@@ -122,13 +122,16 @@ def export_cmd(
     verify: bool = typer.Option(False, "--verify", help="Run the file and PyTorch on the same input and print the errors."),
     inputs: Optional[List[str]] = typer.Option(None, "--input", help="Your own model (package.module:name): an "
                                                "input's name and shape, NAME=1x256x64; repeat for each input."),
+    output_names: Optional[List[str]] = typer.Option(None, "--output-name", help="Your own model: its outputs' "
+                                                     "names, in order; repeat for each (default output0, output1, ...)."),
     json_path: Optional[str] = json_option(),
 ):
     """Export a model to ONNX (plugin or portable form) with the metadata the runtime reads."""
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
     if ":" in model:
-        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, opset, verify, json_path)
+        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, opset, verify, json_path,
+                                 output_names or None)
     size = parse_input_size(input_size)
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     with json_stdout(json_path), working("exporting") as step:
@@ -152,7 +155,8 @@ def print_verification(human, rows) -> None:
                     f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
 
 
-def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset, verify, json_path) -> None:
+def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset, verify, json_path,
+                      output_names) -> None:
     """`avssm export package.module:name --input x=1x256x64`: any nn.Module (avssm.export.module_export)."""
     from avssm.export.module_export import export_module, load_model_spec, parse_inputs
 
@@ -163,7 +167,8 @@ def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset,
     check_output(output, "--output", inputs={"--checkpoint": checkpoint})
     with json_stdout(json_path), working("exporting") as step:
         result = export_module(load_model_spec(spec), output, inputs=shapes, checkpoint=checkpoint, dynamic=dynamic,
-                               scan_op=scan_op, opset=opset, verify=verify, name=spec, progress=step)
+                               scan_op=scan_op, opset=opset, verify=verify, name=spec, output_names=output_names,
+                               progress=step)
     if json_path:
         write_json(result.to_dict(), json_path)
     human = human_console(json_path)
@@ -213,6 +218,8 @@ def run_cmd(
     view: bool = typer.Option(False, "--view", help="Serve the annotated stream for the Foxglove app "
                               "(ws://127.0.0.1:8765; needs foxglove-sdk): no GUI toolkit needed."),
     view_port: int = typer.Option(8765, "--view-port", min=0, max=65535, help="Port for --view."),
+    save_outputs: Optional[str] = typer.Option(None, "--save-outputs", metavar="DIR", help="Write each step's raw "
+                                               "model outputs into this new folder, one .npz per step (any model)."),
     json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write the report (and "
                                             "environment) as JSON to this file, or to stdout with '-' (the table "
                                             "then goes to stderr)."),
@@ -220,12 +227,15 @@ def run_cmd(
     """Run a detector on camera frames, a video or images and report latency per stage and memory.
 
     With no --camera/--source it runs the default detector on the short sample clip shipped with avssm.
+    A model that is not an avssm detector (`avssm export package.module:name`) runs without postprocessing: on
+    frames when it takes images, and with no --camera/--source on random inputs of its exported shapes.
     Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C, 143 on SIGTERM;
     the report of what ran is printed (and written) either way.
     """
     from avssm.app import default_model_file, default_sample_clip, open_model
     from avssm.errors import FaultError
     from avssm.runtime import format_table, run
+    from avssm.runtime.raw import is_detector, run_random
     from avssm.sizes import parse_size
 
     if camera and source:
@@ -237,7 +247,7 @@ def run_cmd(
                        iou_threshold=iou_threshold, show=show, save_video=save_video, jsonl=jsonl,
                        topics=tuple(topic or ()), record=record, record_images=record_images,
                        sync_tolerance_ms=sync_tolerance, view_port=view_port if view else None,
-                       max_image_pixels=max_image_pixels)
+                       max_image_pixels=max_image_pixels, save_outputs=save_outputs)
     inputs = {"--model": model, "--checkpoint": checkpoint}
     for one in specs:
         config.check(one, inputs)
@@ -248,8 +258,12 @@ def run_cmd(
             with working("building the default detector (once)") as step:
                 model = str(default_model_file(progress=step))
         backend_ = open_model(model, backend, checkpoint=checkpoint, device=device, plugin_lib=plugin_lib)
-        with working(f"running on {', '.join(specs)}"):
-            report = run(backend_, spec, config, warn=warn)
+        if not (camera or source) and not is_detector(backend_):
+            with working("running on random inputs"):
+                report = run_random(backend_, config, warn=warn)
+        else:
+            with working(f"running on {', '.join(specs)}"):
+                report = run(backend_, spec, config, warn=warn)
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if json_path:
         write_json(report, json_path)
@@ -261,7 +275,8 @@ def run_cmd(
 
 @app.command("bench")
 def bench_cmd(
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names "
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated model names or exported files "
+                                         "(.onnx, engines: any model's, on random inputs of its shapes) "
                                          "(default: vmamba_tiny_det, vim_tiny_det, deit_tiny_det)."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="Comma-separated HxW sizes (default: 512x512, 720x1280, "
                                         "1080x1920, 1248x1248, 2160x3840; --quick: 256x256, 384x640, 720x1280)."),
@@ -287,7 +302,8 @@ def bench_cmd(
     for col in ("model", "size HxW", "latency p50 ms", "peak memory MiB"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for e in report["entries"]:
-        size = f"{e['height']}x{e['width']}"
+        size = f"{e['height']}x{e['width']}" if e.get("pixels") else ", ".join(
+            f"{name}[{','.join(map(str, shape))}]" for name, shape in (e.get("inputs") or {}).items())
         if "error" in e:
             table.add_row(e["model"], size, "-", e["error"][:40])
         else:
@@ -295,6 +311,8 @@ def bench_cmd(
     human = human_console(json_path)
     human.print(table)
     for model, fit in report["fits"].items():
+        if sum(e["model"] == model for e in report["entries"]) < 2:
+            continue  # one measurement (a file at its exported shapes): nothing to fit
         lat, mem = fit["latency_exponent"], fit["memory_exponent"]
         human.print(f"{model}: latency ~ pixels^{lat:.2f}, memory ~ pixels^{mem:.2f}" if lat is not None and mem is not None
                     else f"{model}: not enough points to fit")

@@ -86,3 +86,120 @@ def test_what_cannot_be_exported_is_one_line(user_model, spec, extra, message):
     lines = [line for line in r.stderr.splitlines() if line.startswith("avssm: error:")]
     assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr[-2000:]
     assert not (user_model / "x.onnx").exists()
+
+
+# ---------------------------------------------------------------------- running files that are not avssm detectors
+
+OWN_MODELS = '''
+import torch
+from avssm.models import create_model
+from avssm.ops import selective_scan
+
+
+class Sequence(torch.nn.Module):
+    """Two inputs of (batch, L, 8): a selective scan over their sum, in mamba_ssm's shapes."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Linear(8, 8 + 2 * 4 + 8)
+        self.A = torch.nn.Parameter(-torch.rand(8, 4) - 0.5)
+
+    def forward(self, x, y):
+        u, b, c, dt = self.proj(x + y).split([8, 4, 4, 8], dim=-1)
+        out = selective_scan(u.transpose(1, 2), dt.transpose(1, 2), self.A, b.transpose(1, 2)[:, None],
+                             c.transpose(1, 2)[:, None], delta_softplus=True)
+        return out.transpose(1, 2), out.sum(1)
+
+
+class Head(torch.nn.Module):
+    """A user's head on avssm's VMamba backbone: scores and boxes per cell of the stride-16 map."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = create_model("vmamba_tiny", num_classes=0, depths=(1, 1, 1, 1), embed_dim=16)
+        self.scores = torch.nn.Conv2d(64, 3, 1)
+        self.boxes = torch.nn.Conv2d(64, 4, 1)
+
+    def forward(self, images):
+        (features,) = self.backbone.forward_intermediates(images, indices=[2])
+        return self.scores(features).sigmoid(), self.boxes(features)
+'''
+
+
+@pytest.fixture(scope="module")
+def own_files(tmp_path_factory):
+    """The two models above exported: seq.onnx (inputs x and y, 1x24x8) and head.onnx (images 1x3x64x96)."""
+    folder = tmp_path_factory.mktemp("own")
+    (folder / "own_models.py").write_text(OWN_MODELS)
+    for spec, file, extra in (("own_models:Sequence", "seq.onnx", ["--input", "x=1x24x8", "--input", "y=1x24x8",
+                                                                   "--output-name", "seq", "--output-name", "total"]),
+                              ("own_models:Head", "head.onnx", ["--input", "images=1x3x64x96"])):
+        r = avssm(folder, "export", spec, "-o", file, *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return folder
+
+
+def test_a_file_without_detector_metadata_runs_on_random_inputs_and_writes_raw_outputs(own_files, tmp_path):
+    import numpy as np
+
+    from avssm.runtime.backends import load_backend
+    from avssm.runtime.raw import random_inputs
+
+    out = tmp_path / "outs"
+    r = avssm(own_files, "run", "-m", "seq.onnx", "--max-frames", "3", "--warmup", "1", "--save-outputs", out,
+              "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    notice = [line for line in r.stderr.splitlines() if "not an avssm detector" in line]
+    assert len(notice) == 1 and "random inputs x[1,24,8], y[1,24,8]" in notice[0]
+    report = json.loads(r.stdout)
+    assert report["source"]["spec"] == "random inputs" and report["source"]["inputs"] == {"x": [1, 24, 8],
+                                                                                          "y": [1, 24, 8]}
+    assert report["frames"]["processed"] == 3 and {"inference", "outputs"} <= set(report["latency_ms"])
+    assert "postprocess" not in report["latency_ms"] and report["memory"]["peak_rss_mib"] > 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["000000.npz", "000001.npz", "000002.npz", "000003.npz"]  # the warm-up step and 3 timed
+    be = load_backend(str(own_files / "seq.onnx"))
+    want = be.run_inputs(random_inputs(be))
+    got = np.load(out / "000003.npz")
+    assert sorted(got.files) == ["seq", "total"]
+    assert all(np.array_equal(got[k], want[k]) for k in ("seq", "total"))
+
+
+def test_a_model_that_takes_images_runs_on_frames_without_postprocessing(own_files, tmp_path):
+    from avssm.app import default_sample_clip
+
+    r = avssm(own_files, "run", "-m", "head.onnx", "--source", default_sample_clip(), "--resize", "64x96",
+              "--max-frames", "2", "--save-outputs", tmp_path / "outs", "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "not an avssm detector (task custom): running it on camera frames" in r.stderr
+    report = json.loads(r.stdout)
+    assert report["frames"]["processed"] == 2 and "postprocess" not in report["latency_ms"]
+    assert {"preprocess", "inference", "outputs", "end_to_end"} <= set(report["latency_ms"])
+    import numpy as np
+
+    first = np.load(tmp_path / "outs" / "000000.npz")
+    assert first["output0"].shape == (1, 3, 4, 6) and first["output1"].shape == (1, 4, 4, 6)
+
+
+def test_what_a_run_of_such_a_file_cannot_do_is_one_line_before_any_work(own_files, tmp_path):
+    from avssm.app import default_sample_clip
+
+    r = avssm(own_files, "run", "-m", "seq.onnx", "--source", default_sample_clip())
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
+        "takes x[1,24,8], y[1,24,8], not camera frames ((batch, 3, H, W)); run it without --camera/--source to "
+        "time it on random inputs of those shapes")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "000000.npz").write_bytes(b"the user's")
+    r = avssm(own_files, "run", "-m", "seq.onnx", "--save-outputs", mine)
+    assert r.returncode == 2 and "--save-outputs" in r.stderr and "is not empty" in r.stderr
+    assert (mine / "000000.npz").read_bytes() == b"the user's"
+
+
+def test_bench_times_such_a_file_at_its_exported_shapes(own_files):
+    r = avssm(own_files, "bench", "--models", "seq.onnx", "--repeats", "2", "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (entry,) = json.loads(r.stdout)["entries"]
+    assert entry["inputs"] == {"x": [1, 24, 8], "y": [1, 24, 8]} and entry["latency_ms"]["inference"]["count"] == 2

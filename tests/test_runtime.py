@@ -85,7 +85,8 @@ def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
     assert report["schema"] == SCHEMA and report["kind"] == "run" and report["error"] is None
     assert report["backend"]["name"] == "onnxruntime" and "CPU" in report["backend"]["reason"]
     assert report["frames"] == {"processed": 4, "warmup": 1, "captured": 5, "dropped": 0, "unreadable": 0}
-    assert set(report["latency_ms"]) == set(STAGES) - {"from_stamp"}  # from_stamp: recordings replayed in real time
+    assert set(report["latency_ms"]) == set(STAGES) - {"from_stamp", "outputs"}  # from_stamp: recordings replayed in
+    # real time; outputs: --save-outputs
     for s in report["latency_ms"].values():
         assert 0 <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"] and s["count"] == 4
     assert report["memory"]["peak_rss_mib"] > 0 and report["throughput_fps"] > 0

@@ -41,6 +41,17 @@ class Backend:
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def input_specs(self) -> list[tuple[str, tuple, type]]:
+        """(name, shape with None where a dimension is dynamic, numpy dtype) of each of the model's inputs."""
+        return [(self.input_name, (self.fixed_batch, 3, *(self.fixed_hw or (None, None))), self.input_dtype)]
+
+    def run_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs for a value of every input (a model of several inputs; :meth:`infer` feeds the first)."""
+        if set(feeds) != {self.input_name}:
+            raise BackendError(f"model {self.metadata.get('model')}: takes the input {self.input_name}, "
+                               f"was given {', '.join(feeds)}")
+        return self.infer(feeds[self.input_name])
+
     def memory(self) -> dict:
         return {}
 
@@ -146,13 +157,26 @@ class OnnxRuntimeBackend(Backend):
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.run_inputs({self.input_name: images})
+
+    def input_specs(self) -> list[tuple[str, tuple, type]]:
+        return [(i.name, tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape),
+                 _ORT_TYPES.get(i.type, np.float32)) for i in self.session.get_inputs()]
+
+    def run_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            outputs = self.session.run(None, {self.input_name: images})
+            outputs = self.session.run(None, feeds)
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's errors for a frame it cannot run
             message = " ".join(str(e).split())[:300]
-            raise FaultError(f"model {self.info['model_file']}: ONNX Runtime failed on a "
-                             f"{'x'.join(map(str, images.shape))} input: {message}") from None
+            shapes = ", ".join(f"{'x'.join(map(str, v.shape))}" for v in feeds.values())
+            raise FaultError(f"model {self.info['model_file']}: ONNX Runtime failed on a {shapes} input: "
+                             f"{message}") from None
         return dict(zip(self.output_names, outputs))
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(bool)": np.bool_}
 
 
 # ------------------------------------------------------------------------------------------ selection

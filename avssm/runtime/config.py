@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from avssm.errors import AvssmError
-from avssm.outputs import check_output
+from avssm.outputs import check_output, check_output_dir
 from avssm.images import MAX_IMAGE_PIXELS
 
 
@@ -29,6 +30,7 @@ class RunConfig:
     sync_tolerance_ms: float | None = None   # several topics of a recording: a batch's stamps lie within this
     view_port: int | None = None             # serve the annotated stream for the Foxglove app on this port
     max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images and recorded frames are refused undecoded
+    save_outputs: str | None = None          # each step's raw model outputs, one .npz per step, in this new folder
 
     def check(self, source: str, inputs: dict | None = None) -> None:
         """Refuse, before any work, values out of range and outputs that cannot be written or are inputs."""
@@ -60,3 +62,14 @@ class RunConfig:
         for flag, path in (("--save-video", self.save_video), ("--jsonl", self.jsonl), ("--record", self.record)):
             if path:
                 check_output(path, flag, inputs=inputs)
+        if self.save_outputs:
+            check_outputs_folder(self.save_outputs)
+
+
+def check_outputs_folder(folder: str) -> None:
+    """``--save-outputs``: a new or empty folder that can be written (nothing in it is overwritten)."""
+    path = Path(folder)
+    if path.is_dir() and any(path.iterdir()):
+        raise AvssmError(f"--save-outputs {folder}: is not empty; give a new or empty folder (nothing in it is "
+                         "overwritten)")
+    check_output_dir(path, "--save-outputs")

@@ -22,6 +22,7 @@ from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
 from avssm.runtime.preprocess import check_frame_fits, preprocess
+from avssm.runtime.raw import OutputWriter, frames_problem, is_detector, notice
 from avssm.runtime.sources import Frame, FrameSource, SourceGroup
 
 
@@ -219,10 +220,14 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         c.check(spec, {"--model": model if isinstance(model, str) else None})
     be = model if isinstance(model, Backend) else load_backend(model)
     meta = be.metadata
-    if meta.get("task") != "detection":
-        raise AvssmError(f"model {meta.get('model')}: `avssm run` needs a detector; this one is a {meta.get('task')}")
-    if (message := be.random_weights_warning()) is not None:
+    detector = is_detector(be)
+    if not detector:  # the user's own model on frames: no postprocessing (avssm/runtime/raw.py)
+        if (problem := frames_problem(be)) is not None:
+            raise AvssmError(problem)
+        warn(notice(be, frames=True))
+    elif (message := be.random_weights_warning()) is not None:
         warn(message)
+    writer = OutputWriter(c.save_outputs) if c.save_outputs else None
     warmup, max_frames = c.warmup, c.max_frames
     group = SourceGroup(_sources(source, c, (max_frames + warmup) if max_frames else None, warn), c.sync_tolerance_ms)
     batch = len(group.sources)
@@ -250,13 +255,16 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         if len({f.image.shape for f in frames}) > 1:
             sizes = ", ".join(f"{n} {f.image.shape[0]}x{f.image.shape[1]}" for n, f in zip(names, frames))
             raise AvssmError(f"sources give frames of different sizes ({sizes}); --resize HxW makes them one")
-        x = np.concatenate([preprocess(f.image, meta["input"], be.input_dtype) for f in frames])
+        x = np.concatenate([preprocess(f.image, meta["input"] if detector else None, be.input_dtype) for f in frames])
         t1 = time.perf_counter()
         out = be.infer(x)
         t2 = time.perf_counter()
         found = [postprocess(out["boxes"][i], out["scores"][i], class_names, c.score_threshold, c.iou_threshold)
-                 for i in range(len(frames))]
+                 if detector else [] for i in range(len(frames))]
         t3 = time.perf_counter()
+        if writer is not None and sink:
+            writer.write(out)
+        t4 = time.perf_counter()
         if warmed < warmup:
             warmed += 1
         else:
@@ -267,18 +275,21 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
             times.add("capture_wait", t0 - t_wait)
             times.add("preprocess", t1 - t0)
             times.add("inference", t2 - t1)
-            times.add("postprocess", t3 - t2)
+            if detector:
+                times.add("postprocess", t3 - t2)
+            if writer is not None and sink:
+                times.add("outputs", t4 - t3)
             for i, frame in enumerate(frames):
                 stages = [times, per_source[i]] if per_source else [times]
                 for t in stages:
-                    t.add("end_to_end", t3 - frame.captured_at)
+                    t.add("end_to_end", t4 - frame.captured_at)
                     if frame.due is not None:  # a recording replayed at its pace: from the image's stamp
-                        t.add("from_stamp", t3 - frame.due)
+                        t.add("from_stamp", t4 - frame.due)
         if sink:
-            fps = processed * len(frames) / (t3 - t_start) if t_start and t3 > t_start else None
+            fps = processed * len(frames) / (t4 - t_start) if t_start and t4 > t_start else None
             stats = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
             for frame, dets in zip(frames, found):
-                sinks.write(frame, dets, fps, {**stats, "end_to_end_ms": (t3 - frame.captured_at) * 1e3})
+                sinks.write(frame, dets, fps, {**stats, "end_to_end_ms": (t4 - frame.captured_at) * 1e3})
                 if on_frame is not None:
                     on_frame(frame, dets)
 
@@ -327,7 +338,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         "backend": be.describe(),
         "source": {"spec": specs[0] if len(specs) == 1 else specs, "camera": c.camera, "drop": sources[0].drop,
                    "realtime": c.realtime, "resize": list(c.resize) if c.resize else None,  # [height, width]
-                   "topics": list(c.topics), "batch": batch},
+                   "topics": list(c.topics), "batch": batch, "save_outputs": c.save_outputs},
         # frames: per source (a batch of N counts N processed frames)
         "frames": {"processed": processed * batch, "warmup": warmed * batch,
                    "captured": sum(s.captured for s in sources), "dropped": sum(s.dropped for s in sources),

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SCHEMA = "avssm.report/1"
-# from_stamp: a recording replayed with --realtime, from the image's header.stamp to its detections
-STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "end_to_end", "from_stamp")
+# outputs: writing the raw outputs (--save-outputs); from_stamp: a recording replayed with --realtime, from the
+# image's header.stamp to its detections
+STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "outputs", "end_to_end", "from_stamp")
 
 
 @dataclass
@@ -126,9 +127,15 @@ def format_table(report: dict) -> str:
     lines.append(f"model {m.get('model')} ({m.get('precision')}, {scan}) on {b['name']} [{b['device']}]"
                  + (f" - {b['reason']}" if b.get("reason") else ""))
     fr = report["frames"]
-    lines.append(f"frames: {fr['processed']} processed after {fr['warmup']} warm-up, {fr['dropped']} dropped, "
-                 f"{fr['captured']} captured" + (f", {fr['unreadable']} unreadable skipped" if fr.get("unreadable") else "")
-                 + f"; throughput {report['throughput_fps']:.2f} fps")
+    source = report.get("source") or {}
+    if source.get("spec") == "random inputs":
+        inputs = ", ".join(f"{name}[{','.join(map(str, shape))}]" for name, shape in source["inputs"].items())
+        lines.append(f"steps: {fr['processed']} timed after {fr['warmup']} warm-up on random inputs {inputs}; "
+                     f"throughput {report['throughput_fps']:.2f} per second")
+    else:
+        lines.append(f"frames: {fr['processed']} processed after {fr['warmup']} warm-up, {fr['dropped']} dropped, "
+                     f"{fr['captured']} captured" + (f", {fr['unreadable']} unreadable skipped" if fr.get("unreadable") else "")
+                     + f"; throughput {report['throughput_fps']:.2f} fps")
     lines.append(f"{'stage':<14}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for stage in STAGES:
         s = report["latency_ms"].get(stage)
@@ -139,7 +146,6 @@ def format_table(report: dict) -> str:
         timing = f"; end_to_end p50 {e2e['p50']:.1f} p99 {e2e['p99']:.1f} ms" if e2e else ""
         unsynced = f", {row['unsynced']} skipped to sync" if row.get("unsynced") else ""
         lines.append(f"source {row['name']}: {row['captured']} captured, {row['dropped']} dropped{unsynced}{timing}")
-    source = report.get("source") or {}
     if report["latency_ms"].get("end_to_end") and source.get("drop") == "none" and not source.get("realtime"):
         lines.append("(end_to_end includes the wait behind earlier frames read ahead; --realtime plays a file "
                      "like a camera)")

@@ -259,14 +259,27 @@ class TensorRTBackend(Backend):
         return ptr
 
     def infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return self.run_inputs({self.inputs[0]: images})
+
+    def input_specs(self) -> list[tuple[str, tuple, type]]:
+        return [(n, tuple(d if d > 0 else None for d in self.engine.get_tensor_shape(n)),
+                 self.trt.nptype(self.engine.get_tensor_dtype(n))) for n in self.inputs]
+
+    def run_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart, trt = self.cudart, self.trt
-        images = np.ascontiguousarray(images, dtype=self.input_dtype)
-        self.context.set_input_shape(self.inputs[0], images.shape)
-        ptr = self._buffer(self.inputs[0], images.nbytes)
+        if set(feeds) != set(self.inputs):
+            raise BackendError(f"engine {self.info['engine']}: takes the inputs {', '.join(self.inputs)}, "
+                               f"was given {', '.join(feeds)}")
         kind = cudart.cudaMemcpyKind
-        _check(cudart.cudaMemcpyAsync(ptr, images.ctypes.data, images.nbytes, kind.cudaMemcpyHostToDevice, self.stream),
-               "cudaMemcpyAsync")
-        self.context.set_tensor_address(self.inputs[0], ptr)
+        staged = []  # the host arrays stay alive until the stream is synchronized
+        for name in self.inputs:
+            value = np.ascontiguousarray(feeds[name], dtype=trt.nptype(self.engine.get_tensor_dtype(name)))
+            staged.append(value)
+            self.context.set_input_shape(name, value.shape)
+            ptr = self._buffer(name, value.nbytes)
+            _check(cudart.cudaMemcpyAsync(ptr, value.ctypes.data, value.nbytes, kind.cudaMemcpyHostToDevice,
+                                          self.stream), "cudaMemcpyAsync")
+            self.context.set_tensor_address(name, ptr)
         host = {}
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
