@@ -78,9 +78,11 @@ def parse_inputs(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
 
 def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tuple[int, ...]]], checkpoint=None,
                   dynamic: bool = False, scan_op: str = "plugin", opset: int = 17, verify: bool = False,
-                  name: str | None = None, progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Export ``model`` called on random inputs of the given shapes. ``dynamic`` makes each input's and output's
-    first dimension (the batch) symbolic. ``verify`` runs the file on ONNX Runtime (the portable form; the plugin
+                  name: str | None = None, output_names: list[str] | None = None,
+                  progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``model`` called on random inputs of the given shapes. ``output_names`` name its outputs, in order
+    (default ``output``, or ``output0``, ``output1``, ...). ``dynamic`` makes each input's and output's first
+    dimension (the batch) symbolic. ``verify`` runs the file on ONNX Runtime (the portable form; the plugin
     form with avssm's CPU op where it is built) against PyTorch on those inputs."""
     from avssm import compat
     from avssm.graph.lowering import lower_selective_scan
@@ -106,7 +108,13 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
     with torch.no_grad():
         expected = model(*example)
     expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
-    output_names = [f"output{i}" for i in range(len(expected))] if len(expected) > 1 else ["output"]
+    if output_names and len(output_names) != len(expected):
+        raise AvssmError(f"--output-name: {len(output_names)} names given ({', '.join(output_names)}) for the "
+                         f"{len(expected)} outputs the model returns; give one per output, in order")
+    if len(set(names + list(output_names or []))) != len(names) + len(output_names or []):
+        raise AvssmError(f"--input / --output-name: names must all differ, got {', '.join(names + (output_names or []))}")
+    output_names = list(output_names or ([f"output{i}" for i in range(len(expected))] if len(expected) > 1
+                                         else ["output"]))
     axes = {n: {0: "batch"} for n in names + output_names} if dynamic else None
     with faults_as("--output", output), atomic_output(output) as tmp:
         step(f"tracing {name or type(model).__name__}")
