@@ -49,8 +49,9 @@ def _scan(u, delta, A, B, C, D, delta_bias, delta_softplus, last_state=False):
                           delta_bias=delta_bias, delta_softplus=delta_softplus, return_last_state=last_state)
 
 
-def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus) -> torch.Tensor:
-    """x: per chunk of CHUNK tokens, (product of exp(delta * A) since the first token, state) interleaved."""
+def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus, final) -> torch.Tensor:
+    """x: per chunk of CHUNK tokens, (product of exp(delta * A) since the first token, state) interleaved. ``final``
+    is the state after the last token (the whole scan's last state), the last chunk's entry."""
     batch, dim, length = u.shape
     dt = delta.float() + (delta_bias.float()[:, None] if delta_bias is not None else 0.0)
     dt = F.softplus(dt) if delta_softplus else dt
@@ -60,6 +61,10 @@ def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus) -> torch.Tensor
     state = None
     for start in range(0, max(length, 1), CHUNK):
         end = min(start + CHUNK, length)
+        products.append(torch.exp(total[..., end - 1, None] * A))
+        if end == length:
+            states.append(final.float())
+            break
 
         def cut(t, piece=slice(start, end)):
             return t if t.dim() == 2 else t[..., piece]  # a constant (dim, N) B or C has no tokens
@@ -68,7 +73,6 @@ def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus) -> torch.Tensor
         _, local = _scan(cut(u), cut(delta), A, cut(B), cut(C), None, delta_bias, delta_softplus, last_state=True)
         within = total[..., end - 1] - (total[..., start - 1] if start else 0.0)  # (batch, dim)
         state = local if state is None else local + torch.exp(within[..., None] * A) * state
-        products.append(torch.exp(total[..., end - 1, None] * A))
         states.append(state)
     x = torch.stack([torch.stack(products, dim=2), torch.stack(states, dim=2)], dim=-1)  # (b, d, chunks, N, 2)
     return x.reshape(batch, dim, len(states), 2 * A.shape[1]).contiguous()
@@ -77,12 +81,14 @@ def _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus) -> torch.Tensor
 @torch.no_grad()
 def fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     _check(A, B, C)
-    out = _scan(u, delta, A, B, C, D, delta_bias, delta_softplus).to(delta.dtype)
     if torch.onnx.is_in_onnx_export():  # the scan is one SelectiveScan node; an exported graph has no chunk states
+        out = _scan(u, delta, A, B, C, D, delta_bias, delta_softplus)
         batch, dim, length = u.shape
         x = u.new_zeros(batch, dim, (int(length) + CHUNK - 1) // CHUNK, 2 * A.shape[1], dtype=torch.float32)
-    else:
-        x = _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus)
+    else:  # one pass gives the output and the last chunk's state; earlier chunks' states are scanned on their own
+        out, final = _scan(u, delta, A, B, C, D, delta_bias, delta_softplus, last_state=True)
+        x = _chunk_states(u, delta, A, B, C, delta_bias, delta_softplus, final)
+    out = out.to(delta.dtype)
     if z is None:
         return [out, x]
     return [out, x, (out.float() * F.silu(z.float())).to(z.dtype)]
