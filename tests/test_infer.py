@@ -356,7 +356,7 @@ def test_run_table_is_avssm_runs(tmp_path, frames, error):
     rng = np.random.default_rng(frames)
     times = StageTimes()
     lines = ["model vmamba_nano_det fp16 plugin", f"frames {frames} 3 0 {frames + 3} 0", "throughput 41.2345"]
-    for stage in STAGES[1:]:
+    for stage in [s for s in STAGES[1:] if s != "outputs"]:  # the C library writes no raw outputs
         values = rng.gamma(2.0, 3.0, frames)
         for v in values:
             times.add(stage, v / 1000.0)
