@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import sys
-import time
 
 import numpy as np
 import torch
@@ -30,18 +29,7 @@ import torch.nn.functional as F
 from avssm import compat, native
 from avssm.malloc import keep_freed_memory
 from avssm.ops import selective_scan
-
-
-def interleaved_medians(fns: dict, repeats: int) -> dict:
-    """{name: median seconds} of calling each fn once per round, the rounds after one warm-up round."""
-    times = {name: [] for name in fns}
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            if round_:
-                times[name].append(time.perf_counter() - t0)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+from bench_onnx_cpu import interleaved_medians  # this folder: run as a script
 
 
 class AvssmMamba(torch.nn.Module):

@@ -312,8 +312,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
             t_again = time.perf_counter()
             step([replace(f, captured_at=t_again) for f in last], t_again, sink=False)
     except KeyboardInterrupt as e:
-        interrupted = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-        error = "terminated (SIGTERM)" if interrupted == "SIGTERM" else "interrupted (Ctrl-C)"
+        interrupted, error = rep.interruption(e, Terminated)
     except AvssmError as e:
         if processed == 0 and warmed == 0:
             raise
@@ -323,12 +322,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     if unwritten and error is None:
         error = unwritten
     elapsed = (time.perf_counter() - t_start) if t_start else 0.0
-    memory = {"peak_rss_mib": rep.peak_rss_mib(), "rss_mib": rep.rss_mib()}
-    if rss_after_warmup is not None:
-        memory["rss_after_warmup_mib"] = rss_after_warmup
-    memory.update(be.memory())
-    memory.update(rep.gpu_memory())
-    memory.update(rep.jetson_memory())
+    memory = rep.run_memory(be, rss_after_warmup)
     sources = group.sources
     report = {
         "schema": rep.SCHEMA,

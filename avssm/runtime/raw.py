@@ -116,19 +116,13 @@ def run_random(be: Backend, config: RunConfig | None = None, *, warn=None) -> di
                 times.add("outputs", t2 - t1)
             times.add("end_to_end", t2 - t0)
     except KeyboardInterrupt as e:
-        interrupted = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
-        error = "terminated (SIGTERM)" if interrupted == "SIGTERM" else "interrupted (Ctrl-C)"
+        interrupted, error = rep.interruption(e, Terminated)
     except AvssmError as e:
         if done == 0 and warmed == 0:
             raise
         error = str(e)
     elapsed = time.perf_counter() - t_start
-    memory = {"peak_rss_mib": rep.peak_rss_mib(), "rss_mib": rep.rss_mib()}
-    if rss_after_warmup is not None:
-        memory["rss_after_warmup_mib"] = rss_after_warmup
-    memory.update(be.memory())
-    memory.update(rep.gpu_memory())
-    memory.update(rep.jetson_memory())
+    memory = rep.run_memory(be, rss_after_warmup)
     meta = be.metadata
     batch = next(iter(feeds.values())).shape[0] if feeds and next(iter(feeds.values())).ndim else 1
     return {

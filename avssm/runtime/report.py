@@ -57,6 +57,23 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def run_memory(backend, rss_after_warmup: float | None) -> dict:
+    """A run's memory: this process's peak and current RSS (and after the warm-up), the backend's, the GPU's."""
+    memory = {"peak_rss_mib": peak_rss_mib(), "rss_mib": rss_mib()}
+    if rss_after_warmup is not None:
+        memory["rss_after_warmup_mib"] = rss_after_warmup
+    memory.update(backend.memory())
+    memory.update(gpu_memory())
+    memory.update(jetson_memory())
+    return memory
+
+
+def interruption(e: KeyboardInterrupt, terminated: type) -> tuple[str, str]:
+    """(signal, error) of a run stopped by Ctrl-C or SIGTERM (``terminated``: the exception SIGTERM raises)."""
+    signal = "SIGTERM" if isinstance(e, terminated) else "SIGINT"
+    return signal, "terminated (SIGTERM)" if signal == "SIGTERM" else "interrupted (Ctrl-C)"
+
+
 def is_jetson() -> bool:
     return os.path.exists("/etc/nv_tegra_release") or os.path.exists("/sys/module/tegra_fuse")
 
