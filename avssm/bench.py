@@ -78,11 +78,15 @@ def is_file(model: str) -> bool:
     return Path(model).suffix.lower() in (".onnx", *ENGINE_SUFFIXES)
 
 
+def _takes_any_image_size(specs) -> bool:
+    """One image input, (batch, 3, H, W), whose height or width is dynamic."""
+    return len(specs) == 1 and len(specs[0][1]) == 4 and None in specs[0][1][2:]
+
+
 def _image_size_is_dynamic(model: str) -> bool:
     from avssm.runtime.backends import load_backend
 
-    specs = load_backend(model).input_specs()
-    return len(specs) == 1 and len(specs[0][1]) == 4 and None in specs[0][1][2:]
+    return _takes_any_image_size(load_backend(model).input_specs())
 
 
 def measure_file(model: str, height: int, width: int, repeats: int = 3, warmup: int = 1) -> dict:
@@ -96,7 +100,7 @@ def measure_file(model: str, height: int, width: int, repeats: int = 3, warmup: 
     be = load_backend(model)
     feeds = random_inputs(be)
     specs = be.input_specs()
-    if len(specs) == 1 and len(specs[0][1]) == 4 and None in specs[0][1][2:]:  # images of any size: this one
+    if _takes_any_image_size(specs):  # images of any size: this one
         name, value = next(iter(feeds.items()))
         feeds = {name: np.random.default_rng(0).standard_normal((value.shape[0], value.shape[1], height, width))
                  .astype(value.dtype)}
