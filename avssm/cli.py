@@ -453,7 +453,8 @@ def train_cmd(
 def calib_cmd(
     model: str = typer.Argument(..., help="fp32 ONNX file from `avssm export` (plugin or portable form)."),
     data: str = typer.Option(..., "--data", help="Calibration frames: video, image folder, image, stream URL or a "
-                             "COCO JSON (its images/ folder)."),
+                             "COCO JSON (its images/ folder); for any model, a folder of .npz samples (one array "
+                             "per input, numpy.savez)."),
     output: str = typer.Option(..., "--output", "-o", help="INT8 Q/DQ file to write (a plugin-form input also gets "
                                "OUTPUT.portable.onnx, its ONNX Runtime twin)."),
     frames: int = typer.Option(CalibOptions.frames, "--frames", min=1, help="Calibration frames to read."),
@@ -486,14 +487,14 @@ def calib_cmd(
         write_json(result, json_path)
     human = human_console(json_path)
     human.print(f"wrote {result['output']} ({result['form']} form, {result['method']}, "
-                f"{result['calibration_frames']} frames, {result['quantized_nodes']} nodes quantized, "
+                f"{result['calibration_frames']} {result['data']}, {result['quantized_nodes']} nodes quantized, "
                 f"{len(result['kept_nodes'])} kept in higher precision)", markup=False)
     if result["portable_twin"]:
         human.print(f"wrote {result['portable_twin']} (the same INT8 graph in standard ops, for ONNX Runtime)",
                     markup=False)
     for name, r in result["outputs"].items():
         human.print(f"{name}: SQNR {r['sqnr_db']:.1f} dB, cosine {r['cosine']:.6f}, max abs error "
-                    f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out frames", markup=False)
+                    f"{r['max_abs_error']:.4g} on {result['heldout_frames']} held-out {result['data']}", markup=False)
 
 
 @app.command("build")

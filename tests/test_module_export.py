@@ -203,3 +203,56 @@ def test_bench_times_such_a_file_at_its_exported_shapes(own_files):
     assert r.returncode == 0, r.stderr[-2000:]
     (entry,) = json.loads(r.stdout)["entries"]
     assert entry["inputs"] == {"x": [1, 24, 8], "y": [1, 24, 8]} and entry["latency_ms"]["inference"]["count"] == 2
+
+
+def _samples(folder, count, shapes, seed=0):
+    import numpy as np
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        np.savez(folder / f"{i:03d}.npz", **{n: rng.standard_normal(s).astype("float32") for n, s in shapes.items()})
+    return folder
+
+
+def test_a_model_of_your_own_calibrates_on_npz_samples_or_on_frames(own_files, tmp_path):
+    from avssm.app import default_sample_clip
+
+    data = _samples(tmp_path / "samples", 10, {"x": (1, 24, 8), "y": (1, 24, 8)})
+    r = avssm(own_files, "calib", "seq.onnx", "--data", data, "--frames", "8", "--holdout", "2",
+              "-o", tmp_path / "seq.int8.onnx", "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["data"] == "samples" and report["calibration_frames"] == 8 and report["heldout_frames"] == 2
+    assert report["quantized_nodes"] >= 1 and set(report["outputs"]) == {"seq", "total"}
+    assert all(o["cosine"] > 0.95 for o in report["outputs"].values())
+    # a model that takes images: frames normalized as `avssm run` normalizes them for it
+    r = avssm(own_files, "calib", "head.onnx", "--data", default_sample_clip(), "--resize", "64x96", "--frames", "3",
+              "--min-frames", "2", "--holdout", "1", "-o", tmp_path / "head.int8.onnx", "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(r.stdout)
+    assert report["data"] == "frames" and report["calibration_frames"] == 3
+    assert all(o["cosine"] > 0.95 for o in report["outputs"].values())
+
+
+def test_calibration_data_that_does_not_fit_the_model_is_one_line(own_files, tmp_path):
+    import numpy as np
+
+    from avssm.app import default_sample_clip
+
+    out = tmp_path / "seq.int8.onnx"
+    r = avssm(own_files, "calib", "seq.onnx", "--data", default_sample_clip(), "-o", out)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith(
+        "takes x[1,24,8], y[1,24,8], not camera frames; give --data a folder of .npz files, one sample each with an "
+        "array per input (numpy.savez)")
+    data = _samples(tmp_path / "samples", 2, {"x": (1, 24, 8), "y": (1, 24, 8)})
+    (data / "002.npz").write_bytes(b"not a zip")                          # skipped, with a warning
+    np.savez(data / "003.npz", x=np.zeros((1, 24, 9), "float32"), y=np.zeros((1, 24, 8), "float32"))
+    r = avssm(own_files, "calib", "seq.onnx", "--data", data, "--min-frames", "1", "-o", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and any("002.npz: not a readable .npz file" in line for line in lines)
+    assert lines[-1].endswith("003.npz: array x has the shape 1x24x9; the model's input x takes 1x24x8")
+    (data / "003.npz").unlink()
+    np.savez(data / "003.npz", x=np.zeros((1, 24, 8 * 1000), "float32"))  # bigger than any input: not read
+    r = avssm(own_files, "calib", "seq.onnx", "--data", data, "--min-frames", "1", "-o", out)
+    assert r.returncode == 2 and "array x holds 768" in r.stderr and not out.exists()

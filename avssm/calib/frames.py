@@ -66,16 +66,85 @@ def read_frames(source: str, count: int, *, input_meta: dict, fixed: tuple[int, 
     return frames
 
 
-def fidelity(reference: str, candidate: str, frames: list[np.ndarray]) -> dict:
-    """Per output, over ``frames``: max abs error, SQNR (dB) and cosine similarity of ``candidate`` against
-    ``reference`` (both files with avssm metadata, run on ONNX Runtime CPU as `avssm run` runs them)."""
+def sample_files(source: str) -> list | None:
+    """The .npz files of a calibration source of samples (a folder of them, in name order, or one file), or None
+    when ``source`` is not one."""
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix == ".npz" and p.is_file())
+        return files or None
+    return [path] if path.suffix == ".npz" else None
+
+
+def read_samples(files: list, count: int, specs: list[tuple[str, tuple, type]], *, skip: int = 0,
+                 warn=None) -> list[dict[str, np.ndarray]]:
+    """Up to ``count`` samples (a value of each input, by name) from ``files`` after skipping ``skip`` readable
+    ones: .npz files
+    with one array per input of the model, of the input's shape (any size where the input's is dynamic), as
+    ``numpy.savez(path, x=..., y=...)`` writes them. A file that is not a readable .npz is skipped (``warn`` is
+    told); one whose arrays do not fit the inputs is one line naming the file, the array and the shape to give.
+    Each array's size is checked in the file's index before it is read, so no file costs more memory than the
+    inputs it holds."""
+    import zipfile
+
+    samples, seen = [], 0
+    for path in files:
+        if len(samples) >= count:
+            break
+        try:
+            with zipfile.ZipFile(path) as archive:
+                sizes = {info.filename.removesuffix(".npy"): info.file_size for info in archive.infolist()}
+        except (OSError, zipfile.BadZipFile) as e:
+            (warn or (lambda m: None))(f"calibration sample {path}: not a readable .npz file ({type(e).__name__}); "
+                                       "skipped")
+            continue
+        sample = {}
+        for name, shape, dtype in specs:
+            where = f"calibration sample {path}"
+            want = "x".join("N" if d is None else str(d) for d in shape)
+            if name not in sizes:
+                raise CalibrationError(f"{where}: has no array {name}; save one per model input ({name}: {want}), "
+                                       f"e.g. numpy.savez(path, {name}=...)")
+            known = int(np.prod([d for d in shape if d is not None] or [1])) * np.dtype(np.float64).itemsize
+            if all(d is not None for d in shape) and sizes[name] > known + 4096:  # the header is < 4 KiB
+                raise CalibrationError(f"{where}: array {name} holds {sizes[name]} bytes, more than an input of "
+                                       f"{want} can; give {name} the shape {want}")
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    value = data[name]
+            except (OSError, ValueError, zipfile.BadZipFile) as e:
+                raise CalibrationError(f"{where}: array {name} cannot be read ({type(e).__name__}: "
+                                       f"{' '.join(str(e).split())[:200]})") from None
+            if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
+                raise CalibrationError(f"{where}: array {name} has the shape {'x'.join(map(str, value.shape))}; "
+                                       f"the model's input {name} takes {want}")
+            if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+                raise CalibrationError(f"{where}: array {name} holds {value.dtype}, not numbers")
+            sample[name] = value.astype(dtype)
+        seen += 1
+        if seen > skip:
+            samples.append(sample)
+    return samples
+
+
+def fidelity(reference: str, candidate: str, frames: list) -> dict:
+    """Per output, over ``frames`` (preprocessed frames, or samples: a value of each input by name): max abs
+    error, SQNR (dB) and cosine similarity of ``candidate`` against ``reference`` (both files with avssm metadata,
+    run on ONNX Runtime CPU as `avssm run` runs them)."""
     from avssm.runtime.backends import OnnxRuntimeBackend
 
     ref_be, cand_be = OnnxRuntimeBackend(reference), OnnxRuntimeBackend(candidate)
+
+    def run(be, x):
+        feeds = x if isinstance(x, dict) else {be.input_name: x}
+        dtypes = {name: dtype for name, _, dtype in be.input_specs()}
+        return be.run_inputs({name: value.astype(dtypes[name]) for name, value in feeds.items()})
+
     sums: dict[str, dict] = {}
     for x in frames:
-        ref_out = ref_be.infer(x.astype(ref_be.input_dtype))
-        cand_out = cand_be.infer(x.astype(cand_be.input_dtype))
+        ref_out, cand_out = run(ref_be, x), run(cand_be, x)
         for n, r in ref_out.items():
             r, c = r.astype(np.float64).ravel(), cand_out[n].astype(np.float64).ravel()
             s = sums.setdefault(n, {"err2": 0.0, "ref2": 0.0, "dot": 0.0, "cand2": 0.0, "max_abs": 0.0})

@@ -54,7 +54,8 @@ class QuantizeResult:
 
 
 class _Reader:
-    """ONNX Runtime CalibrationDataReader over preprocessed frames, served one range at a time.
+    """ONNX Runtime CalibrationDataReader over preprocessed frames (or samples: a value of each input by name),
+    served one range at a time.
 
     ``set_range`` and ``__len__`` let the quantizer collect statistics frame by frame
     (``CalibStridedMinMax``): its histogram calibrators otherwise keep every frame's activations
@@ -79,7 +80,8 @@ class _Reader:
         n = len(self.frames)
         if self.progress is not None and (self.i == n or self.i % max(1, n // 10) == 0):
             self.progress(f"calibration frame {self.i}/{n}")
-        return {self.input_name: self.frames[self.i - 1]}
+        frame = self.frames[self.i - 1]
+        return frame if isinstance(frame, dict) else {self.input_name: frame}
 
     def rewind(self):
         self.i, self.end = 0, len(self.frames)
@@ -89,7 +91,8 @@ def quantize_int8(model_path: str | Path, frames: Iterable[np.ndarray], output: 
                   method: str = CalibOptions.method, op_types: Iterable[str] = DEFAULT_OP_TYPES,
                   keep: Iterable[str] = DEFAULT_KEEP, percentile: float = 99.999, progress=None) -> QuantizeResult:
     """Write an INT8 Q/DQ copy of ``model_path`` (fp32, plugin or portable form) calibrated on ``frames``
-    (preprocessed (1, 3, H, W) float32 arrays, e.g. from :func:`avssm.calib.frames.calibration_frames`)."""
+    (preprocessed (1, 3, H, W) float32 arrays, from :func:`avssm.calib.frames.read_frames`, or, for a model of
+    several inputs, samples: a dict of each input's value, from :func:`avssm.calib.frames.read_samples`)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from avssm.graph.lowering import lower_selective_scan

@@ -1,4 +1,4 @@
-"""Opening exported files: their input (name, fixed size, dtype) and avssm's ONNX Runtime session options."""
+"""Opening exported files: their inputs (name, fixed size, dtype) and avssm's ONNX Runtime session options."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,9 +42,22 @@ def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     hw = tuple(d.dim_value for d in dims[2:4])
-    fixed = hw if all(v > 0 for v in hw) and not any(d.dim_param for d in dims[2:4]) else None
+    fixed = hw if len(dims) == 4 and all(v > 0 for v in hw) and not any(d.dim_param for d in dims[2:4]) else None
     dtype = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type).type
     return meta, inp.name, fixed, dtype
+
+
+def input_specs(model) -> list[tuple[str, tuple, type]]:
+    """(name, shape with None where a dimension is symbolic, numpy dtype) of each input of an ONNX ModelProto, as
+    a runtime Backend's ``input_specs`` gives them, without opening a session."""
+    import onnx
+
+    specs = []
+    for inp in model.graph.input:
+        t = inp.type.tensor_type
+        shape = tuple(d.dim_value if d.dim_value > 0 and not d.dim_param else None for d in t.shape.dim)
+        specs.append((inp.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).type))
+    return specs
 
 
 def session_options():

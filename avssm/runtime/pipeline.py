@@ -22,7 +22,7 @@ from avssm.runtime import report as rep
 from avssm.runtime.backends import Backend, load_backend
 from avssm.runtime.config import RunConfig
 from avssm.runtime.preprocess import check_frame_fits, preprocess
-from avssm.runtime.raw import OutputWriter, frames_problem, is_detector, notice
+from avssm.runtime.raw import OutputWriter, frame_normalization, frames_problem, is_detector, notice
 from avssm.runtime.sources import Frame, FrameSource, SourceGroup
 
 
@@ -227,6 +227,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         warn(notice(be, frames=True))
     elif (message := be.random_weights_warning()) is not None:
         warn(message)
+    normalization = frame_normalization(meta)
     writer = OutputWriter(c.save_outputs) if c.save_outputs else None
     warmup, max_frames = c.warmup, c.max_frames
     group = SourceGroup(_sources(source, c, (max_frames + warmup) if max_frames else None, warn), c.sync_tolerance_ms)
@@ -255,7 +256,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         if len({f.image.shape for f in frames}) > 1:
             sizes = ", ".join(f"{n} {f.image.shape[0]}x{f.image.shape[1]}" for n, f in zip(names, frames))
             raise AvssmError(f"sources give frames of different sizes ({sizes}); --resize HxW makes them one")
-        x = np.concatenate([preprocess(f.image, meta["input"] if detector else None, be.input_dtype) for f in frames])
+        x = np.concatenate([preprocess(f.image, normalization, be.input_dtype) for f in frames])
         t1 = time.perf_counter()
         out = be.infer(x)
         t2 = time.perf_counter()

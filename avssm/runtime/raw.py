@@ -27,25 +27,35 @@ def is_detector(be: Backend) -> bool:
     return be.metadata.get("task") == "detection"
 
 
-def describe_inputs(be: Backend) -> str:
-    return ", ".join(f"{name}[{','.join('?' if d is None else str(d) for d in shape)}]"
-                     for name, shape, _ in be.input_specs())
+def describe_inputs(specs: list[tuple[str, tuple, type]]) -> str:
+    """``x[1,24,8], y[?,24,8]``: a model's inputs (a Backend's ``input_specs``), ? for a dynamic dimension."""
+    return ", ".join(f"{name}[{','.join('?' if d is None else str(d) for d in shape)}]" for name, shape, _ in specs)
+
+
+def takes_frames(specs: list[tuple[str, tuple, type]]) -> bool:
+    """Whether camera frames can feed a model of these inputs: one input of (batch, 3, H, W) floats."""
+    return (len(specs) == 1 and len(specs[0][1]) == 4 and specs[0][1][1] in (3, None)
+            and np.issubdtype(specs[0][2], np.floating))
+
+
+def frame_normalization(meta: dict) -> dict | None:
+    """How frames are normalized for a model (preprocess's ``input_meta``): as a zoo model's metadata says, or, for
+    a model of your own (task custom: none recorded), None: ImageNet RGB, as the notice says."""
+    return None if meta.get("task") == "custom" else meta.get("input")
 
 
 def frames_problem(be: Backend) -> str | None:
-    """Why camera frames cannot feed this model (one input of (batch, 3, H, W) floats), or None."""
-    specs = be.input_specs()
-    if len(specs) == 1 and len(specs[0][1]) == 4 and specs[0][1][1] in (3, None) \
-            and np.issubdtype(specs[0][2], np.floating):
+    """Why camera frames cannot feed this model, or None."""
+    if takes_frames(be.input_specs()):
         return None
-    return (f"model {be.metadata.get('model')} takes {describe_inputs(be)}, not camera frames ((batch, 3, H, W)); "
-            "run it without --camera/--source to time it on random inputs of those shapes")
+    return (f"model {be.metadata.get('model')} takes {describe_inputs(be.input_specs())}, not camera frames "
+            "((batch, 3, H, W)); run it without --camera/--source to time it on random inputs of those shapes")
 
 
 def notice(be: Backend, frames: bool) -> str:
     """The one line a run of a model that is not an avssm detector begins with."""
     what = ("camera frames normalized as ImageNet RGB (0-1, mean/std)" if frames
-            else f"random inputs {describe_inputs(be)}")
+            else f"random inputs {describe_inputs(be.input_specs())}")
     return (f"model {be.metadata.get('model')} is not an avssm detector (task {be.metadata.get('task')}): running it "
             f"on {what}; latency and memory only, no postprocessing (--save-outputs DIR writes its raw outputs)")
 
