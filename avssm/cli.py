@@ -130,8 +130,8 @@ def export_cmd(
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
     if ":" in model:
-        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, opset, verify, json_path,
-                                 output_names or None)
+        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, fused, precision, opset,
+                                 verify, json_path, output_names or None)
     size = parse_input_size(input_size)
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     with json_stdout(json_path), working("exporting") as step:
@@ -155,10 +155,10 @@ def print_verification(human, rows) -> None:
                     f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
 
 
-def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset, verify, json_path,
+def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, fused, precision, opset, verify, json_path,
                       output_names) -> None:
     """`avssm export package.module:name --input x=1x256x64`: any nn.Module (avssm.export.module_export)."""
-    from avssm.export.module_export import export_module, load_model_spec, parse_inputs
+    from avssm.export.module_export import export_module, load_model_spec, parse_inputs, scans_found
 
     shapes = parse_inputs(inputs)
     if not shapes:
@@ -167,13 +167,14 @@ def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, opset,
     check_output(output, "--output", inputs={"--checkpoint": checkpoint})
     with json_stdout(json_path), working("exporting") as step:
         result = export_module(load_model_spec(spec), output, inputs=shapes, checkpoint=checkpoint, dynamic=dynamic,
-                               scan_op=scan_op, opset=opset, verify=verify, name=spec, output_names=output_names,
-                               progress=step)
+                               scan_op=scan_op, fused=fused, precision=precision, opset=opset, verify=verify,
+                               name=spec, output_names=output_names, progress=step)
     if json_path:
         write_json(result.to_dict(), json_path)
     human = human_console(json_path)
     print_verification(human, result.verification)
     human.print(f"{result.summary()} ({scan_op} form)", soft_wrap=True, markup=False, highlight=False)
+    human.print(scans_found(result), soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("run")

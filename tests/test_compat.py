@@ -384,6 +384,32 @@ def test_mamba_ssms_blocks_export_on_both_paths():
     assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
 
 
+def test_mamba_ssms_reference_scan_exports_as_one_node_not_a_loop():
+    """selective_scan_ref is a Python loop over the sequence: exported as written it is one set of ops per step.
+    Under export it becomes one SelectiveScan node; outside export it runs as written."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.lowering import lower_selective_scan
+
+    compat.install()
+    interface = pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
+    torch.manual_seed(0)
+    layer = TinyMambaStyleLayer(interface.selective_scan_ref).eval()
+    assert layer.scan_fn.__wrapped__.__module__ == interface.__name__  # the reference itself, outside export
+    x = torch.randn(1, 40, 8)
+    buffer = __import__("io").BytesIO()
+    with torch.no_grad():
+        expected = layer(x).numpy()
+        torch.onnx.export(layer, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+    model = onnx.load_from_string(buffer.getvalue())
+    assert sum(n.op_type == "SelectiveScan" for n in model.graph.node) == 1 and len(model.graph.node) < 60
+    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
 def inner_reference(xz, conv_w, conv_b, x_proj_w, delta_proj_w, A, D, delta_bias):
     """mamba_ssm's fused inner computation written out: causal conv + SiLU, x_proj, delta_proj, the gated scan."""
     rank, n = delta_proj_w.shape[1], A.shape[1]

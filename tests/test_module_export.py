@@ -44,16 +44,22 @@ def user_model(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("scan_op", ["plugin", "portable"])
-def test_a_users_model_on_mamba_ssm_exports_and_verifies(user_model, scan_op):
+@pytest.mark.parametrize("scan_op,precision", [("plugin", "fp32"), ("portable", "fp32"), ("plugin", "fp16")])
+def test_a_users_model_on_mamba_ssm_exports_and_verifies(user_model, scan_op, precision):
     r = avssm(user_model, "export", "mynet:build", "-o", "net.onnx", "--input", "x=1x50x8", "--scan-op", scan_op,
-              "--verify", "--json", "-")
+              "--precision", precision, "--verify", "--json", "-")
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout)
-    assert result["scan_nodes"] == 1 and result["inputs"][0]["shape"] == [1, 50, 8]
+    assert result["scan_layouts"] == {"sequence": 1} and result["inputs"][0]["shape"] == [1, 50, 8]
+    assert result["scan_nodes"] == (1 if scan_op == "plugin" else 0)
+    assert ("scans: 1 found, each one SelectiveScan node: 1 sequence (version 1)" if scan_op == "plugin" else
+            "scans: 1 found, lowered to standard ops (portable form)") in r.stderr
     assert result["metadata"]["task"] == "custom" and result["metadata"]["scan_op"] == scan_op
+    assert result["metadata"]["precision"] == precision
+    dtype = {"fp32": "float32", "fp16": "float16"}[precision]
+    assert result["inputs"][0]["dtype"] == dtype and result["outputs"][0]["dtype"] == "float32"
     assert [v["output"] for v in result["verification"]] == ["output"]
-    assert result["verification"][0]["max_rel"] < 1e-4
+    assert result["verification"][0]["max_rel"] < (1e-4 if precision == "fp32" else 5e-3)  # fp16 against fp32
 
 
 def test_a_checkpoint_is_read_through_the_safe_loader(user_model):
@@ -256,3 +262,18 @@ def test_calibration_data_that_does_not_fit_the_model_is_one_line(own_files, tmp
     np.savez(data / "003.npz", x=np.zeros((1, 24, 8 * 1000), "float32"))  # bigger than any input: not read
     r = avssm(own_files, "calib", "seq.onnx", "--data", data, "--min-frames", "1", "-o", out)
     assert r.returncode == 2 and "array x holds 768" in r.stderr and not out.exists()
+
+
+def test_a_model_without_a_scan_the_exporter_sees_says_so(tmp_path):
+    from avssm.export.module_export import export_module, scans_found
+
+    class Loop(torch.nn.Module):  # a scan written as a Python loop: exported as one set of ops per step
+        def forward(self, x):
+            state, ys = torch.zeros_like(x[:, 0]), []
+            for t in range(x.shape[1]):
+                state = 0.9 * state + x[:, t]
+                ys.append(state)
+            return torch.stack(ys, 1)
+
+    result = export_module(Loop(), tmp_path / "loop.onnx", inputs=[("x", (1, 6, 4))])
+    assert result.scan_layouts == {} and scans_found(result).startswith("scans: none found.")

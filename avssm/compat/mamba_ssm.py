@@ -4,7 +4,8 @@ exporter cannot inline one that calls another (avssm's scan node). While ``torch
 
 * ``SelectiveScanFn`` -> :func:`avssm.ops.selective_scan` (one node);
 * ``MambaInnerFn``, and Vim's ``MambaInnerFnNoOutProj`` (bimamba v2) and ``BiMambaInnerFn`` (v1) -> their
-  convolution, projections and gate as standard ops, each scan as one node.
+  convolution, projections and gate as standard ops, each scan as one node;
+* ``selective_scan_ref`` (the PyTorch reference, a loop over the sequence) -> one node.
 
 Outside export nothing changes: the Functions run, with the stand-in kernels where the compiled ones are missing.
 """
@@ -106,9 +107,24 @@ EXPORT_ROUTES = {"SelectiveScanFn": _export_selective_scan, "MambaInnerFn": expo
                  "MambaInnerFnNoOutProj": export_mamba_inner_no_out_proj, "BiMambaInnerFn": export_bimamba_inner}
 
 
+# plain function in the module -> what it computes, for export: mamba_ssm's PyTorch reference scan, a loop over
+# the sequence, would otherwise be exported as one set of ops per step
+FUNCTION_ROUTES = {"selective_scan_ref": _export_selective_scan}
+
+
 def patch_selective_scan_interface(module) -> None:
-    """mamba_ssm.ops.selective_scan_interface (1.x, 2.x, Vim's bundled 1.1.1): route its Functions' apply to
-    exportable code while exporting."""
+    """mamba_ssm.ops.selective_scan_interface (1.x, 2.x, Vim's bundled 1.1.1): route its Functions' apply, and its
+    reference scan, to exportable code while exporting."""
     for name, export in EXPORT_ROUTES.items():
         if isinstance(getattr(module, name, None), type):
             _route_under_export(getattr(module, name), export)
+    for name, export in FUNCTION_ROUTES.items():
+        original = getattr(module, name, None)
+        if callable(original) and not hasattr(original, "__wrapped__"):
+            def routed(*args, _original=original, _export=export, **kwargs):
+                if torch.onnx.is_in_onnx_export():
+                    return _export(*args, **kwargs)
+                return _original(*args, **kwargs)
+
+            routed.__wrapped__ = original
+            setattr(module, name, routed)

@@ -10,6 +10,7 @@ modules imports, and each scan it runs becomes one SelectiveScan node (the plugi
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from pathlib import Path
@@ -22,9 +23,10 @@ import torch
 from avssm.compat.selective_scan_cuda import NotCoveredError
 from avssm.errors import AvssmError
 from avssm.export.onnx_export import ExportResult, _tensor_infos
-from avssm.export.options import SCAN_OPS
+from avssm.export.options import PRECISIONS, SCAN_OPS
 from avssm.graph.metadata import make_metadata, write_metadata
-from avssm.graph.scan_node import OP_TYPE
+from avssm.graph.scan_node import layout_counts, scan_node_names
+from avssm.ops import selective_scan_onnx
 from avssm.outputs import atomic_output, check_output, faults_as
 
 
@@ -77,19 +79,25 @@ def parse_inputs(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tuple[int, ...]]], checkpoint=None,
-                  dynamic: bool = False, scan_op: str = "plugin", opset: int = 17, verify: bool = False,
-                  name: str | None = None, output_names: list[str] | None = None,
+                  dynamic: bool = False, scan_op: str = "plugin", fused: bool = True, precision: str = "fp32",
+                  opset: int = 17,
+                  verify: bool = False, name: str | None = None, output_names: list[str] | None = None,
                   progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``model`` called on random inputs of the given shapes. ``output_names`` name its outputs, in order
     (default ``output``, or ``output0``, ``output1``, ...). ``dynamic`` makes each input's and output's first
-    dimension (the batch) symbolic. ``verify`` runs the file on ONNX Runtime (the portable form; the plugin
-    form with avssm's CPU op where it is built) against PyTorch on those inputs."""
+    dimension (the batch) symbolic. ``fused=False`` writes the scans of avssm's VMamba and Vim modules as version
+    1 nodes with their traversal copies (as `avssm export --unfused`). ``precision="fp16"`` makes the graph and its float inputs fp16 (the outputs
+    stay fp32; each scan node takes A, D and delta_bias in fp32 and keeps its state in fp32). ``verify`` runs
+    the file on ONNX Runtime (the portable form; the plugin form with avssm's CPU op where it is built) against
+    PyTorch in fp32 on those inputs."""
     from avssm import compat
     from avssm.graph.lowering import lower_selective_scan
 
     step = progress or (lambda message: None)
     if scan_op not in SCAN_OPS:
         raise AvssmError(f"--scan-op {scan_op}: expected {' or '.join(SCAN_OPS)}")
+    if precision not in PRECISIONS:
+        raise AvssmError(f"--precision {precision}: expected {' or '.join(PRECISIONS)}")
     if not inputs:
         raise AvssmError("--input: give the shape of each of the model's inputs, e.g. --input x=1x256x64")
     output = Path(output)
@@ -108,6 +116,14 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
     with torch.no_grad():
         expected = model(*example)
     expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    traced, traced_example = model, example
+    if precision == "fp16":
+        import copy
+
+        from avssm.models.layers import to_half
+
+        traced = _FloatOutputs(to_half(copy.deepcopy(model))).eval()
+        traced_example = [x.half() for x in example]
     if output_names and len(output_names) != len(expected):
         raise AvssmError(f"--output-name: {len(output_names)} names given ({', '.join(output_names)}) for the "
                          f"{len(expected)} outputs the model returns; give one per output, in order")
@@ -118,28 +134,61 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
     axes = {n: {0: "batch"} for n in names + output_names} if dynamic else None
     with faults_as("--output", output), atomic_output(output) as tmp:
         step(f"tracing {name or type(model).__name__}")
+        layouts = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
         try:
-            with torch.no_grad():
-                torch.onnx.export(model, tuple(example), str(tmp), dynamo=False, opset_version=opset,
+            with selective_scan_onnx.recording_lengths() as lengths, layouts, torch.no_grad():
+                torch.onnx.export(traced, tuple(traced_example), str(tmp), dynamo=False, opset_version=opset,
                                   input_names=names, output_names=output_names, dynamic_axes=axes)
         except NotCoveredError as e:
             raise AvssmError(f"MODEL {name or type(model).__name__}: {e}") from None
         proto = onnx.load(str(tmp))
-        scans = sum(1 for n in proto.graph.node if n.op_type == OP_TYPE)
+        layouts = layout_counts(proto)
         if scan_op == "portable":
             step("lowering SelectiveScan to standard ops")
-            proto = lower_selective_scan(proto)
-        metadata = dict(make_metadata(name or type(model).__name__, scan_op=scan_op, opset=opset, dynamic=dynamic),
-                        task="custom", input={"name": names[0], "dtype": "float32"}, outputs=None,
+            proto = lower_selective_scan(proto, lengths=lengths)
+        metadata = dict(make_metadata(name or type(model).__name__, scan_op=scan_op, precision=precision, opset=opset,
+                                      dynamic=dynamic),
+                        task="custom", input={"name": names[0], "dtype": "float16" if precision == "fp16" else
+                                              "float32"}, outputs=None,
                         inputs={n: list(s) for n, s in inputs})
         write_metadata(proto, metadata)
         onnx.save(proto, str(tmp))
         verification = []
         if verify:
             step("verifying against PyTorch")
-            verification = _verify(proto, dict(zip(names, example)), output_names, expected, scan_op)
-    return ExportResult(str(output), output.stat().st_size, len(proto.graph.node), scans,
-                        _tensor_infos(proto.graph.input), _tensor_infos(proto.graph.output), metadata, verification)
+            verification = _verify(proto, dict(zip(names, traced_example)), output_names, expected,
+                                   scan_op if precision == "fp32" else "portable")  # the CPU op is fp32 only
+    return ExportResult(str(output), output.stat().st_size, len(proto.graph.node), len(scan_node_names(proto)),
+                        _tensor_infos(proto.graph.input), _tensor_infos(proto.graph.output), metadata, verification,
+                        scan_layouts=layouts)
+
+
+def scans_found(result: ExportResult) -> str:
+    """The line that says what became of the model's scans: how many were found, in which form."""
+    layouts = result.scan_layouts
+    if not layouts:
+        return ("scans: none found. A scan computed in plain PyTorch (a loop over the sequence) is in the file as "
+                "that loop's ops, one set per step; see docs/your-model.md for the calls that become a scan")
+    count = sum(layouts.values())
+    if result.metadata.get("scan_op") == "portable":
+        return f"scans: {count} found, lowered to standard ops (portable form)"
+    kinds = ", ".join(f"{n} {name}" + (" (version 2)" if name != "sequence" else " (version 1)")
+                      for name, n in layouts.items())
+    return f"scans: {count} found, each one SelectiveScan node: {kinds}"
+
+
+class _FloatOutputs(torch.nn.Module):
+    """An fp16 model whose float outputs come back in fp32, as the zoo's fp16 files give them."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *inputs):
+        out = self.inner(*inputs)
+        if isinstance(out, (tuple, list)):
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float() if out.is_floating_point() else out
 
 
 def _verify(proto, feeds, output_names, expected, scan_op) -> list[dict]:

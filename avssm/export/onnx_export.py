@@ -20,6 +20,7 @@ from avssm.errors import AvssmError
 from avssm.export.options import MIN_OPSET, PRECISIONS, SCAN_OPS, ExportOptions
 from avssm.outputs import atomic_output, check_output, faults_as
 from avssm.graph.metadata import make_metadata, read_metadata, write_metadata
+from avssm.graph.scan_node import layout_counts
 from avssm.sizes import parse_size
 
 
@@ -44,6 +45,7 @@ class ExportResult:
     outputs: list[TensorInfo]
     metadata: dict
     verification: list[dict] = field(default_factory=list)
+    scan_layouts: dict = field(default_factory=dict)  # SelectiveScan nodes by layout, before any lowering
 
     def summary(self) -> str:
         return (f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB): {self.nodes} nodes, "
@@ -251,6 +253,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
                               do_constant_folding=True)
         proto = onnx.load(str(tmp))
         _name_output_dims(proto, wrapper.output_shapes, dynamic, detector)
+        layouts = layout_counts(proto)
         if scan_op == "portable":
             step("lowering SelectiveScan to standard ops")
             proto = lower_selective_scan(proto, lengths=lengths)
@@ -269,4 +272,4 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
     scans = sum(1 for n in proto.graph.node if n.op_type == selective_scan_onnx.OP_TYPE)
     # The outputs already carry their traced (or symbolic) sizes: no shape inference over the whole graph.
     return ExportResult(str(output), output.stat().st_size, nodes, scans, _tensor_infos(proto.graph.input),
-                        _tensor_infos(proto.graph.output), metadata, verification)
+                        _tensor_infos(proto.graph.output), metadata, verification, scan_layouts=layouts)

@@ -135,6 +135,15 @@ def scan_node_names(model) -> list[str]:
     return [n.name for n in model.graph.node if is_scan_node(n)]
 
 
+def layout_counts(model) -> dict[str, int]:
+    """How many SelectiveScan nodes of each layout a ModelProto's main graph has, by layout name."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        if is_scan_node(node):
+            counts[LAYOUT_NAMES[layout(node)]] = counts.get(LAYOUT_NAMES[layout(node)], 0) + 1
+    return counts
+
+
 def value_shape(model, name: str) -> list:
     """The shape of tensor ``name`` in a ModelProto (run shape inference first), None for a dynamic extent."""
     for vi in itertools.chain(model.graph.value_info, model.graph.input, model.graph.output):
