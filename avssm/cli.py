@@ -504,26 +504,37 @@ def build_cmd(
     output: str = typer.Option(..., "--output", "-o", help="Engine file to write (a plain TensorRT plan; "
                                "its metadata goes to OUTPUT.json)."),
     plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin (default: the one found)."),
-    min_shape: Optional[str] = typer.Option(None, "--min-shape", help="Dynamic input: smallest NxCxHxW."),
-    opt_shape: Optional[str] = typer.Option(None, "--opt-shape", help="Dynamic input: shape to optimize for."),
-    max_shape: Optional[str] = typer.Option(None, "--max-shape", help="Dynamic input: largest NxCxHxW."),
+    min_shape: Optional[List[str]] = typer.Option(None, "--min-shape", help="Dynamic input: smallest NxCxHxW; a "
+                                                  "model of several dynamic inputs: NAME=shape, repeated."),
+    opt_shape: Optional[List[str]] = typer.Option(None, "--opt-shape", help="Dynamic input: shape to optimize for "
+                                                  "(NAME=shape, repeated, for several)."),
+    max_shape: Optional[List[str]] = typer.Option(None, "--max-shape", help="Dynamic input: largest NxCxHxW "
+                                                  "(NAME=shape, repeated, for several)."),
     timing_cache: Optional[str] = typer.Option(None, "--timing-cache", help="Timing cache file (read and updated)."),
     workspace: int = typer.Option(4096, "--workspace", min=1, help="Builder workspace limit, MiB."),
 ):
     """Build a TensorRT engine (strongly typed: precision comes from the ONNX file) with the avssm plugin."""
     from avssm.runtime.tensorrt_backend import build_engine
 
-    def shape(text):
-        if text is None:
+    def shape(texts, flag):
+        """['1x3x720x1280'] -> (1, 3, 720, 1280); ['x=1x24x8', 'y=1x24x8'] -> {'x': (1, 24, 8), 'y': ...}."""
+        if not texts:
             return None
-        try:
-            return tuple(int(v) for v in text.lower().split("x"))
-        except ValueError:
-            raise AvssmError(f"shape '{text}': expected NxCxHxW, e.g. 1x3x1080x1920") from None
+        named = {}
+        for text in texts:
+            name, _, dims = text.rpartition("=")
+            try:
+                named[name] = tuple(int(v) for v in dims.lower().split("x"))
+            except ValueError:
+                raise AvssmError(f"{flag} {text}: expected NxCxHxW (1x3x1080x1920), or NAME=shape for a model of "
+                                 "several inputs") from None
+        if "" in named and len(texts) > 1:
+            raise AvssmError(f"{flag}: given {len(texts)} times; name each input's shape, NAME=shape")
+        return named[""] if "" in named else named
 
-    info = build_engine(onnx_file, output, plugin_lib=plugin_lib, min_shape=shape(min_shape), opt_shape=shape(opt_shape),
-                        max_shape=shape(max_shape), timing_cache=timing_cache, workspace_mib=workspace,
-                        log=lambda m: console.print(m, markup=False))
+    info = build_engine(onnx_file, output, plugin_lib=plugin_lib, min_shape=shape(min_shape, "--min-shape"),
+                        opt_shape=shape(opt_shape, "--opt-shape"), max_shape=shape(max_shape, "--max-shape"),
+                        timing_cache=timing_cache, workspace_mib=workspace, log=lambda m: console.print(m, markup=False))
     console.print(f"wrote {output} (TensorRT {info['tensorrt']}, {info['gpu']}) and {output}.json", markup=False)
 
 

@@ -261,3 +261,25 @@ def test_tensorrt_parses_a_fused_file_unfused(tmp_path, monkeypatch):
             assert versions == {b"1"} and not by_path
         else:
             assert list(by_path.values()) == [(str(onnx_path),)] and not parsed
+
+
+def test_the_profile_of_every_dynamic_input_is_checked_before_tensorrt_is_loaded():
+    from avssm.runtime.tensorrt_backend import profile_shapes
+
+    image = [("images", (-1, 3, -1, -1))]
+    assert profile_shapes(image, (1, 3, 360, 640), (1, 3, 720, 1280), (2, 3, 1080, 1920))["images"] == {
+        "min": [1, 3, 360, 640], "opt": [1, 3, 720, 1280], "max": [2, 3, 1080, 1920]}
+    two = [("x", (-1, 24, 8)), ("y", (-1, 24, 8)), ("mask", (1, 24))]
+    got = profile_shapes(two, {"x": (1, 24, 8), "y": (1, 24, 8)}, {"x": (2, 24, 8), "y": (2, 24, 8)},
+                         {"x": (4, 24, 8), "y": (4, 24, 8)})
+    assert got["y"]["max"] == [4, 24, 8] and got["mask"] == {"min": [1, 24], "opt": [1, 24], "max": [1, 24]}
+    assert profile_shapes([("x", (1, 24, 8))])["x"]["opt"] == [1, 24, 8]  # static: no flags needed
+    for args, message in (((), "input x is dynamic (?x24x8); give --min-shape, --opt-shape and --max-shape"),
+                          (((1, 24, 8),) * 3, "--min-shape: model has 2 dynamic inputs (x, y); name each"),
+                          (({"z": (1,)}, None, None), "--min-shape z=...: model has no input z"),
+                          (({"x": (1, 24, 9), "y": (1, 24, 8)},) * 3, "--min-shape 1x24x9: does not fit input x"),
+                          (({"x": (4, 24, 8), "y": (1, 24, 8)}, {"x": (2, 24, 8), "y": (1, 24, 8)},
+                            {"x": (4, 24, 8), "y": (1, 24, 8)}), "input x: --min-shape 4x24x8, --opt-shape 2x24x8"),
+                          (({"mask": (2, 24), "x": (1, 24, 8), "y": (1, 24, 8)},) * 3, "input mask is static, 1x24")):
+        with pytest.raises(AvssmError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+            profile_shapes(two, *args)

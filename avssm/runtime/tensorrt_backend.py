@@ -112,11 +112,65 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
                        f"found none in $AVSSM_PLUGIN_LIB or avssm's build folders ({looked}); {hint}")
 
 
+def profile_shapes(inputs, min_shape=None, opt_shape=None, max_shape=None, *, source="model") -> dict:
+    """The optimization profile of a network's inputs: ``{name: {"min": [...], "opt": [...], "max": [...]}}``,
+    for every input (a static one at its shape).
+
+    ``inputs`` are (name, shape) with -1 (or None) for a dynamic extent. Each of ``min_shape`` / ``opt_shape`` /
+    ``max_shape`` is a shape for the one dynamic input, or ``{name: shape}`` for several. Every dynamic input needs
+    all three; each must keep the static extents and rank, with min <= opt <= max. One line naming the flag
+    otherwise."""
+    inputs = [(name, [d if isinstance(d, int) and d >= 0 else -1 for d in shape]) for name, shape in inputs]
+    dynamic = [name for name, shape in inputs if -1 in shape]
+    given = {}
+    for flag, value in (("--min-shape", min_shape), ("--opt-shape", opt_shape), ("--max-shape", max_shape)):
+        if value is None:
+            given[flag] = {}
+        elif isinstance(value, dict):
+            unknown = sorted(set(value) - {name for name, _ in inputs})
+            if unknown:
+                raise AvssmError(f"{flag} {unknown[0]}=...: {source} has no input {unknown[0]}; its inputs are "
+                                 f"{', '.join(name for name, _ in inputs)}")
+            given[flag] = {k: list(v) for k, v in value.items()}
+        elif len(dynamic) == 1 or (not dynamic and len(inputs) == 1):
+            given[flag] = {(dynamic or [inputs[0][0]])[0]: list(value)}
+        else:
+            raise AvssmError(f"{flag}: {source} has {len(dynamic)} dynamic inputs ({', '.join(dynamic) or 'none'}); "
+                             "name each, e.g. " + " ".join(f"{flag} {n}=..." for n in dynamic[:2]))
+    profiles = {}
+    for name, shape in inputs:
+        if name not in dynamic:
+            for flag, shapes in given.items():
+                if name in shapes and shapes[name] != shape:
+                    raise AvssmError(f"{flag} {name}={'x'.join(map(str, shapes[name]))}: input {name} is static, "
+                                     f"{'x'.join(map(str, shape))}")
+            profiles[name] = {"min": shape, "opt": shape, "max": shape}
+            continue
+        text = "x".join("?" if d < 0 else str(d) for d in shape)
+        missing = [flag for flag, shapes in given.items() if name not in shapes]
+        if missing:
+            example = "x".join("1" if d < 0 else str(d) for d in shape)
+            raise AvssmError(f"{source}: input {name} is dynamic ({text}); give --min-shape, --opt-shape and "
+                             f"--max-shape for it (e.g. {example})")
+        low, opt, high = (given[f][name] for f in ("--min-shape", "--opt-shape", "--max-shape"))
+        for flag, value in zip(("--min-shape", "--opt-shape", "--max-shape"), (low, opt, high)):
+            if len(value) != len(shape) or any(d >= 0 and v != d for d, v in zip(shape, value)) or min(value) < 1:
+                raise AvssmError(f"{flag} {'x'.join(map(str, value))}: does not fit input {name} ({text}); keep its "
+                                 "rank and fixed extents, each extent at least 1")
+        if any(not a <= b <= c for a, b, c in zip(low, opt, high)):
+            raise AvssmError(f"input {name}: --min-shape {'x'.join(map(str, low))}, --opt-shape "
+                             f"{'x'.join(map(str, opt))} and --max-shape {'x'.join(map(str, high))} must grow "
+                             "extent by extent (min <= opt <= max)")
+        profiles[name] = {"min": low, "opt": opt, "max": high}
+    return profiles
+
+
 def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, min_shape=None, opt_shape=None,
                  max_shape=None, timing_cache: str | None = None, workspace_mib: int = 4096, log=print) -> dict:
-    """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``."""
+    """Build a TensorRT engine from an avssm ONNX file; writes ``output`` and ``output + '.json'``. The shapes are
+    those of :func:`profile_shapes`, needed where the file has dynamic inputs."""
     from avssm.graph.metadata import require_metadata
-    from avssm.graph.onnx_io import load_model, require_valid_scan_nodes
+    from avssm.graph.onnx_io import input_specs, load_model, require_valid_scan_nodes
     from avssm.graph.unfuse import has_fused_scans, unfuse_scans
     from avssm.outputs import atomic_output, atomic_outputs, check_distinct, check_output
 
@@ -127,10 +181,13 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     check_output(output, "--output", inputs=inputs)
     check_output(str(output) + ".json", "--output's .json", inputs=inputs)
     check_distinct({"--output": output, "--output's .json": str(output) + ".json", "--timing-cache": timing_cache})
-    trt = _import_tensorrt()
     model = load_model(onnx_path)  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
     require_valid_scan_nodes(model, onnx_path)
+    profiles = profile_shapes([(name, tuple(-1 if d is None else d for d in shape))
+                               for name, shape, _ in input_specs(model)], min_shape, opt_shape, max_shape,
+                              source=f"model {onnx_path}")
+    trt = _import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:
@@ -150,17 +207,14 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         raise AvssmError(f"model {onnx_path}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    inp = network.get_input(0)
-    shapes = {"min": list(min_shape or []), "opt": list(opt_shape or []), "max": list(max_shape or [])}
-    if any(d < 0 for d in inp.shape):
-        if not (min_shape and opt_shape and max_shape):
-            raise AvssmError(f"model {onnx_path}: input {inp.name} is dynamic {tuple(inp.shape)}; "
-                             "give --min-shape, --opt-shape and --max-shape (e.g. 1x3x720x1280)")
+    network_inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    if any(-1 in tuple(i.shape) for i in network_inputs):
         profile = builder.create_optimization_profile()
-        profile.set_shape(inp.name, min_shape, opt_shape, max_shape)
+        for i in network_inputs:
+            if -1 in tuple(i.shape):
+                profile.set_shape(i.name, *(profiles[i.name][k] for k in ("min", "opt", "max")))
         config.add_optimization_profile(profile)
-    else:
-        shapes = {k: list(inp.shape) for k in shapes}
+    shapes = profiles[network_inputs[0].name]  # the image input's, as the runtimes read it
     cache = None
     if timing_cache:
         data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
@@ -169,6 +223,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     # Everything the sidecar needs is gathered before the minutes of building: a failure afterwards cannot leave
     # an engine without the sidecar the backend requires.
     sidecar = {"tensorrt": trt.__version__, "gpu": gpu_name(), "onnx": str(onnx_path), "shapes": shapes,
+               "profiles": profiles,
                "plugin_lib": plugin, "avssm": meta}
     if plugin and meta.get("scan_op") == "plugin":
         sidecar["plugin"] = dict(zip(("name", "version", "namespace"), PLUGIN_ID), library=Path(plugin).name)
