@@ -124,14 +124,18 @@ def export_cmd(
                                                "input's name and shape, NAME=1x256x64; repeat for each input."),
     output_names: Optional[List[str]] = typer.Option(None, "--output-name", help="Your own model: its outputs' "
                                                      "names, in order; repeat for each (default output0, output1, ...)."),
+    dynamic_axes: Optional[List[str]] = typer.Option(None, "--dynamic-axes", metavar="INPUT=AXES",
+                                                     help="Your own model: axes of an input that are dynamic, e.g. "
+                                                          "images=2,3 (height, width) or x=1 (sequence length); "
+                                                          "repeat for each input. --dynamic: the batch of each."),
     json_path: Optional[str] = json_option(),
 ):
     """Export a model to ONNX (plugin or portable form) with the metadata the runtime reads."""
     from avssm.export.onnx_export import export_onnx, parse_input_size
 
     if ":" in model:
-        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, scan_op, fused, precision, opset,
-                                 verify, json_path, output_names or None)
+        return _export_own_model(model, output, checkpoint, inputs or [], dynamic, dynamic_axes or [], scan_op, fused,
+                                 precision, opset, verify, json_path, output_names or None)
     size = parse_input_size(input_size)
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     with json_stdout(json_path), working("exporting") as step:
@@ -150,23 +154,25 @@ def export_cmd(
 def print_verification(human, rows) -> None:
     """One line per verified output (a zoo model's rows also name the size they ran at)."""
     for v in rows:
-        size = f"{v['size'][0]}x{v['size'][1]} " if "size" in v else ""
+        size = f"{v['size'][0]}x{v['size'][1]} " if "size" in v else f"at {v['at']}: " if v.get("at") else ""
         human.print(f"verify {size}{v['output']}: max abs {v['max_abs']:.3e}, max rel {v['max_rel']:.3e}"
                     f"{'' if v['finite'] else ', NON-FINITE values'} ({v['runtime']})")
 
 
-def _export_own_model(spec, output, checkpoint, inputs, dynamic, scan_op, fused, precision, opset, verify, json_path,
-                      output_names) -> None:
+def _export_own_model(spec, output, checkpoint, inputs, dynamic, dynamic_axes, scan_op, fused, precision, opset,
+                      verify, json_path, output_names) -> None:
     """`avssm export package.module:name --input x=1x256x64`: any nn.Module (avssm.export.module_export)."""
-    from avssm.export.module_export import export_module, load_model_spec, parse_inputs, scans_found
+    from avssm.export.module_export import export_module, load_model_spec, parse_dynamic_axes, parse_inputs, scans_found
 
     shapes = parse_inputs(inputs)
     if not shapes:
         raise AvssmError(f"MODEL {spec}: give each input's shape with --input NAME=1x256x64")
+    axes = parse_dynamic_axes(dynamic_axes, shapes)
     check_json_path(json_path, {"--checkpoint": checkpoint, "--output": output})
     check_output(output, "--output", inputs={"--checkpoint": checkpoint})
     with json_stdout(json_path), working("exporting") as step:
         result = export_module(load_model_spec(spec), output, inputs=shapes, checkpoint=checkpoint, dynamic=dynamic,
+                               dynamic_axes=axes,
                                scan_op=scan_op, fused=fused, precision=precision, opset=opset, verify=verify,
                                name=spec, output_names=output_names, progress=step)
     if json_path:

@@ -274,15 +274,15 @@ def test_scan_lengths_are_recorded_for_the_export_in_progress_only(tmp_path):
     seen = {}
 
     def in_thread():
-        with selective_scan_onnx.recording_lengths() as lengths:
+        with selective_scan_onnx.recording_scans() as shapes:
             export(77, tmp_path / "b.onnx")
-        seen["thread"] = lengths
+        seen["thread"] = shapes.lengths
 
-    with selective_scan_onnx.recording_lengths() as lengths:
+    with selective_scan_onnx.recording_scans() as shapes:
         worker = threading.Thread(target=in_thread)
         worker.start()
         worker.join()
         export(33, tmp_path / "a.onnx")
-    assert lengths == [33] and seen["thread"] == [77]
+    assert shapes.lengths == [33] and shapes.groups == [1] and seen["thread"] == [77]
     export(55, tmp_path / "c.onnx")  # outside any recording: nothing collected, nothing fails
-    assert lengths == [33]
+    assert shapes.lengths == [33]

@@ -62,6 +62,21 @@ def test_a_users_model_on_mamba_ssm_exports_and_verifies(user_model, scan_op, pr
     assert result["verification"][0]["max_rel"] < (1e-4 if precision == "fp32" else 5e-3)  # fp16 against fp32
 
 
+@pytest.mark.parametrize("scan_op", ["plugin", "portable"])
+def test_a_sequence_length_made_dynamic_is_verified_at_a_second_length(user_model, scan_op):
+    # The portable lowering needs B's groups static; through mamba_ssm's reshapes ONNX's shape inference loses
+    # them once L is dynamic, so the exporter records them.
+    r = avssm(user_model, "export", "mynet:build", "-o", "net.onnx", "--input", "x=1x50x8", "--dynamic",
+              "--dynamic-axes", "x=1", "--scan-op", scan_op, "--verify", "--json", "-")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    assert result["inputs"][0]["shape"] == ["batch", "x_1", 8] and result["metadata"]["dynamic"] is True
+    rows = result["verification"]
+    assert [row.get("at") for row in rows] == [None, "x[2,100,8]"] and all(row["max_rel"] < 1e-4 for row in rows)
+    r = avssm(user_model, "export", "mynet:build", "-o", "net2.onnx", "--input", "x=1x50x8", "--dynamic-axes", "x=3")
+    assert r.returncode == 2 and "--dynamic-axes x=3: expected INPUT=AXIS[,AXIS...]" in r.stderr
+
+
 def test_a_checkpoint_is_read_through_the_safe_loader(user_model):
     sys.path.insert(0, str(user_model))
     try:

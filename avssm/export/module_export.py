@@ -78,18 +78,38 @@ def parse_inputs(texts: list[str]) -> list[tuple[str, tuple[int, ...]]]:
     return parsed
 
 
+def parse_dynamic_axes(texts: list[str], inputs: list[tuple[str, tuple[int, ...]]]) -> dict[str, list[int]]:
+    """``["images=2,3", "x=1"]`` -> {"images": [2, 3], "x": [1]}: the axes of named inputs that are dynamic."""
+    ranks = dict((name, len(shape)) for name, shape in inputs)
+    axes: dict[str, list[int]] = {}
+    for text in texts:
+        name, _, listed = text.partition("=")
+        try:
+            values = sorted({int(a) for a in listed.split(",")})
+        except ValueError:
+            values = []
+        if name not in ranks or not values or any(not 0 <= a < ranks[name] for a in values):
+            known = ", ".join(f"{n} (axes 0-{r - 1})" for n, r in ranks.items())
+            raise AvssmError(f"--dynamic-axes {text}: expected INPUT=AXIS[,AXIS...] for an input given with --input: "
+                             f"{known}")
+        axes.setdefault(name, [])
+        axes[name] = sorted(set(axes[name]) | set(values))
+    return axes
+
+
 def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tuple[int, ...]]], checkpoint=None,
-                  dynamic: bool = False, scan_op: str = "plugin", fused: bool = True, precision: str = "fp32",
+                  dynamic: bool = False, dynamic_axes: dict[str, list[int]] | None = None, scan_op: str = "plugin", fused: bool = True, precision: str = "fp32",
                   opset: int = 17,
                   verify: bool = False, name: str | None = None, output_names: list[str] | None = None,
                   progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``model`` called on random inputs of the given shapes. ``output_names`` name its outputs, in order
     (default ``output``, or ``output0``, ``output1``, ...). ``dynamic`` makes each input's and output's first
-    dimension (the batch) symbolic. ``fused=False`` writes the scans of avssm's VMamba and Vim modules as version
+    dimension (the batch) symbolic; ``dynamic_axes`` names further axes of inputs (``{"images": [2, 3]}``:
+    height and width), and the outputs' extents follow them. ``fused=False`` writes the scans of avssm's VMamba and Vim modules as version
     1 nodes with their traversal copies (as `avssm export --unfused`). ``precision="fp16"`` makes the graph and its float inputs fp16 (the outputs
     stay fp32; each scan node takes A, D and delta_bias in fp32 and keeps its state in fp32). ``verify`` runs
     the file on ONNX Runtime (the portable form; the plugin form with avssm's CPU op where it is built) against
-    PyTorch in fp32 on those inputs."""
+    PyTorch in fp32 on those inputs and, where axes are dynamic, on inputs twice as long on each of them."""
     from avssm import compat
     from avssm.graph.lowering import lower_selective_scan
 
@@ -131,23 +151,25 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
         raise AvssmError(f"--input / --output-name: names must all differ, got {', '.join(names + (output_names or []))}")
     output_names = list(output_names or ([f"output{i}" for i in range(len(expected))] if len(expected) > 1
                                          else ["output"]))
-    axes = {n: {0: "batch"} for n in names + output_names} if dynamic else None
+    axes = {n: {0: "batch"} for n in names + output_names} if dynamic else {}
+    for n, listed in (dynamic_axes or {}).items():
+        axes.setdefault(n, {}).update({a: "batch" if a == 0 else f"{n}_{a}" for a in listed})
     with faults_as("--output", output), atomic_output(output) as tmp:
         step(f"tracing {name or type(model).__name__}")
         layouts = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
         try:
-            with selective_scan_onnx.recording_lengths() as lengths, layouts, torch.no_grad():
+            with selective_scan_onnx.recording_scans() as shapes, layouts, torch.no_grad():
                 torch.onnx.export(traced, tuple(traced_example), str(tmp), dynamo=False, opset_version=opset,
-                                  input_names=names, output_names=output_names, dynamic_axes=axes)
+                                  input_names=names, output_names=output_names, dynamic_axes=axes or None)
         except NotCoveredError as e:
             raise AvssmError(f"MODEL {name or type(model).__name__}: {e}") from None
         proto = onnx.load(str(tmp))
         layouts = layout_counts(proto)
         if scan_op == "portable":
             step("lowering SelectiveScan to standard ops")
-            proto = lower_selective_scan(proto, lengths=lengths)
+            proto = lower_selective_scan(proto, lengths=shapes.lengths, groups=shapes.groups)
         metadata = dict(make_metadata(name or type(model).__name__, scan_op=scan_op, precision=precision, opset=opset,
-                                      dynamic=dynamic),
+                                      dynamic=bool(axes)),
                         task="custom", input={"name": names[0], "dtype": "float16" if precision == "fp16" else
                                               "float32"}, outputs=None,
                         inputs={n: list(s) for n, s in inputs})
@@ -156,8 +178,20 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
         verification = []
         if verify:
             step("verifying against PyTorch")
-            verification = _verify(proto, dict(zip(names, traced_example)), output_names, expected,
-                                   scan_op if precision == "fp32" else "portable")  # the CPU op is fp32 only
+            runs = [(dict(zip(names, traced_example)), expected, None)]
+            if axes:  # a second size: what the trace baked in as a constant shows there
+                grown = [torch.randn(*[d * 2 if a in axes.get(n, {}) else d for a, d in enumerate(shape)],
+                                     generator=generator) for n, shape in inputs]
+                with torch.no_grad():
+                    want = model(*grown)
+                want = list(want) if isinstance(want, (tuple, list)) else [want]
+                grown_feeds = {n: x.half() if precision == "fp16" else x for n, x in zip(names, grown)}
+                runs.append((grown_feeds, want, ", ".join(f"{n}[{','.join(map(str, x.shape))}]"
+                                                          for n, x in zip(names, grown))))
+            for feeds, want, at in runs:
+                rows = _verify(proto, feeds, output_names, want,
+                               scan_op if precision == "fp32" else "portable")  # the CPU op is fp32 only
+                verification += [dict(row, at=at) if at else row for row in rows]
     return ExportResult(str(output), output.stat().st_size, len(proto.graph.node), len(scan_node_names(proto)),
                         _tensor_infos(proto.graph.input), _tensor_infos(proto.graph.output), metadata, verification,
                         scan_layouts=layouts)

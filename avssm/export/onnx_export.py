@@ -245,7 +245,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
         # eval(): the exporter restores the wrapper's train/eval mode into every submodule afterwards
         wrapper = _Exported(net).eval()
         layouts = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
-        with selective_scan_onnx.recording_lengths() as lengths, layouts, warnings.catch_warnings(), \
+        with selective_scan_onnx.recording_scans() as shapes, layouts, warnings.catch_warnings(), \
                 torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # TracerWarnings on shape arithmetic are expected
             torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
@@ -256,7 +256,7 @@ def export_onnx(model, output, *, checkpoint=None, input_size=ExportOptions.inpu
         layouts = layout_counts(proto)
         if scan_op == "portable":
             step("lowering SelectiveScan to standard ops")
-            proto = lower_selective_scan(proto, lengths=lengths)
+            proto = lower_selective_scan(proto, lengths=shapes.lengths, groups=shapes.groups)
         metadata = build_metadata(net, model_name, input_size, scan_op, precision, opset, dynamic, weights)
         del proto.metadata_props[:]
         write_metadata(proto, metadata)

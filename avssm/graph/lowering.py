@@ -176,13 +176,14 @@ def _lower_node(node: onnx.NodeProto, dims: tuple[int, int, int], out_dtype: int
     return b
 
 
-def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
-                         lengths: list[int] | None = None) -> onnx.ModelProto:
+def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None, lengths: list[int] | None = None,
+                         groups: list[int | None] | None = None) -> onnx.ModelProto:
     """Return a copy of ``model`` with every SelectiveScan node replaced by standard ops (a fused node: its
     traversal copies and merge, avssm.graph.unfuse, around the lowered scan).
 
     The chunk size of the i-th node is ``chunk`` if given, else sized for ``lengths[i]`` (the sequence
-    lengths the model was exported at), else for its static L, else DEFAULT_CHUNK.
+    lengths the model was exported at), else for its static L, else DEFAULT_CHUNK. The groups of B and C must
+    be static: from shape inference, else ``groups[i]`` (the exporter records them).
     """
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
@@ -200,7 +201,9 @@ def lower_selective_scan(model: onnx.ModelProto, chunk: int | None = None,
             rank = 5 if kind == LAYOUT_CROSS_2D else 4
             b_shape = list(b_shape) if len(b_shape) == rank else [None] * rank
             b_shape[1] = DIRECTIONS[kind]
-        if None in a_shape or b_shape[1] is None:
+        if len(b_shape) > 1 and b_shape[1] is None and groups is not None and scan_index < len(groups):
+            b_shape = [b_shape[0], groups[scan_index], *b_shape[2:]]
+        if None in a_shape or len(b_shape) < 2 or b_shape[1] is None:
             raise ValueError(f"portable lowering: node {node.name}: A {a_shape} and groups {b_shape} must be static")
         out_dtype = value_type(inferred, node.input[0])
         size = chunk

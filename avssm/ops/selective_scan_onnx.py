@@ -23,21 +23,30 @@ import torch
 from avssm.graph.scan_node import (DOMAIN, FUSED_PLUGIN_VERSION, LAYOUT_BIDIRECTIONAL, LAYOUT_CROSS_2D, OP_TYPE,
                                    PLUGIN_NAMESPACE, PLUGIN_VERSION)
 
-# The list the export in progress (this thread or task) collects the scans' sequence lengths into, so that the
-# portable lowering can size its chunks for the lengths the model was exported at: see recording_lengths().
-_lengths: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("avssm_scan_lengths", default=None)
+class ScanShapes:
+    """What the export in progress learned of its scans, node by node, at the sizes it was traced at: the sequence
+    lengths (the portable lowering sizes its chunks for them) and, for version 1 nodes, the groups of B and C
+    (None for a fused node, whose layout fixes them); the lowering needs them static, and ONNX's shape inference
+    loses them where the graph computes B's shape from a dynamic one."""
+
+    def __init__(self):
+        self.lengths: list[int] = []
+        self.groups: list[int | None] = []
+
+
+_recording: contextvars.ContextVar[ScanShapes | None] = contextvars.ContextVar("avssm_scan_shapes", default=None)
 
 
 @contextlib.contextmanager
-def recording_lengths():
-    """Within the block, each exported SelectiveScan node appends its sequence length to the list this yields.
+def recording_scans():
+    """Within the block, each exported SelectiveScan node adds its length and groups to the ScanShapes this yields.
     Scoped to the calling thread or task: concurrent exports each get their own."""
-    lengths: list[int] = []
-    token = _lengths.set(lengths)
+    shapes = ScanShapes()
+    token = _recording.set(shapes)
     try:
-        yield lengths
+        yield shapes
     finally:
-        _lengths.reset(token)
+        _recording.reset(token)
 
 
 _fused: contextvars.ContextVar[bool] = contextvars.ContextVar("avssm_fused_export", default=True)
@@ -58,10 +67,11 @@ def exports_fused() -> bool:
     return _fused.get()
 
 
-def _record_length(length: int) -> None:
-    lengths = _lengths.get()
-    if lengths is not None:
-        lengths.append(int(length))
+def _record(length: int, groups: int | None) -> None:
+    shapes = _recording.get()
+    if shapes is not None:
+        shapes.lengths.append(int(length))
+        shapes.groups.append(None if groups is None else int(groups))
 
 
 class _SelectiveScanNode(torch.autograd.Function):
@@ -83,7 +93,7 @@ class _SelectiveScanNode(torch.autograd.Function):
 def selective_scan_onnx(value, u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
     """Emit one SelectiveScan node (only meaningful inside torch.onnx.export). ``value(u, delta, A, B, C, D, z,
     delta_bias, delta_softplus)`` computes the node's value in the trace, without exporting."""
-    _record_length(u.shape[-1])
+    _record(u.shape[-1], B.shape[1] if B.dim() == 4 else None)
     return _SelectiveScanNode.apply(value, u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                     None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
 
@@ -111,6 +121,6 @@ def fused_scan_onnx(value, layout, u, delta, A, B, C, D=None, z=None, delta_bias
     as for :func:`selective_scan_onnx`."""
     if layout not in (LAYOUT_CROSS_2D, LAYOUT_BIDIRECTIONAL):
         raise ValueError(f"fused_scan_onnx: layout {layout} is not a fused layout")
-    _record_length(u.shape[-1] * u.shape[-2] if layout == LAYOUT_CROSS_2D else u.shape[-1])
+    _record(u.shape[-1] * u.shape[-2] if layout == LAYOUT_CROSS_2D else u.shape[-1], None)
     return _FusedScanNode.apply(value, layout, u, delta, A.float(), B, C, None if D is None else D.float(), z,
                                 None if delta_bias is None else delta_bias.float(), bool(delta_softplus))
