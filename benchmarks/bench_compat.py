@@ -10,7 +10,9 @@
    official ``vmamba_tiny_s1l8`` on the ``selective_scan_cuda_oflex`` stand-in and the Triton cross-scan's PyTorch
    path against avssm's ``vmamba_tiny`` loaded with its weights, at 224x224.
 2. ONNX Runtime with avssm's op against PyTorch for the mamba_ssm model: exported in the plugin form, the
-   SelectiveScan nodes run by avssm's ONNX Runtime op. Target: <= 1.0x.
+   SelectiveScan nodes run by avssm's ONNX Runtime op. Target: <= 1.0x. With ``--vmamba-code``, the official
+   vmamba_tiny_s1l8 on ONNX Runtime exported fused (one cross-2d node per block, avssm.compat.vmamba) against
+   as written (the traversal copies, version 1 nodes, the merge).
 
 Every pair is timed in one process with the same thread count, interleaved (one call of each per round, median of
 --repeats rounds after one warm-up).
@@ -85,6 +87,28 @@ def official_vmamba(code: str):
     return theirs, ours
 
 
+def ort_session(model, example, name, unfused=False):
+    """(ONNX Runtime session with avssm's op, "N <layout>" of its SelectiveScan nodes) for ``model`` exported in the
+    plugin form; ``unfused``: within unfused_export (the official VMamba code as written: version 1 nodes)."""
+    import contextlib
+
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.onnx_io import session_options
+    from avssm.graph.scan_node import layout_counts
+    from avssm.ops import selective_scan_onnx
+
+    buffer = io.BytesIO()
+    with torch.no_grad(), (selective_scan_onnx.unfused_export() if unfused else contextlib.nullcontext()):
+        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17, input_names=[name])
+    proto = onnx.load_from_string(buffer.getvalue())
+    options = session_options()
+    options.register_custom_ops_library(str(native.ort_scan_op_library()))
+    scans = ", ".join(f"{n} {kind}" for kind, n in layout_counts(proto).items())
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"]), scans
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=192, help="model width (Vim-Tiny's)")
@@ -117,30 +141,30 @@ def main() -> None:
         rows.append({"comparison": "official vmamba_tiny_s1l8 on stand-ins / avssm vmamba_tiny (eager CPU)",
                      "shape": "1x3x224x224", "a_ms": t["official"] * 1e3, "b_ms": t["avssm"] * 1e3,
                      "ratio": t["official"] / t["avssm"], "target": 1.2, "max_rel": error})
-    import onnx
-    import onnxruntime as ort
-
-    from avssm.graph.onnx_io import session_options
-
-    library = native.ort_scan_op_library()
-    if library is None:
+    if native.ort_scan_op_library() is None:
         raise SystemExit("avssm's ONNX Runtime op did not build (needs a C compiler)")
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(theirs, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"],
-                          output_names=["y"])
-    proto = onnx.load_from_string(buffer.getvalue())
-    scans = sum(n.op_type == "SelectiveScan" for n in proto.graph.node)
-    options = session_options()
-    options.register_custom_ops_library(str(library))
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    if args.vmamba_code:
+        sessions = {form: ort_session(official, images, "images", unfused=form == "unfused")
+                    for form in ("fused", "unfused")}
+        feed = {"images": images.numpy()}
+        with torch.inference_mode():
+            want = official(images).numpy()
+            error = max(float(np.abs(s.run(None, feed)[0] - want).max() / np.abs(want).max())
+                        for s, _ in sessions.values())
+            t = interleaved_medians({form: (lambda s=s: s.run(None, feed)) for form, (s, _) in sessions.items()},
+                                    args.repeats)
+        rows.append({"comparison": f"official vmamba_tiny_s1l8, ONNX Runtime + avssm op: fused "
+                                   f"({sessions['fused'][1]}) / as written ({sessions['unfused'][1]})",
+                     "shape": "1x3x224x224", "a_ms": t["fused"] * 1e3, "b_ms": t["unfused"] * 1e3,
+                     "ratio": t["fused"] / t["unfused"], "target": 1.0, "max_rel": error})
+    session, scans = ort_session(theirs, x, "x")
     feed = {"x": x.numpy()}
     with torch.inference_mode():
         want = theirs(x).numpy()
         got = session.run(None, feed)[0]
         t = interleaved_medians({"onnxruntime": lambda: session.run(None, feed), "pytorch": lambda: theirs(x)},
                                 args.repeats)
-    rows.append({"comparison": f"mamba_ssm Mamba stack, ONNX Runtime + avssm op ({scans} SelectiveScan) / PyTorch",
+    rows.append({"comparison": f"mamba_ssm Mamba stack, ONNX Runtime + avssm op ({scans}) / PyTorch",
                  "shape": f"1x{args.length}x{args.dim}, depth {args.depth}", "a_ms": t["onnxruntime"] * 1e3,
                  "b_ms": t["pytorch"] * 1e3, "ratio": t["onnxruntime"] / t["pytorch"], "target": 1.0,
                  "max_rel": float(np.abs(got - want).max() / np.abs(want).max())})

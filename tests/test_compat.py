@@ -797,3 +797,83 @@ def test_a_vmamba_style_cross_scan_exports_to_what_pytorch_computes(tmp_path, mo
         torch.onnx.export(ScanMerge(), (x,), str(path), dynamo=False, opset_version=17, input_names=["x"])
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-5 * np.abs(expected).max()
+
+
+VMAMBA_STYLE_SS2D = '''
+"""In the style of the official VMamba code's vmamba.py: SS2Dv2.forward_corev2 with the cross-scan, per-direction
+einsum projections, one grouped scan and the cross-merge."""
+import torch
+from .csm_triton import cross_scan_fn, cross_merge_fn
+from .csms6s import SelectiveScanCuda
+
+
+class SS2Dv2:
+    def forward_corev2(self, x, shift=False):
+        B, D, H, W = x.shape
+        K, N, R, L = 4, self.d_state, self.dt_rank, H * W
+        xs = cross_scan_fn(x, in_channel_first=True, out_channel_first=True, scans=0)
+        x_dbl = torch.einsum("b k d l, k c d -> b k c l", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("b k r l, k d r -> b k d l", dts, self.dt_projs_weight)
+        if shift:  # not pointwise: each step's delta from the step before
+            dts = dts.roll(1, dims=-1)
+        ys = SelectiveScanCuda.apply(xs.view(B, -1, L), dts.contiguous().view(B, -1, L),
+                                     -self.A_logs.float().exp(), Bs.contiguous(), Cs.contiguous(), self.Ds.float(),
+                                     self.dt_projs_bias.view(-1).float(), True).view(B, K, -1, H, W)
+        return cross_merge_fn(ys, in_channel_first=True, out_channel_first=True, scans=0).view(B, D, H, W)
+
+
+class SS2D(torch.nn.Module, SS2Dv2):
+    def __init__(self, d=8, n=4, r=2, shift=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.d_state, self.dt_rank, self.shift = n, r, shift
+        self.x_proj_weight = torch.nn.Parameter(torch.randn(4, r + 2 * n, d) * 0.3)
+        self.dt_projs_weight = torch.nn.Parameter(torch.randn(4, d, r) * 0.5)
+        self.dt_projs_bias = torch.nn.Parameter(torch.rand(4, d) * 0.1)
+        self.A_logs = torch.nn.Parameter(torch.rand(4 * d, n))
+        self.Ds = torch.nn.Parameter(torch.ones(4 * d))
+
+    def forward(self, x):
+        return self.forward_corev2(x, shift=self.shift)
+'''
+
+
+@pytest.mark.parametrize("shift, unfused, layout", [(False, False, "cross-2d"), (True, False, "sequence"),
+                                                    (False, True, "sequence")])
+def test_the_official_vmamba_codes_ss2d_exports_as_one_fused_node(tmp_path, monkeypatch, shift, unfused, layout):
+    """forward_corev2 exported: one cross-2d node, the projections on the map. Where the code between the
+    cross-scan and the cross-merge is not pointwise, or within --unfused, the version 1 node as written."""
+    import contextlib
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.lowering import lower_selective_scan
+    from avssm.graph.scan_node import layout_counts
+    from avssm.ops import selective_scan_onnx
+
+    folder = tmp_path / "vmcode"
+    folder.mkdir()
+    (folder / "__init__.py").write_text("")
+    (folder / "csms6s.py").write_text(VMAMBA_STYLE_CSMS6S)
+    (folder / "csm_triton.py").write_text(VMAMBA_STYLE_CSM_TRITON)
+    (folder / "vmamba.py").write_text(VMAMBA_STYLE_SS2D)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [k for k in sys.modules if k.startswith(("vmcode", "selective_scan_cuda"))]:
+        monkeypatch.delitem(sys.modules, name)
+    compat.install()
+    from vmcode import vmamba
+
+    block = vmamba.SS2D(shift=shift).eval()
+    x = torch.randn(1, 8, 5, 6)
+    buffer = __import__("io").BytesIO()
+    with torch.no_grad(), (selective_scan_onnx.unfused_export() if unfused else contextlib.nullcontext()):
+        expected = block(x).numpy()
+        torch.onnx.export(block, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+    model = onnx.load_from_string(buffer.getvalue())
+    assert layout_counts(model) == {layout: 1}
+    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()

@@ -17,6 +17,7 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | ``causal_conv1d`` and ``causal_conv1d.cpp_functions``, where the package is not installed | :mod:`avssm.compat.causal_conv1d` | ``causal_conv1d_fn``, ``causal_conv1d_update``, the ``*_function`` calls |
 | mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
 | the official VMamba code's ``csm_triton.cross_scan_fn`` / ``cross_merge_fn`` on CPU tensors and under export (patched) | :mod:`avssm.compat.vmamba` | every ``scans`` / layout flag the torch classes take |
+| the official VMamba code's ``vmamba.SS2Dv2.forward_corev2`` under export (patched): its cross-2d scan as one fused node | :mod:`avssm.compat.vmamba` | ``scans=0``; else version 1 nodes |
 | mamba_ssm's ``selective_state_update`` (the blocks' step-by-step decoding) on CPU tensors (patched) | :mod:`avssm.compat.state_update` | with and without heads, ``state_batch_indices``; not exported |
 | mamba_ssm 2.x's Mamba2: ``mamba_chunk_scan_combined``, ``mamba_split_conv1d_scan_combined``, gated ``rmsnorm_fn`` (patched) | :mod:`avssm.compat.ssd` | whole sequences from a zero state |
 
@@ -76,7 +77,7 @@ PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:pat
 
 # last part of a module name -> patch: code the user copies into their own project keeps its file name, not its
 # package (the official VMamba code is imported as models.csm_triton, classification.models.csm_triton, ...)
-PATCHES_BY_FILE = {"csm_triton": "avssm.compat.vmamba:patch_csm_triton"}
+PATCHES_BY_FILE = {"csm_triton": "avssm.compat.vmamba:patch_csm_triton", "vmamba": "avssm.compat.vmamba:patch_vmamba"}
 
 
 def _patch_for(name: str) -> str | None:

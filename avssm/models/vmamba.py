@@ -28,7 +28,7 @@ from avssm.models.layers import (DropPath, LayerNorm2d, Linear2d, backbone_defau
                                  init_dt_bias)
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan, selective_scan_onnx
-from avssm.ops.cross_scan import cross_selective_scan, traverse
+from avssm.ops.cross_scan import projected_cross_scan, traverse
 from avssm.ops.cross_scan import merge as cross_merge
 
 K_DIRECTIONS = 4
@@ -98,16 +98,8 @@ class SS2D(nn.Module):
         a version 1 node and the merge."""
         if torch.onnx.is_in_onnx_export() and not selective_scan_onnx.exports_fused():
             return self._scan_copies(x)
-        b, d, h, w = x.shape
-        k, n, r = K_DIRECTIONS, self.d_state, self.dt_rank
-        x_dbl = torch.matmul(self.x_proj_weight, x.flatten(2).unsqueeze(1))  # (B, 4, R + 2N, L), map order
-        dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
-        dts = torch.matmul(self.dt_projs_weight, dts)  # (B, 4, Di, L)
-        return cross_selective_scan(
-            x, dts.view(b, k, d, h, w), -torch.exp(self.A_logs.float()), Bs.reshape(b, k, n, h, w),
-            Cs.reshape(b, k, n, h, w), D=self.Ds.float(), delta_bias=self.dt_projs_bias.float().view(-1),
-            delta_softplus=True,
-        ).float()
+        return projected_cross_scan(x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds,
+                                    self.dt_projs_bias)
 
     def _scan_copies(self, x: torch.Tensor) -> torch.Tensor:
         """The same as cross-scan copies, one grouped selective scan and cross-merge: the unfused export."""

@@ -89,3 +89,22 @@ def cross_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
             return cpu_kernel.cross_selective_scan_cpu(u, delta, A, B, C, D=D, delta_bias=delta_bias,
                                                        delta_softplus=delta_softplus)
     return _through_copies(selective_scan, u, delta, A, B, C, D, delta_bias, delta_softplus)
+
+
+def projected_cross_scan(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, x_proj_bias=None):
+    """VMamba's SS2D scan of a (batch, dim, H, W) map, its projections included: each direction's x_proj
+    (``x_proj_weight`` (4, R + 2N, dim), ``x_proj_bias`` (4, R + 2N)) and dt_proj (``dt_projs_weight`` (4, dim, R))
+    are pointwise, so they run on the map once for every direction; then :func:`cross_selective_scan` with
+    A = -exp(``A_logs``), D = ``Ds`` and delta_bias = ``dt_projs_bias`` (fp32), softplus on delta. Returns
+    (batch, dim, H, W) in fp32, what the official code's cross-scan, projections, scan and cross-merge give."""
+    b, d, h, w = x.shape
+    k, n, r = x_proj_weight.shape[0], A_logs.shape[1], dt_projs_weight.shape[2]
+    x_dbl = torch.matmul(x_proj_weight, x.flatten(2).unsqueeze(1))  # (B, 4, R + 2N, L), map order
+    if x_proj_bias is not None:
+        x_dbl = x_dbl + x_proj_bias.view(1, k, -1, 1)
+    dts, Bs, Cs = torch.split(x_dbl, [r, n, n], dim=2)
+    dts = torch.matmul(dt_projs_weight, dts)  # (B, 4, dim, L)
+    return cross_selective_scan(
+        x, dts.view(b, k, d, h, w), -torch.exp(A_logs.float()), Bs.reshape(b, k, n, h, w), Cs.reshape(b, k, n, h, w),
+        D=Ds.float(), delta_bias=dt_projs_bias.float().view(-1), delta_softplus=True,
+    ).float()
