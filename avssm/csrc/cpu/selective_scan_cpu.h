@@ -83,18 +83,22 @@ int avssm_cross_scan_cpu_fwd(const float *u, const float *delta, const float *A,
                              int64_t dim, int64_t height, int64_t width, int64_t nstate, int num_threads);
 
 /* Vim's two directions in one call (bidirectional_scan_cpu.c): u, delta (batch, 2 * dim, L), channels dim + d
- * walked backwards; A (2 * dim, N); Bt, Ct (batch, 2, L, N); D, delta_bias (2 * dim) or NULL; z (batch, dim, L)
- * or NULL, the gate of both directions at each position; y (batch, dim, L) = the two outputs averaged. */
+ * walked backwards; A (2 * dim, N); Bs, Cs (batch, 2, L, N) in each direction's step order (direction 1's step
+ * t is position L - 1 - t: avssm_bidir_steps); D, delta_bias (2 * dim) or NULL; z (batch, dim, L) or NULL, the
+ * gate of both directions at each position; y (batch, dim, L) = the two outputs averaged. */
 typedef struct {
-    const float *u, *delta, *A, *Bt, *Ct, *D, *z, *delta_bias;  /* D, z, delta_bias may be NULL */
+    const float *u, *delta, *A, *Bs, *Cs, *D, *z, *delta_bias;  /* D, z, delta_bias may be NULL */
     int delta_softplus;
     float *y;
     int64_t batch, dim, length, nstate;
 } avssm_bidir_scan_cpu_args;
 
-/* Row `row` (b * dim + d) of y. Returns 1 for a bad N, 2 when the row's buffer cannot be allocated. */
+/* Token-major Bt (batch, 2, L, N) in sequence order -> a new (batch, 2, L, N) array in each direction's step
+ * order, for the caller to free; NULL when it cannot be allocated. */
+float *avssm_bidir_steps(const float *Bt, int64_t batch, int64_t length, int64_t nstate);
+/* Row `row` (b * dim + d) of y. Returns 1 for a bad N. */
 int avssm_bidir_scan_cpu_row(const avssm_bidir_scan_cpu_args *args, int64_t row);
-/* Every row, with OpenMP; the same return codes. */
+/* Every row, with OpenMP, from Bt and Ct in sequence order; 1 for a bad N, 2 when out of memory. */
 int avssm_bidir_scan_cpu_fwd(const float *u, const float *delta, const float *A, const float *Bt, const float *Ct,
                              const float *D, const float *z, const float *delta_bias, int delta_softplus, float *y,
                              int64_t batch, int64_t dim, int64_t length, int64_t nstate, int num_threads);

@@ -272,12 +272,19 @@ static OrtStatus *compute_bidirectional(const ScanKernel *k, OrtKernelContext *c
     if ((status = output(api, context, gate, 3, &y))) return status;
     if (batch == 0 || dim == 0 || length == 0) return NULL;
     if ((status = token_major(api, in, batch * 2, nstate, length, &Bt, &Ct))) return status;
-    const avssm_bidir_scan_cpu_args args = {u->data, in->delta->data, A->data, Bt, Ct, in->D ? in->D->data : NULL,
+    float *Bs = avssm_bidir_steps(Bt, batch, length, nstate);  /* direction 1's in its step order */
+    float *Cs = Bs ? avssm_bidir_steps(Ct, batch, length, nstate) : NULL;
+    if (nstate > 1) free(Bt), free(Ct);
+    if (!Cs) {
+        free(Bs);
+        return out_of_memory(api);
+    }
+    const avssm_bidir_scan_cpu_args args = {u->data, in->delta->data, A->data, Bs, Cs, in->D ? in->D->data : NULL,
                                             in->z ? in->z->data : NULL, in->bias ? in->bias->data : NULL,
                                             (int)k->delta_softplus, y, batch, dim, length, nstate};
     Rows rows = {&args, bidirectional_row, 0};
     status = run_rows(api, context, &rows, batch * dim);
-    if (nstate > 1) free(Bt), free(Ct);
+    free(Bs), free(Cs);
     return status;
 }
 
