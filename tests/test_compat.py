@@ -877,3 +877,125 @@ def test_the_official_vmamba_codes_ss2d_exports_as_one_fused_node(tmp_path, monk
     got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
                                providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+
+
+# ------------------------------------------------------------------------------------------- official Vim code
+
+VIM_STYLE_INTERFACE = '''
+"""In the style of Vim's bundled mamba_ssm.ops.selective_scan_interface (mamba 1.1.1): the inner function without
+out_proj that bimamba v2 calls once per direction, over the compiled modules."""
+import torch
+import causal_conv1d_cuda
+import selective_scan_cuda
+
+
+class MambaInnerFnNoOutProj(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, A, B=None, C=None, D=None,
+                delta_bias=None, B_proj_bias=None, C_proj_bias=None, delta_softplus=True, checkpoint_lvl=1):
+        L, rank, n = xz.shape[-1], delta_proj_weight.shape[1], A.shape[-1]
+        x, z = xz.chunk(2, dim=1)
+        conv_out = causal_conv1d_cuda.causal_conv1d_fwd(x, conv1d_weight.squeeze(1), conv1d_bias, True)
+        x_dbl = torch.nn.functional.linear(conv_out.transpose(1, 2).reshape(-1, conv_out.shape[1]), x_proj_weight)
+        delta = (delta_proj_weight @ x_dbl[:, :rank].t()).view(-1, xz.shape[0], L).transpose(0, 1).contiguous()
+        B = x_dbl[:, rank:rank + n].view(xz.shape[0], L, n).transpose(1, 2)[:, None].contiguous()
+        C = x_dbl[:, rank + n:].view(xz.shape[0], L, n).transpose(1, 2)[:, None].contiguous()
+        out, scan_state, out_z = selective_scan_cuda.fwd(conv_out, delta, A, B, C, D, z.contiguous(), delta_bias,
+                                                         delta_softplus)
+        return out_z
+
+
+def mamba_inner_fn_no_out_proj(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, A, B=None, C=None,
+                               D=None, delta_bias=None, B_proj_bias=None, C_proj_bias=None, delta_softplus=True):
+    return MambaInnerFnNoOutProj.apply(xz, conv1d_weight, conv1d_bias, x_proj_weight, delta_proj_weight, A, B, C, D,
+                                       delta_bias, B_proj_bias, C_proj_bias, delta_softplus)
+'''
+
+VIM_STYLE_MAMBA_SIMPLE = '''
+"""In the style of Vim's bundled mamba_ssm.modules.mamba_simple: the Mamba block with bimamba_type "v2", each
+direction with its own conv1d / x_proj / dt_proj / A / D, the backward one on the flipped sequence."""
+import math
+import torch
+import torch.nn.functional as F
+from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn_no_out_proj
+
+
+class Mamba(torch.nn.Module):
+    def __init__(self, d_model, d_state=8, d_conv=4, expand=2, use_fast_path=True, bimamba_type="v2",
+                 if_divide_out=True, init_layer_scale=None):
+        super().__init__()
+        torch.manual_seed(0)
+        self.d_state, self.d_inner = d_state, expand * d_model
+        self.dt_rank, self.use_fast_path = math.ceil(d_model / 16), use_fast_path
+        self.bimamba_type, self.if_divide_out, self.init_layer_scale = bimamba_type, if_divide_out, init_layer_scale
+        if init_layer_scale is not None:
+            self.gamma = torch.nn.Parameter(init_layer_scale * torch.ones(d_model))
+        di, r = self.d_inner, self.dt_rank
+        self.in_proj = torch.nn.Linear(d_model, 2 * di, bias=False)
+        self.out_proj = torch.nn.Linear(di, d_model, bias=False)
+        for s in ("", "_b"):
+            setattr(self, "conv1d" + s, torch.nn.Conv1d(di, di, d_conv, groups=di, padding=d_conv - 1))
+            setattr(self, "x_proj" + s, torch.nn.Linear(di, r + 2 * d_state, bias=False))
+            setattr(self, "dt_proj" + s, torch.nn.Linear(r, di))
+            setattr(self, "A" + s + "_log", torch.nn.Parameter(torch.log(torch.arange(1., d_state + 1).repeat(di, 1))))
+            setattr(self, "D" + s, torch.nn.Parameter(torch.ones(di)))
+
+    def forward(self, hidden_states, inference_params=None):
+        xz = self.in_proj.weight @ hidden_states.reshape(-1, hidden_states.shape[-1]).t()  # (2 di, batch * L)
+        xz = xz.view(-1, hidden_states.shape[0], hidden_states.shape[1]).transpose(0, 1)
+        out = mamba_inner_fn_no_out_proj(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                                         self.dt_proj.weight, -torch.exp(self.A_log.float()), None, None,
+                                         self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+        out_b = mamba_inner_fn_no_out_proj(xz.flip([-1]), self.conv1d_b.weight, self.conv1d_b.bias,
+                                           self.x_proj_b.weight, self.dt_proj_b.weight,
+                                           -torch.exp(self.A_b_log.float()), None, None, self.D_b.float(),
+                                           delta_bias=self.dt_proj_b.bias.float(), delta_softplus=True)
+        y = (out + out_b.flip([-1])).transpose(1, 2)
+        out = F.linear(y / 2 if self.if_divide_out else y, self.out_proj.weight, self.out_proj.bias)
+        return out * self.gamma if self.init_layer_scale is not None else out
+'''
+
+
+@pytest.mark.parametrize("options, layout", [({}, {"bidirectional": 1}),
+                                             ({"if_divide_out": False, "init_layer_scale": 0.5}, {"bidirectional": 1}),
+                                             ({"bimamba_type": "none"}, {"sequence": 2})])
+def test_vims_bimamba_v2_block_exports_as_one_bidirectional_node(tmp_path, monkeypatch, options, layout):
+    """Vim's v2 block exported: one bidirectional node instead of two version 1 nodes and the flips, with the
+    same outputs. Another bimamba_type is exported as written (here: its two calls, with the flips)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from avssm.graph.lowering import lower_selective_scan
+    from avssm.graph.scan_node import layout_counts
+
+    package = tmp_path / "mamba_ssm"
+    for sub in ("", "ops", "modules"):
+        (package / sub).mkdir(parents=True, exist_ok=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "ops" / "selective_scan_interface.py").write_text(VIM_STYLE_INTERFACE)
+    (package / "modules" / "mamba_simple.py").write_text(VIM_STYLE_MAMBA_SIMPLE)
+    saved = {k: v for k, v in sys.modules.items() if k.startswith(("mamba_ssm", "selective_scan_cuda",
+                                                                     "causal_conv1d"))}
+    for name in saved:
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        compat.install()
+        from mamba_ssm.modules.mamba_simple import Mamba
+
+        block = Mamba(16, **options).eval()
+        x = torch.randn(2, 20, 16)
+        buffer = __import__("io").BytesIO()
+        with torch.no_grad():
+            expected = block(x).numpy()
+            torch.onnx.export(block, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+    finally:
+        for name in [k for k in sys.modules if k.startswith(("mamba_ssm", "selective_scan_cuda", "causal_conv1d"))]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    model = onnx.load_from_string(buffer.getvalue())
+    assert layout_counts(model) == layout
+    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()

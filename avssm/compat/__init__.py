@@ -18,6 +18,7 @@ the per-chunk states callers read), so the calling code's autograd.Functions run
 | mamba_ssm's Triton ``layer_norm_fn`` / ``rms_norm_fn`` / ``RMSNorm`` on CPU tensors and under export (patched) | :mod:`avssm.compat.layer_norm` | the fused residual add and one norm |
 | the official VMamba code's ``csm_triton.cross_scan_fn`` / ``cross_merge_fn`` on CPU tensors and under export (patched) | :mod:`avssm.compat.vmamba` | every ``scans`` / layout flag the torch classes take |
 | the official VMamba code's ``vmamba.SS2Dv2.forward_corev2`` under export (patched): its cross-2d scan as one fused node | :mod:`avssm.compat.vmamba` | ``scans=0``; else version 1 nodes |
+| Vim's bundled ``mamba_simple.Mamba`` with ``bimamba_type="v2"`` under export (patched): one bidirectional node | :mod:`avssm.compat.vim` | the fast path; else as written |
 | mamba_ssm's ``selective_state_update`` (the blocks' step-by-step decoding) on CPU tensors (patched) | :mod:`avssm.compat.state_update` | with and without heads, ``state_batch_indices``; not exported |
 | mamba_ssm 2.x's Mamba2: ``mamba_chunk_scan_combined``, ``mamba_split_conv1d_scan_combined``, gated ``rmsnorm_fn`` (patched) | :mod:`avssm.compat.ssd` | whole sequences from a zero state |
 
@@ -72,7 +73,8 @@ PATCHES = {"mamba_ssm.ops.selective_scan_interface": "avssm.compat.mamba_ssm:pat
            "mamba_ssm.ops.triton.layernorm": "avssm.compat.layer_norm:patch_layer_norm",    # 1.x, Vim's 1.1.1
            "mamba_ssm.ops.triton.layernorm_gated": "avssm.compat.ssd:patch_layernorm_gated",
            "mamba_ssm.ops.triton.ssd_combined": "avssm.compat.ssd:patch_ssd_combined",
-           "mamba_ssm.ops.triton.selective_state_update": "avssm.compat.state_update:patch_selective_state_update"}
+           "mamba_ssm.ops.triton.selective_state_update": "avssm.compat.state_update:patch_selective_state_update",
+           "mamba_ssm.modules.mamba_simple": "avssm.compat.vim:patch_mamba_simple"}      # Vim's bimamba v2
 
 
 # last part of a module name -> patch: code the user copies into their own project keeps its file name, not its

@@ -23,7 +23,7 @@ from avssm.models.layers import (DropPath, RMSNorm, backbone_default_cfg, check_
                                  init_dt_bias)
 from avssm.models.registry import register_model
 from avssm.ops import selective_scan, selective_scan_onnx
-from avssm.ops.bidirectional_scan import bidirectional_selective_scan
+from avssm.ops.bidirectional_scan import direction_inputs, projected_bidirectional_scan
 
 
 @dataclass(frozen=True)
@@ -73,22 +73,6 @@ class BiMambaMixer(nn.Module):
         self.D = nn.Parameter(torch.ones(di))
         self.D_b = nn.Parameter(torch.ones(di))
 
-    def _direction_inputs(self, x, conv1d, x_proj, dt_proj, backward: bool = False):
-        """x: (B, Di, L) -> scan inputs u, delta, B, C of one direction. ``backward``: the backward direction's
-        inputs in sequence order (its convolution looks ahead instead of back), for the scan that walks it
-        backwards by index; otherwise x is already in the direction's order."""
-        length = x.shape[-1]
-        if backward:  # the causal convolution of the flipped sequence, flipped back: anti-causal, reversed taps
-            k = conv1d.kernel_size[0]
-            u = F.silu(F.conv1d(x, conv1d.weight.flip(-1), conv1d.bias, padding=k - 1,
-                                groups=conv1d.groups)[..., k - 1:k - 1 + length])
-        else:
-            u = F.silu(conv1d(x)[..., :length])  # causal: left padding only
-        x_dbl = x_proj(u.transpose(1, 2))  # (B, L, R + 2N)
-        dt, Bm, Cm = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = (dt @ dt_proj.weight.t()).transpose(1, 2)  # dt_proj's bias goes into the scan
-        return u, delta, Bm.transpose(1, 2), Cm.transpose(1, 2)
-
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: (B, L, D) -> (B, L, D). Both directions in one operation on the sequence as it is
         (avssm.ops.bidirectional_scan: the backward one walked backwards by index, no flipped copies); exported as
@@ -97,24 +81,15 @@ class BiMambaMixer(nn.Module):
         if torch.onnx.is_in_onnx_export() and not selective_scan_onnx.exports_fused():
             return self._forward_flips(h)
         x, z = self.in_proj(h).transpose(1, 2).chunk(2, dim=1)  # (B, Di, L) each
-        u_f, dt_f, B_f, C_f = self._direction_inputs(x, self.conv1d, self.x_proj, self.dt_proj)
-        u_b, dt_b, B_b, C_b = self._direction_inputs(x, self.conv1d_b, self.x_proj_b, self.dt_proj_b, backward=True)
-        y = bidirectional_selective_scan(
-            torch.cat([u_f, u_b], 1), torch.cat([dt_f, dt_b], 1),
-            -torch.exp(torch.cat([self.A_log, self.A_b_log], 0).float()),
-            torch.stack([B_f, B_b], 1), torch.stack([C_f, C_b], 1),
-            D=torch.cat([self.D, self.D_b]).float(), z=z,
-            delta_bias=torch.cat([self.dt_proj.bias, self.dt_proj_b.bias]).float(), delta_softplus=True,
-        )
-        return self.out_proj(y.to(h.dtype).transpose(1, 2))
+        return self.out_proj(projected_bidirectional_scan(self, x, z).to(h.dtype).transpose(1, 2))
 
     def _forward_flips(self, h: torch.Tensor) -> torch.Tensor:
         """The same with the backward direction's inputs flipped and its output flipped back: the unfused export."""
         xz = self.in_proj(h).transpose(1, 2)  # (B, 2Di, L)
         x, z = xz.chunk(2, dim=1)
         xb, zb = x.flip(-1), z.flip(-1)
-        u_f, dt_f, B_f, C_f = self._direction_inputs(x, self.conv1d, self.x_proj, self.dt_proj)
-        u_b, dt_b, B_b, C_b = self._direction_inputs(xb, self.conv1d_b, self.x_proj_b, self.dt_proj_b)
+        u_f, dt_f, B_f, C_f = direction_inputs(x, self.conv1d, self.x_proj, self.dt_proj, self.d_state)
+        u_b, dt_b, B_b, C_b = direction_inputs(xb, self.conv1d_b, self.x_proj_b, self.dt_proj_b, self.d_state)
         y = selective_scan(
             torch.cat([u_f, u_b], 1), torch.cat([dt_f, dt_b], 1),
             -torch.exp(torch.cat([self.A_log, self.A_b_log], 0).float()),

@@ -79,3 +79,42 @@ def bidirectional_selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=N
             return cpu_kernel.bidirectional_selective_scan_cpu(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
                                                                delta_softplus=delta_softplus)
     return _through_flips(selective_scan, u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def direction_inputs(x, conv1d, x_proj, dt_proj, d_state: int, backward: bool = False):
+    """Vim's (and mamba_ssm's) inputs of one scan direction from x (batch, dim, L): the causal depthwise
+    ``conv1d`` and SiLU give u; ``x_proj`` gives dt, B and C; ``dt_proj``'s weight gives delta (its bias goes
+    into the scan as delta_bias). ``backward``: the direction that walks the sequence backwards, its inputs in
+    sequence order (the causal convolution of the flipped sequence, flipped back, is the anti-causal one with the
+    taps reversed); otherwise x is already in the direction's order. Returns u, delta (batch, dim, L) and B, C
+    (batch, N, L)."""
+    import torch.nn.functional as F
+
+    length, k = x.shape[-1], conv1d.weight.shape[-1]
+    if backward:
+        u = F.silu(F.conv1d(x, conv1d.weight.flip(-1), conv1d.bias, padding=k - 1,
+                            groups=conv1d.weight.shape[0])[..., k - 1:k - 1 + length])
+    else:
+        u = F.silu(F.conv1d(x, conv1d.weight, conv1d.bias, padding=k - 1, groups=conv1d.weight.shape[0])[..., :length])
+    x_dbl = F.linear(u.transpose(1, 2), x_proj.weight)  # (B, L, R + 2N)
+    rank = x_dbl.shape[-1] - 2 * d_state
+    dt, Bm, Cm = torch.split(x_dbl, [rank, d_state, d_state], dim=-1)
+    delta = (dt @ dt_proj.weight.t()).transpose(1, 2)
+    return u, delta, Bm.transpose(1, 2), Cm.transpose(1, 2)
+
+
+def projected_bidirectional_scan(block, x, z):
+    """Vim's bimamba v2 mixer between in_proj and out_proj, as one operation: x and z (batch, dim, L) -> the two
+    directions' gated outputs averaged, (batch, dim, L). ``block`` holds the parameters under Vim's names (its
+    Mamba block, avssm's BiMambaMixer): conv1d / conv1d_b, x_proj / x_proj_b, dt_proj / dt_proj_b, A_log /
+    A_b_log, D / D_b, and d_state."""
+    n = block.d_state
+    u_f, dt_f, B_f, C_f = direction_inputs(x, block.conv1d, block.x_proj, block.dt_proj, n)
+    u_b, dt_b, B_b, C_b = direction_inputs(x, block.conv1d_b, block.x_proj_b, block.dt_proj_b, n, backward=True)
+    return bidirectional_selective_scan(
+        torch.cat([u_f, u_b], 1), torch.cat([dt_f, dt_b], 1),
+        -torch.exp(torch.cat([block.A_log, block.A_b_log], 0).float()),
+        torch.stack([B_f, B_b], 1), torch.stack([C_f, C_b], 1),
+        D=torch.cat([block.D, block.D_b]).float(), z=z,
+        delta_bias=torch.cat([block.dt_proj.bias, block.dt_proj_b.bias]).float(), delta_softplus=True,
+    )
