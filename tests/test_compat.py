@@ -357,57 +357,51 @@ def test_code_written_against_mamba_ssm_exports_with_a_scan_node(tmp_path, monke
         assert np.abs(plugin - expected).max() < 1e-4 * np.abs(expected).max()
 
 
-def test_mamba_ssms_blocks_export_on_both_paths():
-    """mamba_ssm's Mamba block on its fast path (MambaInnerFn) and its slow path (selective_scan_fn), exported:
-    one SelectiveScan node each, portable form on ONNX Runtime within 1e-4 of PyTorch. Skipped without
-    mamba_ssm."""
+def export_portable(module, x):
+    """``module`` exported on ``x`` (its scans as SelectiveScan nodes), and the relative max error of its portable
+    form on ONNX Runtime against PyTorch."""
     import numpy as np
     import onnx
     import onnxruntime as ort
 
     from avssm.graph.lowering import lower_selective_scan
+
+    buffer = __import__("io").BytesIO()
+    with torch.no_grad():
+        expected = module(x).numpy()
+        torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+    model = onnx.load_from_string(buffer.getvalue())
+    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
+                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    return model, float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def test_mamba_ssms_blocks_export_on_both_paths():
+    """mamba_ssm's Mamba block on its fast path (MambaInnerFn) and its slow path (selective_scan_fn), exported:
+    one SelectiveScan node each, portable form on ONNX Runtime within 1e-4 of PyTorch. Skipped without
+    mamba_ssm."""
 
     compat.install()
     ms = pytest.importorskip("mamba_ssm.modules.mamba_simple")
     torch.manual_seed(0)
     net = torch.nn.Sequential(ms.Mamba(d_model=16, d_state=8, d_conv=4, expand=2, use_fast_path=True),
                               ms.Mamba(d_model=16, d_state=8, d_conv=4, expand=2, use_fast_path=False)).eval()
-    x = torch.randn(1, 64, 16)
-    buffer = __import__("io").BytesIO()
-    with torch.no_grad():
-        expected = net(x).numpy()
-        torch.onnx.export(net, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
-    model = onnx.load_from_string(buffer.getvalue())
-    assert sum(n.op_type == "SelectiveScan" for n in model.graph.node) == 2
-    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
-                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
-    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    model, error = export_portable(net, torch.randn(1, 64, 16))
+    assert sum(n.op_type == "SelectiveScan" for n in model.graph.node) == 2 and error < 1e-4
 
 
 def test_mamba_ssms_reference_scan_exports_as_one_node_not_a_loop():
     """selective_scan_ref is a Python loop over the sequence: exported as written it is one set of ops per step.
     Under export it becomes one SelectiveScan node; outside export it runs as written."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-
-    from avssm.graph.lowering import lower_selective_scan
 
     compat.install()
     interface = pytest.importorskip("mamba_ssm.ops.selective_scan_interface")
     torch.manual_seed(0)
     layer = TinyMambaStyleLayer(interface.selective_scan_ref).eval()
     assert layer.scan_fn.__wrapped__.__module__ == interface.__name__  # the reference itself, outside export
-    x = torch.randn(1, 40, 8)
-    buffer = __import__("io").BytesIO()
-    with torch.no_grad():
-        expected = layer(x).numpy()
-        torch.onnx.export(layer, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
-    model = onnx.load_from_string(buffer.getvalue())
+    model, error = export_portable(layer, torch.randn(1, 40, 8))
     assert sum(n.op_type == "SelectiveScan" for n in model.graph.node) == 1 and len(model.graph.node) < 60
-    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
-                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
-    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    assert error < 1e-4
 
 
 def inner_reference(xz, conv_w, conv_b, x_proj_w, delta_proj_w, A, D, delta_bias):
@@ -720,16 +714,22 @@ def cross_merge_fn(y, in_channel_first=True, out_channel_first=True, one_by_one=
 '''
 
 
-def test_the_official_vmamba_codes_kernels_and_cross_scan_run_on_the_cpu(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
+def vmamba_style_package(tmp_path, monkeypatch, package, extra):
+    """A package ``package`` of the VMamba-style csms6s and csm_triton (and ``extra`` files), importable, with
+    the compatibility layer installed."""
+    folder = tmp_path / package
     folder.mkdir()
-    (folder / "__init__.py").write_text("")
-    (folder / "csms6s.py").write_text(VMAMBA_STYLE_CSMS6S)
-    (folder / "csm_triton.py").write_text(VMAMBA_STYLE_CSM_TRITON)
+    files = {"__init__.py": "", "csms6s.py": VMAMBA_STYLE_CSMS6S, "csm_triton.py": VMAMBA_STYLE_CSM_TRITON, **extra}
+    for name, text in files.items():
+        (folder / name).write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in [k for k in sys.modules if k.startswith(("models", "selective_scan_cuda"))]:
+    for name in [k for k in sys.modules if k.startswith((package, "selective_scan_cuda"))]:
         monkeypatch.delitem(sys.modules, name)
     compat.install()
+
+
+def test_the_official_vmamba_codes_kernels_and_cross_scan_run_on_the_cpu(tmp_path, monkeypatch):
+    vmamba_style_package(tmp_path, monkeypatch, "models", {})
     from models import csm_triton, csms6s  # patched by file name, whatever the package
 
     assert csms6s.WITH_OFLEX
@@ -846,37 +846,16 @@ def test_the_official_vmamba_codes_ss2d_exports_as_one_fused_node(tmp_path, monk
     cross-scan and the cross-merge is not pointwise, or within --unfused, the version 1 node as written."""
     import contextlib
 
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-
-    from avssm.graph.lowering import lower_selective_scan
     from avssm.graph.scan_node import layout_counts
     from avssm.ops import selective_scan_onnx
 
-    folder = tmp_path / "vmcode"
-    folder.mkdir()
-    (folder / "__init__.py").write_text("")
-    (folder / "csms6s.py").write_text(VMAMBA_STYLE_CSMS6S)
-    (folder / "csm_triton.py").write_text(VMAMBA_STYLE_CSM_TRITON)
-    (folder / "vmamba.py").write_text(VMAMBA_STYLE_SS2D)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for name in [k for k in sys.modules if k.startswith(("vmcode", "selective_scan_cuda"))]:
-        monkeypatch.delitem(sys.modules, name)
-    compat.install()
+    vmamba_style_package(tmp_path, monkeypatch, "vmcode", {"vmamba.py": VMAMBA_STYLE_SS2D})
     from vmcode import vmamba
 
     block = vmamba.SS2D(shift=shift).eval()
-    x = torch.randn(1, 8, 5, 6)
-    buffer = __import__("io").BytesIO()
-    with torch.no_grad(), (selective_scan_onnx.unfused_export() if unfused else contextlib.nullcontext()):
-        expected = block(x).numpy()
-        torch.onnx.export(block, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
-    model = onnx.load_from_string(buffer.getvalue())
-    assert layout_counts(model) == {layout: 1}
-    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
-                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
-    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    with selective_scan_onnx.unfused_export() if unfused else contextlib.nullcontext():
+        model, error = export_portable(block, torch.randn(1, 8, 5, 6))
+    assert layout_counts(model) == {layout: 1} and error < 1e-4
 
 
 # ------------------------------------------------------------------------------------------- official Vim code
@@ -962,11 +941,7 @@ class Mamba(torch.nn.Module):
 def test_vims_bimamba_v2_block_exports_as_one_bidirectional_node(tmp_path, monkeypatch, options, layout):
     """Vim's v2 block exported: one bidirectional node instead of two version 1 nodes and the flips, with the
     same outputs. Another bimamba_type is exported as written (here: its two calls, with the flips)."""
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
 
-    from avssm.graph.lowering import lower_selective_scan
     from avssm.graph.scan_node import layout_counts
 
     package = tmp_path / "mamba_ssm"
@@ -984,18 +959,9 @@ def test_vims_bimamba_v2_block_exports_as_one_bidirectional_node(tmp_path, monke
         compat.install()
         from mamba_ssm.modules.mamba_simple import Mamba
 
-        block = Mamba(16, **options).eval()
-        x = torch.randn(2, 20, 16)
-        buffer = __import__("io").BytesIO()
-        with torch.no_grad():
-            expected = block(x).numpy()
-            torch.onnx.export(block, (x,), buffer, dynamo=False, opset_version=17, input_names=["x"])
+        model, error = export_portable(Mamba(16, **options).eval(), torch.randn(2, 20, 16))
     finally:
         for name in [k for k in sys.modules if k.startswith(("mamba_ssm", "selective_scan_cuda", "causal_conv1d"))]:
             del sys.modules[name]
         sys.modules.update(saved)
-    model = onnx.load_from_string(buffer.getvalue())
-    assert layout_counts(model) == layout
-    got = ort.InferenceSession(lower_selective_scan(model).SerializeToString(),
-                               providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
-    assert np.abs(got - expected).max() < 1e-4 * np.abs(expected).max()
+    assert layout_counts(model) == layout and error < 1e-4
