@@ -72,6 +72,11 @@ def recordings(tmp_path_factory):
     for storage, path in made.items():
         write_recording(path, storage, frames)
     made["mcap file"] = next((root / "mcap").glob("*.mcap"))
+    # recognised by what they are: `ros2 bag record -o drive.mcap` makes a folder; a file may be named anything
+    write_recording(root / "drive.mcap", "mcap", frames)
+    made["folder named .mcap"] = root / "drive.mcap"
+    made["mcap file named .rec"] = root / "drive.rec"
+    made["mcap file named .rec"].write_bytes(made["mcap file"].read_bytes())
     folder = root / "frames"
     folder.mkdir()
     for i, frame in enumerate(frames):
@@ -89,7 +94,8 @@ def detections(path):
     return [json.loads(line) for line in open(path)]
 
 
-@pytest.mark.parametrize("storage", ["mcap", "sqlite3", "ros1", "mcap file"])
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3", "ros1", "mcap file", "folder named .mcap",
+                                     "mcap file named .rec"])
 def test_every_storage_gives_the_frames_and_their_detections(recordings, detector, tmp_path, storage):
     """Each storage yields both topics' 4 frames in recording order with their stamps; the raw Image topic's
     detections are those of the same frames read from lossless PNGs."""

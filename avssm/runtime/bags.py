@@ -64,10 +64,27 @@ class Message:
         return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+# the first bytes of each kind of recording file
+MAGIC = {"mcap": b"\x89MCAP", "ros1": b"#ROSBAG", "sqlite3": b"SQLite format 3\x00"}
+
+
+def file_kind(path: Path) -> str | None:
+    """"mcap", "ros1" or "sqlite3" for a recording file, by its first bytes (not its name); None otherwise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    return next((kind for kind, magic in MAGIC.items() if head.startswith(magic)), None)
+
+
 def is_bag(spec: str) -> bool:
+    """A recording: a file that is one (by its first bytes, or named as one: a damaged recording is then told so),
+    or a rosbag2 folder (metadata.yaml, or MCAP files), whatever the folder is called (`ros2 bag record -o
+    drive.mcap` makes a folder)."""
     path = Path(spec)
     if path.is_file():
-        return path.suffix.lower() in BAG_SUFFIXES
+        return path.suffix.lower() in BAG_SUFFIXES or file_kind(path) is not None
     return path.is_dir() and ((path / "metadata.yaml").is_file() or any(path.glob("*.mcap")))
 
 
@@ -88,8 +105,12 @@ class Bag:
         self.max_record_bytes = max_record_bytes(max_pixels)  # a message or a decompressed chunk
         if not self.path.exists():
             raise BagError(f"source {spec}: no such file or folder")
-        mcaps = sorted(self.path.glob("*.mcap")) if self.path.is_dir() else []
-        self.mcap = self.path if self.path.suffix.lower() == ".mcap" else (mcaps[0] if len(mcaps) == 1 else None)
+        if self.path.is_dir():  # a rosbag2 folder: its one MCAP file, else its storage through rosbags
+            mcaps = sorted(p for p in self.path.glob("*.mcap") if p.is_file())
+            self.mcap = mcaps[0] if len(mcaps) == 1 else None
+        else:
+            kind = file_kind(self.path)
+            self.mcap = self.path if kind == "mcap" or (kind is None and self.path.suffix.lower() == ".mcap") else None
         self.typestore = _typestore()
         self._topics: list[Topic] | None = None
 
