@@ -112,14 +112,15 @@ def engine_plugin_library(engine_path, sidecar: dict, plugin_lib: str | None) ->
                        f"found none in $AVSSM_PLUGIN_LIB or avssm's build folders ({looked}); {hint}")
 
 
-def profile_shapes(inputs, min_shape=None, opt_shape=None, max_shape=None, *, source="model") -> dict:
+def profile_shapes(inputs, min_shape=None, opt_shape=None, max_shape=None, *, source="model",
+                   exported: dict | None = None) -> dict:
     """The optimization profile of a network's inputs: ``{name: {"min": [...], "opt": [...], "max": [...]}}``,
     for every input (a static one at its shape).
 
     ``inputs`` are (name, shape) with -1 (or None) for a dynamic extent. Each of ``min_shape`` / ``opt_shape`` /
     ``max_shape`` is a shape for the one dynamic input, or ``{name: shape}`` for several. Every dynamic input needs
     all three; each must keep the static extents and rank, with min <= opt <= max. One line naming the flag
-    otherwise."""
+    otherwise (with the shape the input was exported at, from ``exported``, as the example)."""
     inputs = [(name, [d if isinstance(d, int) and d >= 0 else -1 for d in shape]) for name, shape in inputs]
     dynamic = [name for name, shape in inputs if -1 in shape]
     given = {}
@@ -149,7 +150,9 @@ def profile_shapes(inputs, min_shape=None, opt_shape=None, max_shape=None, *, so
         text = "x".join("?" if d < 0 else str(d) for d in shape)
         missing = [flag for flag, shapes in given.items() if name not in shapes]
         if missing:
-            example = "x".join("1" if d < 0 else str(d) for d in shape)
+            known = (exported or {}).get(name)
+            example = "x".join(map(str, known)) if known and len(known) == len(shape) else \
+                "x".join("1" if d < 0 else str(d) for d in shape)
             raise AvssmError(f"{source}: input {name} is dynamic ({text}); give --min-shape, --opt-shape and "
                              f"--max-shape for it (e.g. {example})")
         low, opt, high = (given[f][name] for f in ("--min-shape", "--opt-shape", "--max-shape"))
@@ -184,10 +187,19 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     model = load_model(onnx_path)  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
     require_valid_scan_nodes(model, onnx_path)
-    profiles = profile_shapes([(name, tuple(-1 if d is None else d for d in shape))
+    exported = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
+    if meta.get("task") != "custom" and len(meta.get("export_size") or []) == 2:
+        exported = {input_specs(model)[0][0]: [1, 3, *meta["export_size"]]}
+
+    def profiles_of_the_file():
+        return profile_shapes([(name, tuple(-1 if d is None else d for d in shape))
                                for name, shape, _ in input_specs(model)], min_shape, opt_shape, max_shape,
-                              source=f"model {onnx_path}")
+                              source=f"model {onnx_path}", exported=exported)
+
+    given = any(v is not None for v in (min_shape, opt_shape, max_shape))
+    profiles = profiles_of_the_file() if given else None  # shapes given are checked before TensorRT loads
     trt = _import_tensorrt()
+    profiles = profiles or profiles_of_the_file()
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:
@@ -207,14 +219,13 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         raise AvssmError(f"model {onnx_path}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    network_inputs = [network.get_input(i) for i in range(network.num_inputs)]
-    if any(-1 in tuple(i.shape) for i in network_inputs):
+    dynamic = [name for name, shape, _ in input_specs(model) if None in shape]  # TensorRT names them as ONNX does
+    if dynamic:
         profile = builder.create_optimization_profile()
-        for i in network_inputs:
-            if -1 in tuple(i.shape):
-                profile.set_shape(i.name, *(profiles[i.name][k] for k in ("min", "opt", "max")))
+        for name in dynamic:
+            profile.set_shape(name, *(profiles[name][k] for k in ("min", "opt", "max")))
         config.add_optimization_profile(profile)
-    shapes = profiles[network_inputs[0].name]  # the image input's, as the runtimes read it
+    shapes = next(iter(profiles.values()))  # the first (image) input's, as the runtimes read it
     cache = None
     if timing_cache:
         data = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
