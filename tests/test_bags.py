@@ -103,6 +103,7 @@ def test_every_storage_gives_the_frames_and_their_detections(recordings, detecto
     report = run(detector, str(recordings[storage]), RunConfig(topics=(FRONT, LEFT), warmup=0, jsonl=str(out),
                                                                score_threshold=0.05))
     assert report["error"] is None and report["frames"]["processed"] == 8
+    assert report["source"]["frame_rate"] == pytest.approx(10.0)  # from the first topic's stamps, for --save-video
     lines = detections(out)
     assert [(d["topic"], d["stamp_ns"]) for d in lines] == [(t, stamp_ns(i)) for i in range(4) for t in (FRONT, LEFT)]
     png = tmp_path / "png.jsonl"

@@ -94,6 +94,8 @@ def test_run_onnxruntime_report_and_sinks(tmp_path, clip, onnx_model):
     assert len(lines) == 5 and lines[0]["detections"] and set(lines[0]["detections"][0]) == {"box", "score", "label", "class"}
     cap = cv2.VideoCapture(str(video))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    # played at the source's own rate (the clip is 10 fps), not a fixed 30
+    assert cap.get(cv2.CAP_PROP_FPS) == 10.0 and report["source"]["frame_rate"] == report["source"]["save_video_fps"]
     assert "includes the wait behind earlier frames" in format_table(report)  # a file read ahead, every frame kept
 
 

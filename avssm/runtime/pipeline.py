@@ -25,6 +25,8 @@ from avssm.runtime.preprocess import check_frame_fits, preprocess
 from avssm.runtime.raw import OutputWriter, frame_normalization, frames_problem, is_detector, notice
 from avssm.runtime.sources import Frame, FrameSource, SourceGroup
 
+DEFAULT_VIDEO_FPS = 30.0  # --save-video of a source with no rate of its own (images)
+
 
 @dataclass
 class Detection:
@@ -79,9 +81,11 @@ class _Sinks:
     are kept)."""
 
     def __init__(self, show: bool, save_video: str | None, jsonl: str | None, record: str | None = None,
-                 record_images: bool = False, view_port: int | None = None):
+                 record_images: bool = False, view_port: int | None = None, video_rate=None):
         self.show = show
         self.save_video = save_video
+        self.video_rate = video_rate or (lambda: None)  # the source's frames per second, when the video starts
+        self.video_fps: float | None = None
         self.writer = None
         self._video = contextlib.ExitStack()  # the video's temporary file, renamed into place once it reads back
         self._video_frames = 0
@@ -124,7 +128,8 @@ class _Sinks:
                 if self.writer is None:
                     h, w = img.shape[:2]
                     tmp = self._video.enter_context(atomic_output(self.save_video, keep_suffix=True))
-                    self.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+                    self.video_fps = self.video_rate() or DEFAULT_VIDEO_FPS
+                    self.writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.video_fps, (w, h))
                     self._video_tmp = tmp
                     if not self.writer.isOpened():
                         self.writer = None
@@ -235,7 +240,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     _check_batch(be, batch)
     group.probe()
     names = [s.spec if not s.topics else s.topics[0] for s in group.sources]
-    sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port)
+    sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port,
+                   video_rate=group.sources[0].frame_rate)
     if sinks.view is not None:
         warn(f"--view: open ws://127.0.0.1:{sinks.view.port} in the Foxglove app")
     times = rep.StageTimes()
@@ -333,7 +339,9 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         "backend": be.describe(),
         "source": {"spec": specs[0] if len(specs) == 1 else specs, "camera": c.camera, "drop": sources[0].drop,
                    "realtime": c.realtime, "resize": list(c.resize) if c.resize else None,  # [height, width]
-                   "topics": list(c.topics), "batch": batch, "save_outputs": c.save_outputs},
+                   "topics": list(c.topics), "batch": batch, "save_outputs": c.save_outputs,
+                   "frame_rate": sources[0].frame_rate(),  # its own (a file's, a recording's stamps, measured)
+                   "save_video_fps": sinks.video_fps},
         # frames: per source (a batch of N counts N processed frames)
         "frames": {"processed": processed * batch, "warmup": warmed * batch,
                    "captured": sum(s.captured for s in sources), "dropped": sum(s.dropped for s in sources),

@@ -89,6 +89,8 @@ class FrameSource:
         self.captured = 0
         self.unreadable = 0
         self.error: str | None = None
+        self._declared_fps: float | None = None  # a video file's own rate
+        self._span: list = [None, None, 0]        # first and last capture time (s) or first topic's stamp, count
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,6 +195,20 @@ class FrameSource:
             image = cv2.resize(image, self.resize[::-1], interpolation=cv2.INTER_AREA)
         return image
 
+    def frame_rate(self) -> float | None:
+        """Frames per second of the source itself: a video file's own rate, a recording's from its stamps (its first
+        topic), a camera's or stream's as measured so far; None before two frames (or for images)."""
+        if self._declared_fps:
+            return self._declared_fps
+        first, last, count = self._span
+        return (count - 1) / (last - first) if count >= 2 and last > first else None
+
+    def _count(self, at: float) -> None:
+        """One frame at ``at`` seconds (capture time, or a recording's stamp) for frame_rate."""
+        span = self._span
+        span[0] = at if span[0] is None else span[0]
+        span[1], span[2] = at, span[2] + 1
+
     def _run_images(self) -> None:
         index = 0
         for path in self._items:
@@ -217,6 +233,9 @@ class FrameSource:
                 if cap is None:
                     try:
                         cap = self._open_capture()
+                        rate = cap.get(cv2.CAP_PROP_FPS)
+                        if not self.live and 0 < rate < 1000:
+                            self._declared_fps = float(rate)
                     except SourceError as e:
                         if not self.live or failures >= self.reconnects:
                             self.error = str(e)
@@ -246,6 +265,7 @@ class FrameSource:
                     next_due = (next_due or time.perf_counter()) + period
                     time.sleep(max(0.0, next_due - time.perf_counter()))
                 self.captured += 1
+                self._count(time.perf_counter())
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{index:06d}", source=self.index))
                 index += 1
         finally:
@@ -274,6 +294,8 @@ class FrameSource:
                     self.warn(f"{e} (message at {message.log_time_ns} ns); skipped")
                     continue
                 self.captured += 1
+                if message.topic == self.topics[0] if self.topics else True:
+                    self._count(message.stamp_ns / 1e9)
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{message.topic}@{message.stamp_ns}",
                                 message.topic, message.stamp_ns, due, message.msg, message.log_time_ns, self.index))
                 index += 1
