@@ -106,6 +106,7 @@ def test_every_storage_gives_the_frames_and_their_detections(recordings, detecto
     assert report["source"]["frame_rate"] == pytest.approx(10.0)  # from the first topic's stamps, for --save-video
     lines = detections(out)
     assert [(d["topic"], d["stamp_ns"]) for d in lines] == [(t, stamp_ns(i)) for i in range(4) for t in (FRONT, LEFT)]
+    assert {d["source"] for d in lines} == {str(recordings[storage])}
     png = tmp_path / "png.jsonl"
     run(detector, str(recordings["png folder"]), RunConfig(warmup=0, jsonl=str(png), score_threshold=0.05))
     front = [d["detections"] for d in lines if d["topic"] == FRONT]
@@ -321,6 +322,9 @@ def test_several_sources_run_as_one_batch(recordings, detector, tmp_path):
     assert all(row["latency_ms"]["end_to_end"]["count"] == 4 for row in report["sources"])
     expected = [d["detections"] for d in detections(alone) for _ in range(2)]
     assert [d["detections"] for d in detections(both)] == expected
+    # each line names its source, so one --jsonl of several sources can be told apart
+    assert [(d["source"], d["source_index"], d["name"]) for d in detections(both)] == [
+        (str(recordings["png folder"]), i, f"{frame:03d}.png") for frame in range(4) for i in range(2)]
     from avssm.runtime.report import format_table
 
     assert format_table(report).count("\nsource ") == 2

@@ -81,8 +81,10 @@ class _Sinks:
     are kept)."""
 
     def __init__(self, show: bool, save_video: str | None, jsonl: str | None, record: str | None = None,
-                 record_images: bool = False, view_port: int | None = None, video_rate=None):
+                 record_images: bool = False, view_port: int | None = None, video_rate=None,
+                 sources: list[str] | None = None):
         self.show = show
+        self.sources = sources or []  # each source's spec, by a frame's source index (named in --jsonl lines)
         self.save_video = save_video
         self.video_rate = video_rate or (lambda: None)  # the source's frames per second, when the video starts
         self.video_fps: float | None = None
@@ -112,7 +114,8 @@ class _Sinks:
 
     def write(self, frame: Frame, detections: list[Detection], fps: float | None, stats: dict | None = None) -> None:
         if self.jsonl:
-            line = {"frame": frame.index, "name": frame.name}
+            line = {"source": self.sources[frame.source] if frame.source < len(self.sources) else None,
+                    "source_index": frame.source, "frame": frame.index, "name": frame.name}
             if frame.topic:
                 line.update(topic=frame.topic, stamp_ns=frame.stamp_ns)
             with self._fault("--jsonl", self.jsonl_path):
@@ -241,7 +244,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     group.probe()
     names = [s.spec if not s.topics else s.topics[0] for s in group.sources]
     sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port,
-                   video_rate=group.sources[0].frame_rate)
+                   video_rate=group.sources[0].frame_rate, sources=[s.spec for s in group.sources])
     if sinks.view is not None:
         warn(f"--view: open ws://127.0.0.1:{sinks.view.port} in the Foxglove app")
     times = rep.StageTimes()
