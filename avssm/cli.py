@@ -204,8 +204,11 @@ def run_cmd(
     plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin library."),
     resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to HxW, e.g. 720x1280 (default: keep "
                                          "full resolution)."),
-    drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras/streams) or none (default for files)."),
-    realtime: bool = typer.Option(False, "--realtime", help="Play a video file at its own frame rate, like a camera."),
+    drop: Optional[str] = typer.Option(None, "--drop", help="oldest (default for cameras, streams and --realtime) or "
+                                       "none (default for files)."),
+    realtime: bool = typer.Option(False, "--realtime", help="Play a video file or recording at its own frame rate, "
+                                  "like a camera (dropping the oldest frame when inference falls behind, unless "
+                                  "--drop none)."),
     max_frames: Optional[int] = typer.Option(RunConfig.max_frames, "--max-frames", min=1,
                                              help="Stop after this many frames (after warm-up)."),
     warmup: int = typer.Option(RunConfig.warmup, "--warmup", min=0, help="Frames run before timing starts."),

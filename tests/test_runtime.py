@@ -184,11 +184,14 @@ def test_tensorrt_paths_say_tensorrt_is_missing(tmp_path, onnx_model):
     assert r.returncode == 2 and "TensorRT is not installed" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model):
+@pytest.mark.parametrize("drop", ["oldest", None])
+def test_realtime_file_with_drop_oldest_bounds_latency(tmp_path, onnx_model, drop):
+    # --realtime alone is camera behaviour: drop oldest, unless --drop names another policy
     clip = tmp_path / "fast.mp4"
     write_clip(str(clip), frames=60, height=96, width=160, fps=60.0)
-    report = run(str(onnx_model), str(clip), RunConfig(drop="oldest", realtime=True, warmup=1, max_frames=5))
+    report = run(str(onnx_model), str(clip), RunConfig(drop=drop, realtime=True, warmup=1, max_frames=5))
     assert report["frames"]["processed"] == 5 and report["source"]["realtime"]
+    assert report["source"]["drop"] == "oldest"
     lat = report["latency_ms"]
     # a frame waits at most about one inference in the queue before its own inference
     assert lat["end_to_end"]["p50"] < 3 * lat["inference"]["p50"] + 50

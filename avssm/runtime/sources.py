@@ -78,7 +78,9 @@ class FrameSource:
         self.resize = resize  # (height, width)
         self.warn = warn or (lambda message: None)  # called from the capture thread
         self.live = camera or self.spec.startswith(("rtsp://", "http://", "https://", "gst:"))
-        self.drop = drop or ("oldest" if self.live else "none")
+        # a file played at its own rate (--realtime) behaves as a camera: frames inference cannot keep up with are
+        # dropped, unless the caller names another policy
+        self.drop = drop or ("oldest" if self.live or realtime else "none")
         if self.drop not in ("oldest", "none"):
             raise SourceError(f"--drop '{self.drop}': expected oldest or none")
         self.reconnects = reconnects
