@@ -555,11 +555,17 @@ def build_plugins_cmd(
     build_dir: Optional[str] = typer.Option(None, "--build-dir", help="Build directory (default ~/.cache/avssm/native-build, where the libraries are looked for)."),
 ):
     """Build the CUDA kernel library and (with TensorRT headers) the TensorRT plugin with CMake."""
-    from avssm.native import build_plugins
+    from avssm.native import KERNEL_LIB, PLUGIN_LIB, build_plugins
+    from avssm.native.libraries import build_dirs
 
     build = build_plugins(build_dir, tensorrt_root, arch, log=lambda line: console.print(line, markup=False))
     for lib in sorted(build.glob("libavssm_*.so")):
         console.print(f"built {lib}", markup=False)
+    if build.resolve() not in [d.resolve() for d in build_dirs()]:  # not where avssm looks: say how to point at it
+        for variable, name in (("AVSSM_KERNEL_LIB", KERNEL_LIB), ("AVSSM_PLUGIN_LIB", PLUGIN_LIB)):
+            if (build / name).is_file():
+                console.print(f"avssm looks in {', '.join(str(d) for d in build_dirs())}: for these, "
+                              f"export {variable}={build / name}", markup=False)
 
 
 @app.command("doctor")
@@ -580,7 +586,7 @@ def doctor_cmd(json_path: Optional[str] = json_option()):
     o = report["onnxruntime"]
     console.print(f"ONNX Runtime: {o['version'] + ' ' + ', '.join(o['providers']) if o else 'not installed'}", markup=False)
     k = report["kernel_library"]
-    console.print(f"CUDA kernel library: {k['path'] or 'not built (avssm build-plugins)'}"
+    console.print(f"CUDA kernel library: {k['path'] or 'not found (looked at ' + ', '.join(k['looked_in']) + '): avssm build-plugins, or set AVSSM_KERNEL_LIB to a library built elsewhere'}"
                   + (f" ({'loads' if k['loadable'] else 'does not load, or is an older build: avssm build-plugins'})"
                      if k['path'] else ""), markup=False)
     p = report["trt_plugin_library"]

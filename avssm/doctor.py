@@ -100,9 +100,12 @@ def doctor() -> dict:
     report["compatibility"] = compatibility_problems(report["gpu_stack"])
     kernels = native.find_kernel_library()
     report["kernel_library"] = {"path": str(kernels) if kernels else None,
-                                "loadable": native.kernel_library_loads(kernels) if kernels else False}
+                                "loadable": native.kernel_library_loads(kernels) if kernels else False,
+                                "looked_in": [str(p) for p in native.kernel_candidates()]}
     plugin = native.find_plugin_library()
-    problem = native.check_plugin_library(plugin) if plugin else "not found (avssm build-plugins, or set AVSSM_PLUGIN_LIB)"
+    looked = ", ".join(str(p) for p in native.plugin_candidates())
+    problem = native.check_plugin_library(plugin) if plugin else \
+        f"not found (looked at {looked}): avssm build-plugins, or set AVSSM_PLUGIN_LIB to a library built elsewhere"
     autoregister = plugin.with_name(native.AUTOREGISTER_LIB) if plugin else None
     report["trt_plugin_library"] = {"path": str(plugin) if plugin else None, "ok": problem is None, "problem": problem,
                                     "autoregister": str(autoregister) if autoregister and autoregister.is_file()

@@ -120,6 +120,20 @@ def test_doctor_runs_without_torch():
     assert report["onnxruntime_scan_op"] is None or report["onnxruntime_scan_op"].endswith(".so")
 
 
+def test_a_tensorrt_root_without_headers_is_refused_and_doctor_says_where_it_looked(tmp_path):
+    env = {**os.environ, "AVSSM_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("AVSSM_KERNEL_LIB", None)
+    env.pop("AVSSM_PLUGIN_LIB", None)
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "build-plugins", "--tensorrt-root", str(tmp_path / "none"),
+                        "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and "no TensorRT headers there (looked for NvInfer.h in include" in r.stderr
+    assert not (tmp_path / "build").exists()  # before any work
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "doctor"], capture_output=True, text=True,
+                       env={**env, "COLUMNS": "400"}, timeout=120)
+    line = next(line for line in r.stdout.splitlines() if line.startswith("CUDA kernel library"))
+    assert str(tmp_path / "cache" / "native-build" / "libavssm_kernels.so") in line and "AVSSM_KERNEL_LIB" in line
+
+
 def test_cli_defaults_are_the_librarys():
     # The CLI states no default of its own for what the library decides: run, export and calib read theirs
     # from the library's option dataclasses, which the library's functions use too.

@@ -72,10 +72,24 @@ def ort_scan_op_library() -> Path | None:
     return _ort_scan_op_build() if settings.cpu_kernel_enabled() else None
 
 
+# where CMakeLists.txt looks for NvInfer.h under TensorRT_ROOT (its PATH_SUFFIXES)
+TENSORRT_INCLUDE_DIRS = ("include", "include/x86_64-linux-gnu", "include/aarch64-linux-gnu")
+
+
+def tensorrt_headers(root: str | Path) -> Path | None:
+    """NvInfer.h under a TensorRT installation, where the CMake build looks for it; None if absent."""
+    return next((Path(root) / d / "NvInfer.h" for d in TENSORRT_INCLUDE_DIRS
+                 if (Path(root) / d / "NvInfer.h").is_file()), None)
+
+
 def build_plugins(build_dir: str | Path | None = None, tensorrt_root: str | None = None,
                   architectures: str | None = None, jobs: int | None = None, log=print) -> Path:
     """Configure and build avssm/csrc with CMake (the kernels; the plugin too with TensorRT's headers); returns
     the build directory (default ``<cache>/native-build``, where the libraries are looked for)."""
+    if tensorrt_root and tensorrt_headers(tensorrt_root) is None:  # a path the user named: before any work
+        raise AvssmError(f"--tensorrt-root {tensorrt_root}: no TensorRT headers there (looked for NvInfer.h in "
+                         f"{', '.join(TENSORRT_INCLUDE_DIRS)}); give the folder that holds include/NvInfer.h "
+                         "(/usr on JetPack), or leave it out to build the kernels only")
     if not (SOURCE_DIR / "CMakeLists.txt").is_file():
         raise AvssmError(f"native sources not found at {SOURCE_DIR} (reinstall avssm)")
     if shutil.which("cmake") is None:
