@@ -110,8 +110,14 @@ class _FusedScanNode(torch.autograd.Function):
                    has_D_i=int(D is not None), has_z_i=int(z is not None),
                    has_delta_bias_i=int(delta_bias is not None), delta_softplus_i=int(bool(delta_softplus)),
                    layout_i=int(layout), plugin_version_s=FUSED_PLUGIN_VERSION, plugin_namespace_s=PLUGIN_NAMESPACE)
-        if layout == LAYOUT_CROSS_2D:  # bidirectional: (batch, dim, L) for u (batch, 2 * dim, L), from the trace
+        if layout == LAYOUT_CROSS_2D:  # y is u's shape and dtype
             out.setType(u.type())
+        elif z is not None:  # bidirectional: y (batch, dim, L) is the gate's shape, in u's dtype
+            out.setType(z.type())
+        else:  # bidirectional without a gate: u's type with half its channels (the exporter warns on no type)
+            sizes = u.type().varyingSizes()
+            if sizes is not None and len(sizes) == 3:
+                out.setType(u.type().with_sizes([sizes[0], None if sizes[1] is None else sizes[1] // 2, sizes[2]]))
         return out
 
 
