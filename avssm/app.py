@@ -28,6 +28,17 @@ DEFAULT_MODEL = "vmamba_nano_det"
 DEFAULT_CHECKPOINT = _DATA / "vmamba_nano_det_roads.pth"
 
 
+# Said wherever the user meets the shipped weights: the README, `avssm models`, the report of a run with them.
+SHIPPED_WEIGHTS_NOTE = ("the shipped vmamba_nano_det weights were trained on procedural road scenes only: a "
+                        "demonstration of the pipeline, not a detector for real roads; train on your data with "
+                        "avssm train (docs/training.md)")
+
+
+def shipped_weights_note(report_model: dict) -> str | None:
+    """SHIPPED_WEIGHTS_NOTE when a run's model (the report's ``model``) carries the shipped weights."""
+    return SHIPPED_WEIGHTS_NOTE if report_model.get("weights") == DEFAULT_CHECKPOINT.name else None
+
+
 def default_sample_clip() -> Path:
     """The short road clip shipped with the package (generated scenes the default detector never saw)."""
     return _DATA / "sample_clip.mp4"

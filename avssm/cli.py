@@ -82,21 +82,44 @@ def check_json_path(json_path: Optional[str], inputs: Optional[dict] = None) -> 
         check_output(json_path, "--json", inputs=inputs, stdout=True)
 
 
+def _shipped(value: Optional[str]) -> Optional[str]:
+    """--checkpoint shipped: the shipped vmamba_nano_det weights, from any folder."""
+    if value == "shipped":
+        from avssm.app import DEFAULT_CHECKPOINT
+
+        return str(DEFAULT_CHECKPOINT)
+    return value
+
+
+def checkpoint_option(help_text: str):
+    return typer.Option(None, "--checkpoint", "-c", callback=_shipped,
+                        help=f"{help_text} 'shipped': the shipped vmamba_nano_det weights.")
+
+
 @app.command("models")
 def models_cmd(json_path: Optional[str] = json_option()):
     """List every registered model with its task and parameter count."""
     from avssm.models import describe_models
 
+    from avssm.app import DEFAULT_CHECKPOINT, DEFAULT_MODEL, SHIPPED_WEIGHTS_NOTE
+
     check_json_path(json_path)
     rows = describe_models()
+    for r in rows:
+        r["shipped_weights"] = str(DEFAULT_CHECKPOINT) if r["name"] == DEFAULT_MODEL else None
     if json_path:
         write_json(rows, json_path)
     table = Table(title="avssm models")
     for col in ("name", "task", "family", "params"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for r in rows:
-        table.add_row(r["name"], r["task"], r["family"], f"{r['params'] / 1e6:.2f}M")
-    human_console(json_path).print(table)
+        table.add_row(r["name"] + (" *" if r["shipped_weights"] else ""), r["task"], r["family"],
+                      f"{r['params'] / 1e6:.2f}M")
+    human = human_console(json_path)
+    human.print(table)
+    human.print(f"* {DEFAULT_MODEL} has shipped weights, {DEFAULT_CHECKPOINT} (-c shipped names them in any "
+                f"command); {SHIPPED_WEIGHTS_NOTE}. Other models start from random weights or your -c CHECKPOINT.",
+                soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command("export")
@@ -105,7 +128,7 @@ def export_cmd(
                                 "package.module:name (a model or a factory of one; code on mamba_ssm or the "
                                 "official VMamba/Vim code included)."),
     output: str = typer.Option(..., "--output", "-o", help="Path of the .onnx file to write."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights (official or avssm .pth)."),
+    checkpoint: Optional[str] = checkpoint_option("Weights (official or avssm .pth)."),
     input_size: str = typer.Option("x".join(map(str, ExportOptions.input_size)), "--input-size",
                                    help="Export (and, with --dynamic, optimal) size HxW."),
     dynamic: bool = typer.Option(ExportOptions.dynamic, "--dynamic", help="Symbolic batch, height and width."),
@@ -199,7 +222,7 @@ def run_cmd(
                                         help="ONNX file from `avssm export`, or a registered model name (PyTorch). "
                                              "Default: the shipped trained vmamba_nano_det, exported once into ~/.cache/avssm."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, onnxruntime-cuda, onnxruntime-tensorrt, torch."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for the torch backend."),
+    checkpoint: Optional[str] = checkpoint_option("Weights for the torch backend."),
     device: str = typer.Option("cpu", "--device", help="Device for the torch backend (cpu, cuda)."),
     plugin_lib: Optional[str] = typer.Option(None, "--plugin-lib", help="avssm TensorRT plugin library."),
     resize: Optional[str] = typer.Option(None, "--resize", help="Resize frames to HxW, e.g. 720x1280 (default: keep "
@@ -242,7 +265,7 @@ def run_cmd(
     Exit code 1 when the run stopped on a fault (camera lost, truncated file), 130 on Ctrl-C, 143 on SIGTERM;
     the report of what ran is printed (and written) either way.
     """
-    from avssm.app import default_model_file, default_sample_clip, open_model
+    from avssm.app import default_model_file, default_sample_clip, open_model, shipped_weights_note
     from avssm.errors import FaultError
     from avssm.runtime import format_table, run
     from avssm.runtime.raw import is_detector, run_random
@@ -274,6 +297,8 @@ def run_cmd(
         else:
             with working(f"running on {', '.join(specs)}"):
                 report = run(backend_, spec, config, warn=warn)
+    if (note := shipped_weights_note(report["model"])) is not None:
+        report["model"]["weights_note"] = note
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
     if json_path:
         write_json(report, json_path)
@@ -374,7 +399,7 @@ def eval_cmd(
     data: str = typer.Option(..., "--data", help="COCO annotation JSON."),
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
     backend: str = typer.Option("auto", "--backend", help="As for avssm run."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Weights for registered model names."),
+    checkpoint: Optional[str] = checkpoint_option("Weights for registered model names."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Evaluate the first N images only."),
     device: str = typer.Option("cpu", "--device", help="For --backend torch: cpu or cuda."),
     json_path: Optional[str] = typer.Option(None, "--json", metavar="PATH", help="Write a JSON list, one result per "
@@ -424,7 +449,7 @@ def train_cmd(
     model: str = typer.Argument(..., help="Detector to train (e.g. vim_tiny_det, vmamba_tiny_det)."),
     data: str = typer.Option(..., "--data", help="COCO annotation JSON (e.g. from avssm generate-data)."),
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Start from these weights (ImageNet backbone or detector)."),
+    checkpoint: Optional[str] = checkpoint_option("Start from these weights (ImageNet backbone or detector)."),
     epochs: int = typer.Option(10, "--epochs", min=1),
     batch: int = typer.Option(4, "--batch", min=1),
     input_size: str = typer.Option("1080x1920", "--input-size", help="Size HxW the detector will see: frames are fitted "

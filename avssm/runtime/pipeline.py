@@ -63,6 +63,26 @@ def postprocess(boxes: np.ndarray, scores: np.ndarray, class_names: list[str], s
     return out
 
 
+class DetectionCounts:
+    """What a run found, for its report: boxes per frame and per class, over the frames sent to the outputs."""
+
+    def __init__(self):
+        self.per_frame: list[int] = []
+        self.per_class: dict[str, int] = {}
+
+    def add(self, frames: list[list[Detection]]) -> None:
+        for detections in frames:
+            self.per_frame.append(len(detections))
+            for d in detections:
+                self.per_class[d.name] = self.per_class.get(d.name, 0) + 1
+
+    def summary(self) -> dict:
+        counts = np.array(self.per_frame or [0])
+        return {"frames": len(self.per_frame), "per_frame": {"median": float(np.median(counts)),
+                                                             "mean": float(counts.mean()), "max": int(counts.max())},
+                "per_class": dict(sorted(self.per_class.items(), key=lambda kv: -kv[1]))}
+
+
 def draw(frame: np.ndarray, detections: list[Detection], fps: float | None = None) -> np.ndarray:
     img = frame.copy()
     for d in detections:
@@ -250,6 +270,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     times = rep.StageTimes()
     per_source = [rep.StageTimes() for _ in group.sources] if batch > 1 else []
     class_names = meta.get("class_names") or []
+    found_counts = DetectionCounts()
     processed = warmed = 0  # steps (batches)
     error, interrupted = None, False
     rss_after_warmup = None
@@ -296,6 +317,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
                     if frame.due is not None:  # a recording replayed at its pace: from the image's stamp
                         t.add("from_stamp", t4 - frame.due)
         if sink:
+            if detector:
+                found_counts.add(found)
             fps = processed * len(frames) / (t4 - t_start) if t_start and t4 > t_start else None
             stats = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3, "postprocess_ms": (t3 - t2) * 1e3}
             for frame, dets in zip(frames, found):
@@ -338,7 +361,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         "schema": rep.SCHEMA,
         "kind": "run",
         "environment": rep.environment(be.info),
-        "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version")},
+        "model": {k: meta.get(k) for k in ("model", "task", "precision", "scan_op", "export_size", "avssm_version",
+                                           "weights")},
         "backend": be.describe(),
         "source": {"spec": specs[0] if len(specs) == 1 else specs, "camera": c.camera, "drop": sources[0].drop,
                    "realtime": c.realtime, "resize": list(c.resize) if c.resize else None,  # [height, width]
@@ -356,6 +380,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
         "interrupted": bool(interrupted),
         "signal": interrupted or None,
     }
+    if detector:
+        report["detections"] = found_counts.summary()
     if batch > 1:
         report["sources"] = [{"name": name, "captured": s.captured, "dropped": s.dropped,
                               "unsynced": group.unsynced[i], "latency_ms": per_source[i].summary()}

@@ -166,6 +166,14 @@ def format_table(report: dict) -> str:
     if report["latency_ms"].get("end_to_end") and source.get("drop") == "none" and not source.get("realtime"):
         lines.append("(end_to_end includes the wait behind earlier frames read ahead; --realtime plays a file "
                      "like a camera)")
+    found = report.get("detections")
+    if found and found["frames"]:
+        per_frame = found["per_frame"]
+        classes = ", ".join(f"{name} {count}" for name, count in found["per_class"].items()) or "none"
+        lines.append(f"detections: {per_frame['median']:g} per frame (median; mean {per_frame['mean']:.1f}, max "
+                     f"{per_frame['max']}) over {found['frames']} frames; by class: {classes}")
+    if m.get("weights_note"):
+        lines.append(f"note: {m['weights_note']}")
     mem = report["memory"]
     lines.append("memory: " + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in mem.items()))
     if report.get("error"):
