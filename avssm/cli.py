@@ -47,6 +47,9 @@ def warn(message: str) -> None:
     print(f"avssm: warning: {message}", file=sys.stderr, flush=True)
 
 
+PROGRESS_EVERY_S = 10.0  # a progress line this often when stderr is not a terminal (AVSSM_PROGRESS_EVERY overrides)
+
+
 @contextlib.contextmanager
 def working(message: str):
     """Progress of a long step: a spinner showing ``message`` on a terminal; elsewhere (logs, pipes, CI) one
@@ -56,6 +59,62 @@ def working(message: str):
             yield lambda m: status.update(f"{m} ...")
         return
     yield lambda m: print(f"avssm: {m} ...", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def counting(message: str, unit: str = "frames"):
+    """Progress of work counted in ``unit``: the callback this yields takes (done, total or None). On a terminal a
+    bar with the count, rate and time left; elsewhere (logs, pipes, CI) a line on stderr every PROGRESS_EVERY_S
+    seconds (``$AVSSM_PROGRESS_EVERY``) and at the end."""
+    import time
+
+    try:
+        every_s = float(os.environ.get("AVSSM_PROGRESS_EVERY", PROGRESS_EVERY_S))
+    except ValueError:
+        every_s = PROGRESS_EVERY_S
+    start = time.perf_counter()
+    if sys.stdout.isatty() and sys.stderr.isatty():
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        columns = [SpinnerColumn(), TextColumn(message), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(message, total=None, rate="")
+
+            def update(done, total):
+                elapsed = time.perf_counter() - start
+                bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.1f}/s" if elapsed > 0 else "")
+
+            yield update
+        return
+    state = {"printed_at": start, "count": None, "printed": None}
+
+    def line(done, total, now):
+        state["printed_at"], state["printed"] = now, done
+        print(f"avssm: {message}: {progress_line(done, total, now - start, unit)}", file=sys.stderr, flush=True)
+
+    def update(done, total):
+        now = time.perf_counter()
+        state["count"] = (done, total)
+        if now - state["printed_at"] >= every_s:
+            line(done, total, now)
+
+    yield update
+    count, now = state["count"], time.perf_counter()
+    if count is not None and now - start >= every_s and state["printed"] != count[0]:  # a long run's final count
+        line(*count, now)
+
+
+def progress_line(done: int, total: Optional[int], elapsed: float, unit: str) -> str:
+    """'120/795 frames, 4.2 per second, 2:40 left' (without total: '120 frames, 4.2 per second')."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    text = f"{done}/{total} {unit}" if total else f"{done} {unit}"
+    text += f", {rate:.1f} per second"
+    if total and rate > 0 and total > done:
+        left = int((total - done) / rate)
+        text += f", {left // 60}:{left % 60:02d} left"
+    return text
 
 
 @contextlib.contextmanager
@@ -295,8 +354,8 @@ def run_cmd(
             with working("running on random inputs"):
                 report = run_random(backend_, config, warn=warn)
         else:
-            with working(f"running on {', '.join(specs)}"):
-                report = run(backend_, spec, config, warn=warn)
+            with counting(f"running on {', '.join(specs)}", "steps" if len(specs) > 1 else "frames") as progress:
+                report = run(backend_, spec, config, warn=warn, progress=progress)
     if (note := shipped_weights_note(report["model"])) is not None:
         report["model"]["weights_note"] = note
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)

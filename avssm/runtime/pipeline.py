@@ -231,7 +231,7 @@ def _check_batch(be: Backend, batch: int) -> None:
 
 
 def run(model: str | Backend, source: str | list[str], config: RunConfig | None = None, *, on_frame=None,
-        warn=None) -> dict:
+        warn=None, progress=None) -> dict:
     """Run a detector (a Backend, or an exported file opened with ``load_backend``) over a source and return the
     report (see avssm/runtime/report.py). Several sources (cameras, files, or ``config.topics`` of one recording)
     run as one batch per step, a frame from each.
@@ -239,7 +239,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of what ran is returned
     with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first frame (bad values,
     files, sizes, outputs that cannot be written) raise AvssmError. ``warn`` is told of skipped images and of
-    a model with random weights; ``on_frame(frame, detections)`` of every frame.
+    a model with random weights; ``on_frame(frame, detections)`` of every frame; ``progress(done, total)`` after
+    every step (warm-up included), ``total`` the steps the sources will give where known (else None).
     """
     c = config or RunConfig()
     warn = warn or (lambda message: None)
@@ -262,6 +263,9 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     batch = len(group.sources)
     _check_batch(be, batch)
     group.probe()
+    total = group.expected_steps()
+    if max_frames:
+        total = min(total or max_frames + warmup, max_frames + warmup)
     names = [s.spec if not s.topics else s.topics[0] for s in group.sources]
     sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port,
                    video_rate=group.sources[0].frame_rate, sources=[s.spec for s in group.sources])
@@ -316,6 +320,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
                     t.add("end_to_end", t4 - frame.captured_at)
                     if frame.due is not None:  # a recording replayed at its pace: from the image's stamp
                         t.add("from_stamp", t4 - frame.due)
+        if progress is not None:
+            progress(warmed + processed, total)
         if sink:
             if detector:
                 found_counts.add(found)

@@ -92,6 +92,7 @@ class FrameSource:
         self.unreadable = 0
         self.error: str | None = None
         self._declared_fps: float | None = None  # a video file's own rate
+        self._declared_count: int | None = None  # a video file's frame count, from its header (probe)
         self._span: list = [None, None, 0]        # first and last capture time (s) or first topic's stamp, count
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
@@ -156,6 +157,8 @@ class FrameSource:
         if self._kind == "capture":
             cap = self._open_capture()
             ok, _ = cap.read()
+            if not self.live:
+                self._declared_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
             cap.release()
             if not ok:
                 raise SourceError(f"source {self.spec}: opened but no frame could be read (corrupt or empty?)")
@@ -196,6 +199,20 @@ class FrameSource:
         if self.resize is not None and tuple(image.shape[:2]) != tuple(self.resize):
             image = cv2.resize(image, self.resize[::-1], interpolation=cv2.INTER_AREA)
         return image
+
+    def expected_frames(self) -> int | None:
+        """How many frames the source will give, where that is known before reading them (a video file's header,
+        an image folder, a recording's message counts), capped by max_frames; None for cameras and streams."""
+        if self._kind == "images":
+            known = len(self._items)
+        elif self._kind == "bag":
+            counts = {t.name: t.count for t in self._items.topics()}
+            known = sum(counts.get(t, 0) for t in self.topics) if self.topics else None
+        else:
+            known = self._declared_count
+        if known is None:
+            return self.max_frames
+        return min(known, self.max_frames) if self.max_frames else known
 
     def frame_rate(self) -> float | None:
         """Frames per second of the source itself: a video file's own rate, a recording's from its stamps (its first
@@ -372,6 +389,11 @@ class SourceGroup:
     def probe(self) -> None:
         for source in self.sources:
             source.probe()
+
+    def expected_steps(self) -> int | None:
+        """Batches the group will give, where every source's length is known: the shortest source's frames."""
+        counts = [s.expected_frames() for s in self.sources]
+        return None if None in counts or not counts else min(counts)
 
     @property
     def error(self) -> str | None:
