@@ -28,7 +28,18 @@ from avssm.runtime.config import RunConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="avssm: VMamba and Vim perception models for the edge.")
-console = Console()
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for human output. Off a terminal (a log, a pipe, a file) lines are not wrapped at 80 columns,
+    which split file names and table rows: the width is $COLUMNS where set, else wide enough for any line."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=10_000)
+
+
+console = make_console()
 
 
 JSON_HELP = "Write the result as JSON to this file, or to stdout with '-' (the human output then goes to stderr)."
@@ -40,11 +51,16 @@ def json_option():
 
 def human_console(json_path: Optional[str]) -> Console:
     """Where a command that takes `--json PATH` prints its table: stderr when the JSON goes to stdout ('-')."""
-    return Console(stderr=True) if json_path == "-" else console
+    return make_console(stderr=True) if json_path == "-" else console
 
 
 def warn(message: str) -> None:
     print(f"avssm: warning: {message}", file=sys.stderr, flush=True)
+
+
+def inform(message: str) -> None:
+    """A line for the user that is not a warning (where to watch a run, ...)."""
+    print(f"avssm: {message}", file=sys.stderr, flush=True)
 
 
 PROGRESS_EVERY_S = 10.0  # a progress line this often when stderr is not a terminal (AVSSM_PROGRESS_EVERY overrides)
@@ -55,7 +71,7 @@ def working(message: str):
     """Progress of a long step: a spinner showing ``message`` on a terminal; elsewhere (logs, pipes, CI) one
     line on stderr for each step the work names through the callback this yields."""
     if sys.stdout.isatty() and sys.stderr.isatty():
-        with Console(stderr=True).status(f"{message} ...") as status:
+        with make_console(stderr=True).status(f"{message} ...") as status:
             yield lambda m: status.update(f"{m} ...")
         return
     yield lambda m: print(f"avssm: {m} ...", file=sys.stderr, flush=True)
@@ -79,7 +95,7 @@ def counting(message: str, unit: str = "frames"):
 
         columns = [SpinnerColumn(), TextColumn(message), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        with Progress(*columns, console=make_console(stderr=True), transient=True) as bar:
             task = bar.add_task(message, total=None, rate="")
 
             def update(done, total):
@@ -355,7 +371,7 @@ def run_cmd(
                 report = run_random(backend_, config, warn=warn)
         else:
             with counting(f"running on {', '.join(specs)}", "steps" if len(specs) > 1 else "frames") as progress:
-                report = run(backend_, spec, config, warn=warn, progress=progress)
+                report = run(backend_, spec, config, warn=warn, inform=inform, progress=progress)
     if (note := shipped_weights_note(report["model"])) is not None:
         report["model"]["weights_note"] = note
     human_console(json_path).print(format_table(report), soft_wrap=True, markup=False, highlight=False)
@@ -472,7 +488,7 @@ def eval_cmd(
 
     # Progress on stderr: stdout is the table or the JSON. Off a terminal (logs, `--json > f`) rich draws no
     # bar, so a line about every tenth of the images instead.
-    log = Console(stderr=True)
+    log = make_console(stderr=True)
     check_json_path(json_path, {"--data": data})
     results = []
     with json_stdout(json_path), Progress(console=log, transient=True) as bar:
@@ -482,7 +498,7 @@ def eval_cmd(
             def progress(i, n, task=task, model=model):
                 bar.update(task, completed=i, total=n)
                 if not log.is_terminal and (i == 1 or i == n or i % max(1, n // 10) == 0):
-                    log.print(f"evaluating {model}: {i}/{n} images", markup=False)
+                    log.print(f"avssm: evaluating {model}: {i}/{n} images", markup=False)
 
             results.append(evaluate(model, data, images, backend=backend, checkpoint=checkpoint,
                                     max_frames=max_frames, device=device, progress=progress, warn=warn))
@@ -704,6 +720,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     """The console entry point: runs one command and exits with its code (see the module docstring)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    # OpenCV's own warnings ("[ WARN:0@0.01] can't open camera by index") repeat what avssm says in one line
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
         code = app(args=argv, prog_name="avssm", standalone_mode=False)
     except AvssmError as e:

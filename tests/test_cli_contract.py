@@ -505,3 +505,19 @@ def test_a_model_whose_external_data_is_missing_is_one_line(data, tmp_path, comm
     r = avssm(*args)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "│" not in r.stderr, r.stderr
     assert f"model {folder / 'det.onnx'}: " in r.stderr and "weights.bin" in r.stderr
+
+
+def test_output_is_what_avssm_says_and_nothing_else(data, tmp_path):
+    """ONNX Runtime's calibrators printed 'Collecting tensor data and making histogram ...' on stdout, OpenCV its own
+    '[ WARN:0@...] can't open camera by index' lines, and output that was not a terminal wrapped at 80 columns,
+    splitting file names."""
+    deep = tmp_path / ("a_folder_with_a_long_name_" * 4)
+    deep.mkdir()
+    r = avssm("calib", data / "det.onnx", "--data", data / "images", "-o", deep / "quantized.onnx", "--frames", "2",
+              "--holdout", "1", "--min-frames", "1")
+    assert r.returncode == 0, r.stderr
+    assert "Collecting tensor data" not in r.stdout + r.stderr and "histogram" not in r.stdout + r.stderr
+    wrote = [line for line in r.stdout.splitlines() if line.startswith("wrote ")]
+    assert wrote and str(deep / "quantized.onnx") in wrote[0]  # one line, the path whole
+    r = avssm("run", "--model", data / "det.onnx", "--camera", "97")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "[ WARN" not in r.stderr

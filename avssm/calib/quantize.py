@@ -170,12 +170,21 @@ def _calibration_hooks():
     """For the calling context: the calibrator's ONNX Runtime session is made without the memory pattern
     (quantize_static has no option for it; avssm.graph.onnx_io.session_options says why avssm's sessions run
     without it), otherwise as ONNX Runtime makes it (no graph optimization); the quantizer's advice is not
-    logged. The hooks are installed while any context uses them and act only inside one."""
+    logged and its calibrators' progress not printed. The hooks are installed while any context uses them and act
+    only inside one."""
     global _hooks_users, _hooks_original
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibraterBase
 
     from avssm.graph.onnx_io import session_options
+
+    import builtins
+
+    from onnxruntime.quantization import calibrate as calibrate_module
+
+    def quiet_print(*args, **kwargs):  # the calibrators print progress on stdout (32 lines for one file)
+        if not _calibrating.get():
+            builtins.print(*args, **kwargs)
 
     def create_inference_session(self):
         if not _calibrating.get():
@@ -190,6 +199,7 @@ def _calibration_hooks():
             _hooks_original = CalibraterBase.create_inference_session
             CalibraterBase.create_inference_session = create_inference_session
             logging.getLogger().addFilter(_advice_filter)
+            calibrate_module.print = quiet_print  # its module-level name shadows the builtin for its functions
         _hooks_users += 1
     token = _calibrating.set(True)
     try:
@@ -201,6 +211,7 @@ def _calibration_hooks():
             if _hooks_users == 0:
                 CalibraterBase.create_inference_session = _hooks_original
                 logging.getLogger().removeFilter(_advice_filter)
+                vars(calibrate_module).pop("print", None)
 
 
 def portable_twin_path(output: Path) -> Path:

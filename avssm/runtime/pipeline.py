@@ -231,7 +231,7 @@ def _check_batch(be: Backend, batch: int) -> None:
 
 
 def run(model: str | Backend, source: str | list[str], config: RunConfig | None = None, *, on_frame=None,
-        warn=None, progress=None) -> dict:
+        warn=None, inform=None, progress=None) -> dict:
     """Run a detector (a Backend, or an exported file opened with ``load_backend``) over a source and return the
     report (see avssm/runtime/report.py). Several sources (cameras, files, or ``config.topics`` of one recording)
     run as one batch per step, a frame from each.
@@ -239,7 +239,8 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     A fault mid-run (camera lost, truncated file, Ctrl-C) ends the loop; the report of what ran is returned
     with ``error`` set (and ``interrupted`` for Ctrl-C). Problems found before the first frame (bad values,
     files, sizes, outputs that cannot be written) raise AvssmError. ``warn`` is told of skipped images and of
-    a model with random weights; ``on_frame(frame, detections)`` of every frame; ``progress(done, total)`` after
+    a model with random weights, ``inform`` of where to watch the run (``--view``); ``on_frame(frame,
+    detections)`` of every frame; ``progress(done, total)`` after
     every step (warm-up included), ``total`` the steps the sources will give where known (else None).
     """
     c = config or RunConfig()
@@ -270,7 +271,7 @@ def run(model: str | Backend, source: str | list[str], config: RunConfig | None 
     sinks = _Sinks(c.show, c.save_video, c.jsonl, c.record, c.record_images, c.view_port,
                    video_rate=group.sources[0].frame_rate, sources=[s.spec for s in group.sources])
     if sinks.view is not None:
-        warn(f"--view: open ws://127.0.0.1:{sinks.view.port} in the Foxglove app")
+        (inform or (lambda message: None))(f"--view: open ws://127.0.0.1:{sinks.view.port} in the Foxglove app")
     times = rep.StageTimes()
     per_source = [rep.StageTimes() for _ in group.sources] if batch > 1 else []
     class_names = meta.get("class_names") or []
