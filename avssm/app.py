@@ -39,6 +39,38 @@ def shipped_weights_note(report_model: dict) -> str | None:
     return SHIPPED_WEIGHTS_NOTE if report_model.get("weights") == DEFAULT_CHECKPOINT.name else None
 
 
+def model_rows() -> list[dict]:
+    """avssm.models.describe_models(): name, task, family and parameters of every registered model. Building
+    them takes seconds, so the rows are kept in the cache, named by the models' source; a cache hit does not
+    import PyTorch."""
+    import hashlib
+    import json
+
+    models = Path(__file__).resolve().parent / "models"
+    digest = hashlib.sha256()
+    for source in sorted(models.rglob("*.py")):
+        digest.update(source.read_bytes())
+    path = native.cache_dir() / "models" / f"registry_{digest.hexdigest()[:12]}.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(rows, list) and all(isinstance(r, dict) and {"name", "task", "family", "params"} <= set(r)
+                                          for r in rows):
+            return rows
+    except (OSError, ValueError):
+        pass  # not written yet, or unreadable: build the rows again
+    from avssm.models import describe_models
+    from avssm.outputs import atomic_output
+
+    rows = describe_models()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(path) as tmp:
+            tmp.write_text(json.dumps(rows), encoding="utf-8")
+    except OSError:
+        pass  # a read-only cache: the rows are still right, only not kept
+    return rows
+
+
 def default_sample_clip() -> Path:
     """The short road clip shipped with the package (generated scenes the default detector never saw)."""
     return _DATA / "sample_clip.mp4"

@@ -174,12 +174,11 @@ def checkpoint_option(help_text: str):
 @app.command("models")
 def models_cmd(json_path: Optional[str] = json_option()):
     """List every registered model with its task and parameter count."""
-    from avssm.models import describe_models
 
-    from avssm.app import DEFAULT_CHECKPOINT, DEFAULT_MODEL, SHIPPED_WEIGHTS_NOTE
+    from avssm.app import DEFAULT_CHECKPOINT, DEFAULT_MODEL, SHIPPED_WEIGHTS_NOTE, model_rows
 
     check_json_path(json_path)
-    rows = describe_models()
+    rows = model_rows()
     for r in rows:
         r["shipped_weights"] = str(DEFAULT_CHECKPOINT) if r["name"] == DEFAULT_MODEL else None
     if json_path:

@@ -80,9 +80,10 @@ def test_wrong_config_checkpoint_names_key_and_shapes(tmp_path, frame_png):
     assert "cls_token' has shape (1, 1, 384) in the checkpoint but (1, 1, 192) in the model" in r.stderr
 
 
-def without_torch(*args):
+def without_torch(*args, env=None):
     code = "import sys; sys.modules['torch'] = None; sys.argv = ['avssm'] + sys.argv[1:]\nfrom avssm.cli import main; main()\n"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.mark.parametrize("scan_op,cpu_kernel,scan", [("portable", "1", "standard ops"), ("plugin", "1", "avssm CPU op"),
@@ -105,10 +106,21 @@ def test_exported_model_runs_without_torch(tmp_path, frame_png, scan_op, cpu_ker
     assert report["backend"]["scan"] == scan
 
 
-def test_commands_that_need_torch_say_so_in_one_line():
-    r = without_torch("models")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "needs PyTorch" in r.stderr
+def test_commands_that_need_torch_say_so_in_one_line(tmp_path):
+    for args in (["models"], ["export", "vim_tiny", "-o", str(tmp_path / "v.onnx")]):
+        r = without_torch(*args, env={"AVSSM_CACHE_DIR": str(tmp_path / "cache")})  # models: not listed yet
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "needs PyTorch" in r.stderr
+
+
+def test_models_are_listed_from_the_cache_once_built(tmp_path):
+    # Building every registered model took 5 s or more for each `avssm models`; the rows are kept by source.
+    env = {**os.environ, "AVSSM_CACHE_DIR": str(tmp_path)}
+    first = subprocess.run([sys.executable, "-m", "avssm.cli", "models", "--json", "-"], capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    again = without_torch("models", "--json", "-", env={"AVSSM_CACHE_DIR": str(tmp_path)})  # no PyTorch needed now
+    assert again.returncode == 0 and json.loads(again.stdout) == json.loads(first.stdout)
 
 
 def test_doctor_runs_without_torch():
