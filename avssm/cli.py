@@ -9,6 +9,7 @@ before any work (one line, no traceback); 1 a fault during the work, after the p
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -40,6 +41,20 @@ def make_console(stderr: bool = False) -> Console:
 
 
 console = make_console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        import avssm
+
+        print(f"avssm {avssm.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print avssm's version and exit.")) -> None:
+    """avssm: VMamba and Vim perception models for the edge."""
 
 
 JSON_HELP = "Write the result as JSON to this file, or to stdout with '-' (the human output then goes to stderr)."
@@ -524,8 +539,8 @@ def train_cmd(
     data: str = typer.Option(..., "--data", help="COCO annotation JSON (e.g. from avssm generate-data)."),
     images: str = typer.Option(..., "--images", help="Folder of the images it lists."),
     checkpoint: Optional[str] = checkpoint_option("Start from these weights (ImageNet backbone or detector)."),
-    epochs: int = typer.Option(10, "--epochs", min=1),
-    batch: int = typer.Option(4, "--batch", min=1),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Passes over the training images."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Images per optimizer step."),
     input_size: str = typer.Option("1080x1920", "--input-size", help="Size HxW the detector will see: frames are fitted "
                                    "into it with scale jitter (0.8-1.25)."),
     crop: Optional[str] = typer.Option(None, "--crop", help="Train on random HxW crops of the fitted frames (default: "
@@ -534,7 +549,8 @@ def train_cmd(
     time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0.01, help="Minutes: the schedule follows whichever of "
                                                 "steps and time is further along; stops when either runs out."),
     half_final: bool = typer.Option(False, "--half-final", help="Store final.pth's weights in fp16 (half the size)."),
-    lr: float = typer.Option(1e-3, "--lr", min=0.0),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Peak learning rate (AdamW), after the linear warm-up and "
+                             "before the cosine decay to zero."),
     out: str = typer.Option("runs/train", "--out", help="Folder for last.pth and final.pth."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimizer steps."),
@@ -715,6 +731,46 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+# What --help shows for an option's value, by its long name; other values show N (int), X (float) or TEXT
+METAVARS = {"--output": "PATH", "--data": "PATH", "--images": "FOLDER", "--model": "MODEL", "--models": "MODEL",
+            "--checkpoint": "FILE", "--source": "SOURCE", "--camera": "CAMERA", "--topic": "TOPIC",
+            "--input-size": "HxW", "--resize": "HxW", "--crop": "HxW", "--sizes": "HxW", "--size": "HxW",
+            "--save-video": "PATH", "--jsonl": "PATH", "--record": "PATH", "--plugin-lib": "PATH",
+            "--timing-cache": "PATH", "--out": "FOLDER", "--build-dir": "FOLDER", "--tensorrt-root": "FOLDER",
+            "--backend": "BACKEND", "--device": "DEVICE", "--scan-op": "FORM", "--precision": "PRECISION",
+            "--method": "METHOD", "--op-types": "TYPES", "--keep": "REGEX", "--arch": "ARCHS", "--drop": "POLICY",
+            "--min-shape": "SHAPE", "--opt-shape": "SHAPE", "--max-shape": "SHAPE", "--input": "NAME=SHAPE",
+            "--output-name": "NAME", "--forms": "FORM"}
+
+
+def command():
+    """The click-style command of ``app``, each value's metavar named for --help (typer shows <str>, <list[str]>
+    and {model} otherwise)."""
+    def no_type(ctx=None):  # flags and arguments: no "<bool>" / "<str>" column
+        return None
+
+    def help_without_type(ctx, _original):
+        option = _original(ctx)
+        if option is not None:
+            option.display_type_rich = no_type
+        return option
+
+    root = typer.main.get_command(app)
+    for sub in [root, *getattr(root, "commands", {}).values()]:
+        sub.get_help_option = functools.partial(help_without_type, _original=sub.get_help_option)
+        for param in sub.params:
+            if getattr(param, "is_flag", False) or param.param_type_name == "argument":
+                param.display_type_rich = no_type
+                if param.param_type_name == "argument" and param.metavar is None:
+                    param.metavar = param.name.upper()
+                continue
+            if param.metavar is None:
+                long = next((o for o in param.opts if o.startswith("--")), "")
+                kind = param.bare_type().removeprefix("list[").removesuffix("]")
+                param.metavar = METAVARS.get(long) or {"int": "N", "float": "X"}.get(kind, "TEXT")
+    return root
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """The console entry point: runs one command and exits with its code (see the module docstring)."""
     if threading.current_thread() is threading.main_thread():
@@ -722,7 +778,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     # OpenCV's own warnings ("[ WARN:0@0.01] can't open camera by index") repeat what avssm says in one line
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     try:
-        code = app(args=argv, prog_name="avssm", standalone_mode=False)
+        code = command()(args=argv, prog_name="avssm", standalone_mode=False)
     except AvssmError as e:
         print(f"avssm: error: {e}", file=sys.stderr)
         code = e.exit_code

@@ -194,3 +194,23 @@ def test_a_run_off_a_terminal_says_how_far_it_is(tmp_path, onnx_model):
                                                                      "4/4 frames"]
     assert progress_line(120, 795, 30.0, "frames") == "120/795 frames, 4.0 per second, 2:48 left"
     assert progress_line(7, None, 2.0, "frames") == "7 frames, 3.5 per second"
+
+
+def test_help_names_every_value_and_version_prints_it(capsys, monkeypatch):
+    # Help showed <str>, <bool>, <list[str]> and {model} where a user expects PATH, HxW, N or nothing (flags).
+    import contextlib
+    import re
+
+    import avssm
+    from avssm.cli import command
+
+    monkeypatch.setenv("COLUMNS", "200")
+    root = command()
+    for name in ["", *root.commands]:
+        with contextlib.suppress(SystemExit):
+            root([name, "--help"] if name else ["--help"], prog_name="avssm", standalone_mode=False)
+        text = capsys.readouterr().out
+        assert "Usage: avssm" in text, name
+        assert not re.search(r"<(str|bool|int|float|list)", text) and "{model}" not in text, (name, text)
+    r = subprocess.run([sys.executable, "-m", "avssm.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == f"avssm {avssm.__version__}"
