@@ -1,4 +1,4 @@
-"""docs/your-model.md's worked examples run as written: the Python files and commands of sections 1 (a model on
+"""docs/your-model.md's worked examples (and the README's Python example) run as written: the Python files and commands of sections 1 (a model on
 mamba_ssm's Mamba block) and 3 (a detection head on avssm's VMamba backbone), taken from the page itself.
 Section 2 needs a checkout of the official VMamba code: set AVSSM_VMAMBA_CODE to its classification/models folder
 to run it too (without the released checkpoint, which is not downloaded)."""
@@ -87,3 +87,13 @@ def test_example_3_a_detection_head_on_avssms_backbone(tmp_path):
 
     first = np.load(tmp_path / "outs" / "000000.npz")
     assert first["scores"].shape == (1, 3, 24, 40) and first["boxes"].shape == (1, 4, 24, 40)
+
+
+def test_the_readmes_python_example_runs_as_written(tmp_path):
+    # It named a placeholder checkpoint (det.pth) and video (drive.mp4): as written it failed.
+    readme = (PAGE.parents[1] / "README.md").read_text()
+    (code,) = blocks(readme[readme.index("## Python"):], "python")[:1]
+    r = subprocess.run([sys.executable, "-c", code.replace("max_frames=100", "max_frames=2")], capture_output=True,
+                       text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "nano.onnx").is_file() and (tmp_path / "dets.jsonl").read_text().count("\n") >= 2
