@@ -1,7 +1,7 @@
-"""docs/your-model.md's worked examples (and the README's Python example) run as written: the Python files and commands of sections 1 (a model on
-mamba_ssm's Mamba block) and 3 (a detection head on avssm's VMamba backbone), taken from the page itself.
-Section 2 needs a checkout of the official VMamba code: set AVSSM_VMAMBA_CODE to its classification/models folder
-to run it too (without the released checkpoint, which is not downloaded)."""
+"""docs/your-model.md's worked examples run as written: the Python files and commands of sections 1 (a model on
+mamba_ssm's Mamba block) and 3 (a detection head on avssm's VMamba backbone), taken from the page itself, and the
+README's Python example. Section 2 needs a checkout of the official VMamba code: set AVSSM_VMAMBA_CODE to its
+classification/models folder to run it too (without the released checkpoint, which is not downloaded)."""
 import os
 import re
 import shlex
