@@ -16,40 +16,77 @@
 //   init-after   AUTOREGISTER dlopened, then a second component calls avssmInitPlugins(getPluginRegistry())
 //   absent       AUTOREGISTER dlopened with no TensorRT loaded (NVINFER unused)
 //   other-major  as global, with a TensorRT of another major than the headers' ($AVSSM_TEST_TENSORRT_VERSION)
+//   no-version   as global, with a TensorRT that has no getInferLibVersion (built with -DNO_VERSION)
+//   concurrent   two threads call avssmInitPlugins at once, 20 rounds, each on an empty registry (two detectors
+//                opened at the same time)
+//   reload       AUTOREGISTER dlopened, dlclosed and dlopened again (DeepStream stops and starts a pipeline)
+//   preload      AUTOREGISTER dlopened before any TensorRT (Triton's LD_PRELOAD, ctypes before `import tensorrt`),
+//                with NVINFER's folder on LD_LIBRARY_PATH; then NVINFER loaded RTLD_LOCAL, as Triton's backend does
+//
+// The registry behaves as TensorRT's headers document: registerCreator refuses a (name, version, namespace) that is
+// registered already, and calls are synchronized; lookups can be made slow to widen a race.
 #include "NvInferRuntime.h"
 
 #include "checks.h"
 
 #include <dlfcn.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace nvinfer1;
 
 namespace {
 
-// Records every call; holds what is registered so that lookups answer as a registry does.
+// The (name, version, namespace) of a V3 creator, as a registry keys it.
+std::string key(IPluginCreatorInterface& creator, char const* ns) {
+    if (std::strcmp(creator.getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") != 0) return "?";
+    auto& v3 = static_cast<IPluginCreatorV3One&>(creator);
+    return std::string(v3.getPluginName()) + "/" + v3.getPluginVersion() + "/" + (ns ? ns : "");
+}
+
+// Records every call; holds what is registered so that lookups answer as a registry does, and refuses a creator
+// whose (name, version, namespace) is registered already, as TensorRT's does.
 class RecordingRegistry : public IPluginRegistry {
 public:
     std::vector<std::pair<IPluginCreatorInterface*, std::string>> registered;  // creator, namespace
-    int calls{0};            // every call to the registry
-    int getCreatorCalls{0};  // TensorRT's getCreator logs an error when the creator is absent
+    std::atomic<int> calls{0};  // every call to the registry
+    int getCreatorCalls{0};     // TensorRT's getCreator logs an error when the creator is absent
+    int refused{0};             // registerCreator calls refused as duplicates
+    bool slow{false};           // lookups take 5 ms: two registrations racing both find the creator absent
 
+    void reset() {
+        std::lock_guard<std::mutex> lock(mMutex);
+        registered.clear();
+        calls = 0, getCreatorCalls = 0, refused = 0;
+    }
     bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const ns) noexcept override {
         ++calls;
+        std::lock_guard<std::mutex> lock(mMutex);
+        for (auto& r : registered) {
+            if (key(*r.first, r.second.c_str()) == key(creator, ns)) return ++refused, false;
+        }
         registered.emplace_back(&creator, ns ? ns : "");
         return true;
     }
     IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override {
         ++const_cast<RecordingRegistry*>(this)->calls;
-        mAll.clear();
-        for (auto const& r : registered) mAll.push_back(r.first);
-        *n = static_cast<int32_t>(mAll.size());
-        return mAll.data();
+        thread_local std::vector<IPluginCreatorInterface*> all;  // what this thread was handed
+        {
+            std::lock_guard<std::mutex> lock(mMutex);
+            all.clear();
+            for (auto const& r : registered) all.push_back(r.first);
+        }
+        if (slow) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        *n = static_cast<int32_t>(all.size());
+        return all.data();
     }
     IPluginCreatorInterface* getCreator(AsciiChar const* const, AsciiChar const* const,
                                         AsciiChar const* const = "") noexcept override {
@@ -84,7 +121,7 @@ public:
 #endif
 
 private:
-    mutable std::vector<IPluginCreatorInterface*> mAll;
+    mutable std::mutex mMutex;
 };
 
 }  // namespace
@@ -96,10 +133,12 @@ extern "C" IPluginRegistry* getPluginRegistry() noexcept {
     return &registry;
 }
 
+#ifndef NO_VERSION
 extern "C" int32_t getInferLibVersion() noexcept {
     char const* forced = std::getenv("AVSSM_TEST_TENSORRT_VERSION");
     return forced ? std::atoi(forced) : NV_TENSORRT_VERSION;
 }
+#endif
 
 #else
 
@@ -147,6 +186,15 @@ int main(int argc, char** argv) {
     if (mode == "absent") {
         check(dlsym(RTLD_DEFAULT, "getPluginRegistry") == nullptr, "no TensorRT in this process");
         check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads without TensorRT");
+        return checks::report();
+    }
+    if (mode == "preload") {
+        check(dlsym(RTLD_DEFAULT, "getPluginRegistry") == nullptr, "no TensorRT in this process yet");
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads before TensorRT");
+        void* later = open(nvinferPath, RTLD_NOW | RTLD_LOCAL);  // Triton's TensorRT backend, RTLD_LOCAL
+        if (later == nullptr) return 2;
+        auto* registry = static_cast<RecordingRegistry*>(reinterpret_cast<GetRegistry>(dlsym(later, "getPluginRegistry"))());
+        checkRegisteredOnce(*registry, "preloaded, then TensorRT loaded by the host");
         return checks::report();
     }
 
@@ -198,6 +246,56 @@ int main(int argc, char** argv) {
         using Init = bool (*)(IPluginRegistry*);
         auto init = plugin ? reinterpret_cast<Init>(dlsym(plugin, "avssmInitPlugins")) : nullptr;
         check(init != nullptr && !init(registry) && registry->calls == 0, "avssmInitPlugins refuses it too");
+    } else if (mode == "no-version") {
+        check(dlsym(nvinfer, "getInferLibVersion") == nullptr, "this TensorRT does not say its version");
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads");
+        void* plugin = open(pluginPath, RTLD_NOW | RTLD_LOCAL);
+        using Init = bool (*)(IPluginRegistry*);
+        auto init = plugin ? reinterpret_cast<Init>(dlsym(plugin, "avssmInitPlugins")) : nullptr;
+        check(init != nullptr && !init(registry), "avssmInitPlugins refuses a registry of unknown layout");
+        check(registry->calls == 0, "that registry is not called at all (got " + std::to_string(registry->calls) +
+                                        " calls)");
+    } else if (mode == "concurrent") {
+        void* plugin = open(pluginPath, RTLD_NOW | RTLD_LOCAL);
+        if (plugin == nullptr) return 2;
+        using Init = bool (*)(IPluginRegistry*);
+        auto init = reinterpret_cast<Init>(dlsym(plugin, "avssmInitPlugins"));
+        int failedRounds = 0;
+        for (int round = 0; round < 20; ++round) {
+            registry->reset();
+            registry->slow = true;
+            std::atomic<bool> go{false};
+            bool ok[2] = {false, false};
+            std::thread threads[2];
+            for (int t = 0; t < 2; ++t) {
+                threads[t] = std::thread([&, t] {
+                    while (!go) std::this_thread::yield();
+                    ok[t] = init(registry);
+                });
+            }
+            go = true;
+            for (auto& thread : threads) thread.join();
+            registry->slow = false;
+            if (!ok[0] || !ok[1] || registry->registered.size() != 2) ++failedRounds;
+        }
+        check(failedRounds == 0, "two avssmInitPlugins at once both succeed and register each creator once, 20 of 20 "
+                                 "rounds (failed " + std::to_string(failedRounds) + ")");
+    } else if (mode == "reload") {
+        void* first = open(autoregisterPath, RTLD_NOW | RTLD_LOCAL);
+        checkRegisteredOnce(*registry, "loaded");
+        if (first != nullptr) dlclose(first);  // the pipeline stops
+        void* still = dlopen(pluginPath, RTLD_NOW | RTLD_NOLOAD);
+        check(still != nullptr, "the library whose creators are registered stays mapped after dlclose");
+        if (still != nullptr) {
+            dlclose(still);
+            for (auto const& r : registry->registered) {  // what TensorRT does at the next start: walk the creators
+                auto* v3 = static_cast<IPluginCreatorV3One*>(r.first);
+                check(std::strcmp(v3->getPluginName(), "SelectiveScan") == 0, "a registered creator still answers");
+            }
+        }
+        check(open(autoregisterPath, RTLD_NOW | RTLD_LOCAL) != nullptr, "the library loads again");
+        checkRegisteredOnce(*registry, "dlclosed and loaded again");
+        check(registry->refused == 0, "nothing registered twice");
     } else {
         std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
         return 2;

@@ -509,9 +509,14 @@ TensorRT findTensorRT() noexcept {
 }
 
 // IPluginRegistry's virtual functions differ between TensorRT majors (11 dropped the V1 ones), so this library
-// calls a registry only of the major its headers are.
+// calls a registry only of the major its headers are: a TensorRT that does not say its version is not called.
 bool registryFits(TensorRT const& process) noexcept {
-    if (process.version == nullptr) return true;
+    if (process.version == nullptr) {
+        avssm::trt::logError("the TensorRT library of this process has no getInferLibVersion, so its plugin registry's "
+                             "layout is unknown: SelectiveScan is not registered; load TensorRT " +
+                             std::to_string(NV_TENSORRT_MAJOR) + "'s libnvinfer");
+        return false;
+    }
     int32_t const version = process.version();
     if (version / 10000 == NV_TENSORRT_MAJOR) return true;
     avssm::trt::logError("this library was built against TensorRT " + std::to_string(NV_TENSORRT_MAJOR) +
@@ -539,13 +544,32 @@ bool hasSelectiveScan(IPluginRegistry& registry, char const* version) noexcept {
     return false;
 }
 
+// One registration at a time in this process: two detectors opened at once would both find the creator absent and
+// both register it, and a registry refuses the second.
+std::mutex gRegistrationMutex;
+
+// Once a registry holds this library's creators, the library must stay mapped: DeepStream dlcloses its
+// custom-lib-path when a pipeline stops, and the next start walks the registered creators. RTLD_NODELETE on the
+// already loaded library (found by an address inside it) keeps it for the life of the process.
+void keepLoaded() noexcept {
+    Dl_info self{};
+    if (dladdr(reinterpret_cast<void*>(&keepLoaded), &self) != 0 && self.dli_fname != nullptr) {
+        void* handle = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+        if (handle != nullptr) dlclose(handle);  // the flag stays; this reference goes
+    }
+}
+
 bool registerOnce(IPluginRegistry* registry, TensorRT const& process) noexcept {
     if (registry == nullptr || !registryFits(process)) return false;
+    std::lock_guard<std::mutex> lock(gRegistrationMutex);
+    keepLoaded();
     bool all = true;
     for (avssm::trt::SelectiveScanPluginCreator* creator : gCreators) {
         char const* version = creator->getPluginVersion();
         if (hasSelectiveScan(*registry, version)) continue;  // another component or library registered it
         if (registry->registerCreator(*creator, avssm::trt::kPluginNamespace)) continue;
+        // Refused: a component outside this lock (another copy of the library) may have registered it meanwhile.
+        if (hasSelectiveScan(*registry, version)) continue;
         avssm::trt::logError(std::string("TensorRT's plugin registry refused the SelectiveScan creator (version ") +
                              version + ", namespace avssm)");
         all = false;
@@ -559,13 +583,28 @@ extern "C" bool avssmInitPlugins(IPluginRegistry* registry) {
     return registerOnce(registry, findTensorRT());
 }
 
+#define AVSSM_TRT_STR2(x) #x
+#define AVSSM_TRT_STR(x) AVSSM_TRT_STR2(x)
+
 extern "C" bool avssmRegisterPlugins() {
-    TensorRT const process = findTensorRT();
+    TensorRT process = findTensorRT();
     if (process.registry == nullptr) {
-        avssm::trt::logError("no TensorRT (libnvinfer) is loaded in this process, so SelectiveScan is not registered: "
-                             "load libavssm_trt_autoregister.so after TensorRT, or pass libavssm_trt_plugin.so to "
-                             "IPluginRegistry::loadLibrary (trtexec --dynamicPlugins)");
-        return false;
+        // Loaded before TensorRT (Triton's LD_PRELOAD; Python's ctypes before `import tensorrt`): load the
+        // TensorRT these headers are, from the library path. The program's own later load of that library gets
+        // the same library, so its registry holds SelectiveScan. RTLD_LOCAL: nothing enters the global scope.
+        char const* const library = "libnvinfer.so." AVSSM_TRT_STR(NV_TENSORRT_MAJOR);
+        void* handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+        if (handle != nullptr) {
+            process = {reinterpret_cast<GetPluginRegistry>(dlsym(handle, "getPluginRegistry")),
+                       reinterpret_cast<GetInferLibVersion>(dlsym(handle, "getInferLibVersion"))};
+        }
+        if (process.registry == nullptr) {
+            avssm::trt::logError(std::string("no TensorRT is loaded in this process and ") + library +
+                                 " is not on the library path, so SelectiveScan is not registered: load "
+                                 "libavssm_trt_autoregister.so after TensorRT, or pass libavssm_trt_plugin.so to "
+                                 "IPluginRegistry::loadLibrary (trtexec --dynamicPlugins)");
+            return false;
+        }
     }
     return registerOnce(process.registry(), process);
 }
