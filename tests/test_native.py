@@ -90,7 +90,8 @@ def test_infer_library_installs_for_find_package_and_reports_in_one_line(build, 
     consumer.mkdir()
     (consumer / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.18)\nproject(consumer C)\nfind_package(avssm_infer REQUIRED)\n"
-        "add_executable(detect ${SAMPLE})\ntarget_link_libraries(detect PRIVATE avssm::avssm_infer)\n")
+        "add_executable(detect ${SAMPLE})\ntarget_link_libraries(detect PRIVATE avssm::avssm_infer)\n"
+        "install(TARGETS detect DESTINATION bin)\n")
     sample = os.path.join(os.path.dirname(__file__), "..", "avssm", "csrc", "samples", "detect.c")
     subprocess.run(["cmake", "-S", str(consumer), "-B", str(consumer / "build"), f"-DCMAKE_PREFIX_PATH={prefix}",
                     f"-DSAMPLE={os.path.abspath(sample)}"], check=True, capture_output=True)
@@ -99,13 +100,18 @@ def test_infer_library_installs_for_find_package_and_reports_in_one_line(build, 
     frame.write_bytes(bytes(2 * 2 * 3))
     engine = tmp_path / "det.engine"
 
-    def detect():
-        r = subprocess.run([str(consumer / "build" / "detect"), str(engine), str(frame), "2", "2"], capture_output=True,
+    def detect(program=consumer / "build" / "detect"):
+        r = subprocess.run([str(program), str(engine), str(frame), "2", "2"], capture_output=True,
                            text=True, timeout=60, env={**os.environ, "LD_LIBRARY_PATH": ""})
         assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
         return r.stderr
 
     assert "no such file" in detect()
+    # The consumer installed (as colcon installs a ROS 2 component) runs from a clean environment too: it failed
+    # with "libavssm_infer.so: cannot open shared object file" (no RUNPATH to avssm's install folder).
+    subprocess.run(["cmake", "--install", str(consumer / "build"), "--prefix", str(tmp_path / "consumer-prefix")],
+                   check=True, capture_output=True)
+    assert "no such file" in detect(tmp_path / "consumer-prefix" / "bin" / "detect")
     engine.write_bytes(b"plan")
     assert f"no {engine}.json beside it (build engines with avssm build)" in detect()
     meta = {"model": "m", "task": "detection", "scan_op": "plugin", "precision": "fp32", "class_names": ["car"],
@@ -589,3 +595,20 @@ def test_nvcc_is_looked_for_in_order(tmp_path):
     expected = "/usr/local/cuda/bin" if os.path.isfile("/usr/local/cuda/bin/nvcc") else "none"
     assert r.stdout.strip() == expected
 
+
+@pytest.mark.skipif(shutil.which("cmake") is None or not os.path.isfile("/usr/local/cuda/bin/nvcc"),
+                    reason="needs cmake and the CUDA toolkit in /usr/local/cuda")
+def test_the_plain_cmake_recipe_finds_nvcc_off_path(tmp_path):
+    # JetPack 6 has nvcc in /usr/local/cuda/bin, not on PATH: `cmake -S avssm/csrc -B build` stopped at
+    # CMAKE_CUDA_COMPILER-NOTFOUND unless CUDACXX was set; `avssm build-plugins` found it.
+    cmake_dir = os.path.dirname(shutil.which("cmake"))
+    path = os.pathsep.join(dict.fromkeys([cmake_dir, "/usr/bin", "/bin"]))
+    env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": path}
+    assert shutil.which("nvcc", path=env["PATH"]) is None, "nvcc must not be on this PATH for the check"
+    import avssm
+
+    source = os.path.join(os.path.dirname(avssm.__file__), "csrc")
+    r = subprocess.run(["cmake", "-S", source, "-B", str(tmp_path / "build")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-1500:] + r.stderr[-1500:]
+    assert "Check for working CUDA compiler: /usr/local/cuda/bin/nvcc" in r.stdout
