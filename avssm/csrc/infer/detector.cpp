@@ -54,23 +54,32 @@ TensorRT const& tensorrt() {
     return found;
 }
 
-// TensorRT's errors, kept for the one line a failure reports.
+// TensorRT's errors, kept for the one line a failure reports: the last one logged on the calling thread (TensorRT
+// logs a call's errors on the thread that made it), so detectors used from several threads keep their own.
 class Logger : public nvinfer1::ILogger {
 public:
     void log(Severity severity, char const* msg) noexcept override {
         if (severity > Severity::kERROR) return;
-        std::lock_guard<std::mutex> lock(mMutex);
-        mLast = msg;
+        lastOnThisThread() = msg;
     }
     std::string last() {
-        std::lock_guard<std::mutex> lock(mMutex);
-        return mLast.empty() ? "see TensorRT's log" : mLast;
+        std::string const& message = lastOnThisThread();
+        return message.empty() ? "see TensorRT's log" : message;
     }
 
 private:
-    std::mutex mMutex;
-    std::string mLast;
+    static std::string& lastOnThisThread() {
+        thread_local std::string message;
+        return message;
+    }
 };
+
+// The one logger of every detector in the process: TensorRT may keep the first logger it is given as its
+// process-wide one, so it is never destroyed (a detector's own logger was freed with the detector).
+Logger& processLogger() {
+    static Logger* const logger = new Logger();
+    return *logger;
+}
 
 void cuda(cudaError_t err, char const* what) {
     if (err != cudaSuccess) throw Error(AVSSM_ERROR_CUDA, std::string(what) + ": " + cudaGetErrorString(err));
@@ -116,7 +125,7 @@ struct DeviceBuffer {
 struct Detector::State {
     std::string engine;
     Metadata meta;
-    Logger logger;
+    Logger& logger{processLogger()};
     std::unique_ptr<nvinfer1::IRuntime> runtime;
     std::unique_ptr<nvinfer1::ICudaEngine> cudaEngine;
     std::unique_ptr<nvinfer1::IExecutionContext> context;
