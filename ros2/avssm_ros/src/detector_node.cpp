@@ -38,6 +38,10 @@ public:
 
         // Every parameter is checked before the engine opens, so a bad one leaves nothing open.
         if (engine.empty()) throw std::invalid_argument("parameter engine_path: set it to an engine built by avssm build");
+        if (!(diagnosticsPeriod >= 0.0)) {
+            throw std::invalid_argument("parameter diagnostics_period_s: " + std::to_string(diagnosticsPeriod) +
+                                        ", expected seconds > 0, or 0 for no diagnostics");
+        }
         rclcpp::QoS qos(rclcpp::KeepLast(static_cast<size_t>(depth > 0 ? depth : 1)));
         if (reliability == "best_effort") {
             qos.best_effort();
@@ -63,7 +67,10 @@ public:
             input_ = create_subscription<sensor_msgs::msg::Image>(
                 "~/input/image", qos, [this](sensor_msgs::msg::Image::ConstSharedPtr msg) { onImage(*msg); });
         }
-        diagnosticsTimer_ = create_wall_timer(std::chrono::duration<double>(diagnosticsPeriod), [this] { publishDiagnostics(); });
+        if (diagnosticsPeriod > 0.0) {  // 0: off (a zero-period timer would spin the executor)
+            diagnosticsTimer_ = create_wall_timer(std::chrono::duration<double>(diagnosticsPeriod),
+                                                  [this] { publishDiagnostics(); });
+        }
     }
 
     ~DetectorNode() override { avssm_detector_close(detector_); }
