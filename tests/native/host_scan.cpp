@@ -78,13 +78,22 @@ cudaError_t run_fused(avssm_fused_scan_params const& p, cudaStream_t stream) {
 
 extern "C" {
 
-size_t avssm_selective_scan_workspace_size(int64_t, int64_t, int64_t, int64_t, int) { return 0; }
+// The plain loops need no workspace, but the CUDA kernel's grows with the multiprocessors it is sized for, and
+// enqueue must hand it no more than getWorkspaceSize announced: here the size grows the same way, and the scan
+// writes every byte it is told it has, so a plugin that passes more than TensorRT allocated writes past the
+// buffer (plugin_gpu_check --host-memory guards the bytes after it).
+size_t avssm_selective_scan_workspace_size(int64_t batch, int64_t dim, int64_t, int64_t dstate,
+                                           int num_multiprocessors) {
+    return static_cast<size_t>(batch * dim + 64 * (num_multiprocessors > 0 ? num_multiprocessors : 1)) *
+           static_cast<size_t>(dstate) * 8;
+}
 
 cudaError_t avssm_selective_scan_fwd(avssm_scan_params const* p, cudaStream_t) {
     if (!p || !p->u || !p->delta || !p->A || !p->B || !p->C || !p->y || p->groups < 1 || p->dim % p->groups ||
         p->dstate < 1 || p->dstate > 256) {
         return cudaErrorInvalidValue;
     }
+    if (p->workspace != nullptr) std::memset(p->workspace, 0x2a, p->workspace_bytes);
     std::vector<float> h(static_cast<size_t>(p->dstate));
     int64_t const L = p->length, N = p->dstate, perGroup = p->dim / p->groups;
     for (int64_t b = 0; b < p->batch; ++b) {
@@ -119,9 +128,11 @@ cudaError_t avssm_selective_scan_plan(avssm_scan_params const*, int, int* lanes,
 }
 
 size_t avssm_fused_scan_workspace_size(int layout, int64_t batch, int64_t dim, int64_t length, int64_t dstate,
-                                       avssm_dtype input_type, int) {
+                                       avssm_dtype input_type, int num_multiprocessors) {
     if (layout != AVSSM_FUSED_CROSS_2D && layout != AVSSM_FUSED_BIDIRECTIONAL) return 0;
-    return avssm::carve(layout, batch, dim, length, dstate, input_type).copies;
+    return avssm::carve(layout, batch, dim, length, dstate, input_type).copies +  // as fused_scan.cu sizes it
+           avssm_selective_scan_workspace_size(batch, avssm::fused_directions(layout) * dim, length, dstate,
+                                               num_multiprocessors);
 }
 
 cudaError_t avssm_fused_scan_fwd(avssm_fused_scan_params const* params, cudaStream_t stream) {

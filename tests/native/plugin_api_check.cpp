@@ -157,8 +157,8 @@ void checkFusedCreator(IPluginCreatorV3One* fused, IPluginCreatorV3One* plain, L
         DynamicPluginTensorDesc dynOut = dynamic(out);
         int32_t const sms = fieldValue(serialized, "workspace_multiprocessors");
         check(build->getWorkspaceSize(dyn.data(), 7, &dynOut, 1) == fusedWorkspaceSize(1, b, d, H * W, N, 1, sms) &&
-                  fusedWorkspaceSize(1, b, d, H * W, N, 1, sms) >= static_cast<size_t>(4 * 4 * b * d * H * W * 2),
-              "cross-2d: the workspace holds the four directions' copies, fp16");
+                  fusedWorkspaceSize(1, b, d, H * W, N, 1, sms) >= static_cast<size_t>(3 * 4 * b * d * H * W * 2),
+              "cross-2d: the workspace holds the four directions' copies of u and delta and their outputs, fp16");
         std::vector<DynamicPluginTensorDesc> dynamicShapes = dyn;
         dynamicShapes[0].desc.dims = dims({-1, d, -1, -1});
         for (int pos : {1}) dynamicShapes[pos].desc.dims = dims({-1, 4, d, -1, -1});

@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -332,6 +333,8 @@ T* capability(IPluginV3* plugin, PluginCapabilityType type, char const* kind) {
 }
 
 bool gHostMemory = false;  // --host-memory
+constexpr size_t kGuard = 1 << 20;  // bytes after the workspace, host memory only
+constexpr char kGuardByte = 0x5b;
 
 // The buffers enqueue gets: CUDA memory, or host memory with --host-memory.
 struct DeviceBuffers {
@@ -515,7 +518,10 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
         }
         size_t const outCount = static_cast<size_t>(volume(outputShape(c, c.batch, length)));
         void* out = device.add(outCount * elementSize(c.type));
-        void* work = workspace ? device.add(workspace) : nullptr;
+        // Host memory: kGuard bytes after the workspace getWorkspaceSize announced, checked after enqueue.
+        size_t const guarded = workspace + (gHostMemory ? kGuard : 0);
+        void* work = workspace ? device.add(guarded) : nullptr;
+        if (work && gHostMemory) std::memset(static_cast<char*>(work) + workspace, kGuardByte, kGuard);
         cudaStream_t stream{};
         if (!check(uploaded && out && (work || !workspace) && (gHostMemory || cudaStreamCreate(&stream) == cudaSuccess),
                    shape + ": buffers")) {
@@ -530,6 +536,12 @@ void runCase(IPluginCreatorV3One* creator, Case const& c, bool gpu) {
         if (!check(status == 0 && synced == cudaSuccess,
                    shape + ": enqueue (" + (gHostMemory ? "host" : cudaGetErrorString(synced)) + ")")) {
             continue;
+        }
+        if (work && gHostMemory) {
+            char const* guard = static_cast<char const*>(work) + workspace;
+            check(std::all_of(guard, guard + kGuard, [](char b) { return b == kGuardByte; }),
+                  shape + ": enqueue stays within the " + std::to_string(workspace) +
+                      " workspace bytes getWorkspaceSize announced");
         }
 
         std::vector<float> y(outCount);

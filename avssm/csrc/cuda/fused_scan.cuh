@@ -69,8 +69,9 @@ __global__ void __launch_bounds__(kFusedThreads)
     }
 }
 
-// The workspace, in order: the directions' u, delta, B, C, outputs and z (room for z whether or not the node
-// has one, so that one size covers both), then the plain scan's own workspace.
+// The workspace, in order: the directions' u, delta, B, C, outputs and, for the bidirectional layout, z (room for
+// z whether or not the node has one, so that one size covers both; cross-2d never has z), then the plain scan's own
+// workspace.
 struct Carve {
     size_t seq, state, copies;  // bytes of one (batch, K * dim, L) copy, of one (batch, K, N, L) copy, of all
 };
@@ -83,7 +84,8 @@ inline Carve carve(int layout, int64_t batch, int64_t dim, int64_t length, int64
     const size_t k = static_cast<size_t>(fused_directions(layout)), e = type == AVSSM_FLOAT32 ? 4 : 2;
     const size_t seq = aligned(static_cast<size_t>(batch) * k * dim * length * e);
     const size_t state = aligned(static_cast<size_t>(batch) * k * dstate * length * e);
-    return {seq, state, 4 * seq + 2 * state};
+    const size_t sequences = layout == AVSSM_FUSED_CROSS_2D ? 3 : 4;  // u, delta, outputs (and z)
+    return {seq, state, sequences * seq + 2 * state};
 }
 
 // One traverse_kernel call: dst (batch, K, channels, L) from src.
