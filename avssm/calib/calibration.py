@@ -31,8 +31,9 @@ def calibrate(model: str, data: str, output: str, *, frames: int = CalibOptions.
     from avssm.graph.onnx_io import input_specs, load_model, read_onnx_input
     from avssm.runtime.raw import describe_inputs, frame_normalization, takes_frames
 
-    meta, _, fixed, dtype = read_onnx_input(Path(model))
-    specs = input_specs(load_model(model, external_data=False))
+    graph = load_model(model, external_data=False)  # read once: its metadata and first input, and every input
+    meta, _, fixed, dtype = read_onnx_input(Path(model), graph)
+    specs = input_specs(graph)
     warned: set[str] = set()
 
     def skipped(message: str) -> None:

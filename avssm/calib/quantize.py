@@ -173,14 +173,13 @@ def _calibration_hooks():
     logged and its calibrators' progress not printed. The hooks are installed while any context uses them and act
     only inside one."""
     global _hooks_users, _hooks_original
+    import builtins
+
     import onnxruntime as ort
+    from onnxruntime.quantization import calibrate as calibrate_module
     from onnxruntime.quantization.calibrate import CalibraterBase
 
     from avssm.graph.onnx_io import session_options
-
-    import builtins
-
-    from onnxruntime.quantization import calibrate as calibrate_module
 
     def quiet_print(*args, **kwargs):  # the calibrators print progress on stdout (32 lines for one file)
         if not _calibrating.get():

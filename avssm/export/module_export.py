@@ -133,9 +133,7 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
     names = [n for n, _ in inputs]
     generator = torch.Generator().manual_seed(0)
     example = [torch.randn(*shape, generator=generator) for _, shape in inputs]
-    with torch.no_grad():
-        expected = model(*example)
-    expected = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    expected = _outputs(model, example)
     traced, traced_example = model, example
     if precision == "fp16":
         import copy
@@ -156,9 +154,9 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
         axes.setdefault(n, {}).update({a: "batch" if a == 0 else f"{n}_{a}" for a in listed})
     with faults_as("--output", output), atomic_output(output) as tmp:
         step(f"tracing {name or type(model).__name__}")
-        layouts = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
+        form = contextlib.nullcontext() if fused else selective_scan_onnx.unfused_export()
         try:
-            with selective_scan_onnx.recording_scans() as shapes, layouts, torch.no_grad():
+            with selective_scan_onnx.recording_scans() as shapes, form, torch.no_grad():
                 torch.onnx.export(traced, tuple(traced_example), str(tmp), dynamo=False, opset_version=opset,
                                   input_names=names, output_names=output_names, dynamic_axes=axes or None)
         except NotCoveredError as e:
@@ -182,9 +180,7 @@ def export_module(model: torch.nn.Module, output, *, inputs: list[tuple[str, tup
             if axes:  # a second size: what the trace baked in as a constant shows there
                 grown = [torch.randn(*[d * 2 if a in axes.get(n, {}) else d for a, d in enumerate(shape)],
                                      generator=generator) for n, shape in inputs]
-                with torch.no_grad():
-                    want = model(*grown)
-                want = list(want) if isinstance(want, (tuple, list)) else [want]
+                want = _outputs(model, grown)
                 grown_feeds = {n: x.half() if precision == "fp16" else x for n, x in zip(names, grown)}
                 runs.append((grown_feeds, want, ", ".join(f"{n}[{','.join(map(str, x.shape))}]"
                                                           for n, x in zip(names, grown))))
@@ -209,6 +205,13 @@ def scans_found(result: ExportResult) -> str:
     kinds = ", ".join(f"{n} {name}" + (" (version 2)" if name != "sequence" else " (version 1)")
                       for name, n in layouts.items())
     return f"scans: {count} found, each one SelectiveScan node: {kinds}"
+
+
+def _outputs(model: torch.nn.Module, inputs: list) -> list:
+    """The model's outputs on ``inputs``, as a list (one output or several)."""
+    with torch.no_grad():
+        out = model(*inputs)
+    return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
 class _FloatOutputs(torch.nn.Module):

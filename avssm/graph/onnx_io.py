@@ -30,11 +30,12 @@ def require_valid_scan_nodes(model, source) -> None:
         raise MetadataError(f"model {source}: {e}") from None
 
 
-def read_onnx_input(path: str | Path) -> tuple[dict, str, tuple | None, type]:
-    """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file."""
+def read_onnx_input(path: str | Path, model=None) -> tuple[dict, str, tuple | None, type]:
+    """(avssm metadata, input name, fixed (H, W) or None, input numpy dtype) of an exported file (``model``: the
+    file already loaded without its external data)."""
     import onnx
 
-    model = load_model(path, external_data=False)
+    model = model if model is not None else load_model(path, external_data=False)
     meta = require_metadata(model, source=path)
     require_valid_scan_nodes(model, path)
     if not model.graph.input:

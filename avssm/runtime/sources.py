@@ -93,7 +93,8 @@ class FrameSource:
         self.error: str | None = None
         self._declared_fps: float | None = None  # a video file's own rate
         self._declared_count: int | None = None  # a video file's frame count, from its header (probe)
-        self._span: list = [None, None, 0]        # first and last capture time (s) or first topic's stamp, count
+        # frames counted for frame_rate: how many, the first's and the last's time (s: capture, or stamp)
+        self._counted, self._first_at, self._last_at = 0, 0.0, 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -219,14 +220,14 @@ class FrameSource:
         topic), a camera's or stream's as measured so far; None before two frames (or for images)."""
         if self._declared_fps:
             return self._declared_fps
-        first, last, count = self._span
-        return (count - 1) / (last - first) if count >= 2 and last > first else None
+        span = self._last_at - self._first_at
+        return (self._counted - 1) / span if self._counted >= 2 and span > 0 else None
 
     def _count(self, at: float) -> None:
         """One frame at ``at`` seconds (capture time, or a recording's stamp) for frame_rate."""
-        span = self._span
-        span[0] = at if span[0] is None else span[0]
-        span[1], span[2] = at, span[2] + 1
+        if self._counted == 0:
+            self._first_at = at
+        self._counted, self._last_at = self._counted + 1, at
 
     def _run_images(self) -> None:
         index = 0
@@ -313,7 +314,7 @@ class FrameSource:
                     self.warn(f"{e} (message at {message.log_time_ns} ns); skipped")
                     continue
                 self.captured += 1
-                if message.topic == self.topics[0] if self.topics else True:
+                if not self.topics or message.topic == self.topics[0]:
                     self._count(message.stamp_ns / 1e9)
                 self._put(Frame(index, self._prepare(image), time.perf_counter(), f"{message.topic}@{message.stamp_ns}",
                                 message.topic, message.stamp_ns, due, message.msg, message.log_time_ns, self.index))

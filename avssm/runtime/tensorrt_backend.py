@@ -8,6 +8,7 @@ besides (avssm metadata, TensorRT version, GPU, shapes, plugin) is in ``<engine>
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -187,19 +188,17 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
     model = load_model(onnx_path)  # read once: its metadata now, and whether its scans are fused below
     meta = require_metadata(model, source=onnx_path)
     require_valid_scan_nodes(model, onnx_path)
+    specs = [(name, shape) for name, shape, _ in input_specs(model)]
     exported = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
     if meta.get("task") != "custom" and len(meta.get("export_size") or []) == 2:
-        exported = {input_specs(model)[0][0]: [1, 3, *meta["export_size"]]}
-
-    def profiles_of_the_file():
-        return profile_shapes([(name, tuple(-1 if d is None else d for d in shape))
-                               for name, shape, _ in input_specs(model)], min_shape, opt_shape, max_shape,
-                              source=f"model {onnx_path}", exported=exported)
-
+        exported = {specs[0][0]: [1, 3, *meta["export_size"]]}
+    check = functools.partial(profile_shapes, specs, min_shape, opt_shape, max_shape, source=f"model {onnx_path}",
+                              exported=exported)
+    # Shapes given are checked before TensorRT loads; without any, a missing TensorRT is said first.
     given = any(v is not None for v in (min_shape, opt_shape, max_shape))
-    profiles = profiles_of_the_file() if given else None  # shapes given are checked before TensorRT loads
+    profiles = check() if given else None
     trt = _import_tensorrt()
-    profiles = profiles or profiles_of_the_file()
+    profiles = profiles or check()
     logger = trt.Logger(trt.Logger.WARNING)
     plugin = _load_plugin(trt, plugin_lib)
     if meta.get("scan_op") == "plugin" and plugin is None:
@@ -219,7 +218,7 @@ def build_engine(onnx_path: str, output: str, *, plugin_lib: str | None = None, 
         raise AvssmError(f"model {onnx_path}: TensorRT cannot parse it: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    dynamic = [name for name, shape, _ in input_specs(model) if None in shape]  # TensorRT names them as ONNX does
+    dynamic = [name for name, shape in specs if None in shape]  # TensorRT names them as ONNX does
     if dynamic:
         profile = builder.create_optimization_profile()
         for name in dynamic:
